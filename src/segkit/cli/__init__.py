@@ -1,0 +1,49 @@
+"""The ``segkit`` command line: one module per command, each only parses options and renders.
+
+Stage logic lives in the pure core modules; the command modules in this package are
+the only place that imports Typer.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from segkit import __version__
+from segkit.cli import convert_cmd, models_cmd, split_cmd, validate_cmd, weights_cmd
+
+app = typer.Typer(
+    name="segkit",
+    help="labelme annotations → VOC dataset → trained segmentation model → honest metrics.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"segkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Show the version."
+        ),
+    ] = False,
+) -> None:
+    """segkit: from labelme annotations to a trained, evaluated segmentation model."""
+
+
+for _module in (convert_cmd, validate_cmd, split_cmd, weights_cmd, models_cmd):
+    _module.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
