@@ -35,7 +35,7 @@ def test_palette_png_round_trip(tmp_path_factory: pytest.TempPathFactory, mask: 
 def test_rgb_mask_rejected_with_advice(tmp_path) -> None:
     path = tmp_path / "rgb.png"
     PIL.Image.new("RGB", (4, 4), (128, 0, 0)).save(path)
-    with pytest.raises(DatasetError, match="RGB colour image.*palette"):
+    with pytest.raises(DatasetError, match=r"RGB colour image.*palette"):
         read_mask(path)
 
 
