@@ -1,0 +1,69 @@
+"""Perceptual difference hashes, to find near-duplicate images cheaply."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import PIL.ImageOps
+
+HASH_BITS = 64
+#: Hamming distance (of 64 bits) at or below which two images count as near-duplicates.
+DEFAULT_MAX_DISTANCE = 4
+
+
+def difference_hash(image: PIL.Image.Image) -> int:
+    """64-bit dHash: sign of horizontal gradients on a 9×8 grayscale thumbnail."""
+    small = image.convert("L").resize((9, 8), PIL.Image.Resampling.BILINEAR)
+    pixels = np.asarray(small, dtype=np.int16)
+    bits = (pixels[:, 1:] > pixels[:, :-1]).ravel()
+    return int("".join("1" if bit else "0" for bit in bits), 2)
+
+
+def hash_image_file(path: Path) -> int:
+    """dHash of an image file, decoded at reduced size where the format allows (JPEG draft)."""
+    with PIL.Image.open(path) as image:
+        image.draft("L", (64, 64))
+        oriented = PIL.ImageOps.exif_transpose(image)
+        return difference_hash(oriented)
+
+
+def hamming_distance(a: int, b: int) -> int:
+    """Number of differing bits."""
+    return (a ^ b).bit_count()
+
+
+def near_duplicate_groups(
+    hashes: Mapping[str, int], max_distance: int = DEFAULT_MAX_DISTANCE
+) -> list[list[str]]:
+    """Groups (size ≥ 2, sorted) of ids whose hashes chain within ``max_distance`` bits.
+
+    Transitive: if a~b and b~c, then a, b, c form one group. Pairwise distances are
+    computed with numpy in blocks, so thousands of images take well under a second.
+    """
+    ids = sorted(hashes)
+    if len(ids) < 2:
+        return []
+    values = np.array([hashes[i] for i in ids], dtype=np.uint64)
+    parent = list(range(len(ids)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    block = 1024
+    for start in range(0, len(ids), block):
+        xor = values[start : start + block, None] ^ values[None, :]
+        distances = np.unpackbits(xor.view(np.uint8), axis=-1).reshape(*xor.shape, 64).sum(-1)
+        rows, cols = np.nonzero(distances <= max_distance)
+        for row, col in zip(rows + start, cols, strict=True):
+            if row < col:
+                parent[find(row)] = find(col)
+    groups: dict[int, list[str]] = {}
+    for index, sample_id in enumerate(ids):
+        groups.setdefault(find(index), []).append(sample_id)
+    return sorted(group for group in groups.values() if len(group) > 1)

@@ -1,0 +1,54 @@
+"""Run a function over many items in worker processes, reporting each result as it lands."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Called after each item with the number of items finished so far and the total.
+ProgressCallback = Callable[[int, int], None]
+
+
+def default_workers() -> int:
+    """All cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def parallel_map(
+    func: Callable[[T], R],
+    items: Iterable[T],
+    *,
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> list[R]:
+    """``[func(item) for item in items]`` across ``workers`` processes, in input order.
+
+    ``func`` must be a module-level function (it is pickled). With one worker, or one
+    item, everything runs in this process, which keeps tests and debugging simple.
+    Exceptions propagate; callers that want to collect per-item failures should make
+    ``func`` return them instead of raising.
+    """
+    todo: Sequence[T] = list(items)
+    workers = default_workers() if workers is None else max(1, workers)
+    results: list[R | None] = [None] * len(todo)
+    if workers == 1 or len(todo) <= 1:
+        for index, item in enumerate(todo):
+            results[index] = func(item)
+            if progress:
+                progress(index + 1, len(todo))
+        return results  # type: ignore[return-value]
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+        futures = {pool.submit(func, item): index for index, item in enumerate(todo)}
+        for done, future in enumerate(as_completed(futures), start=1):
+            results[futures[future]] = future.result()
+            if progress:
+                progress(done, len(todo))
+    return results  # type: ignore[return-value]
