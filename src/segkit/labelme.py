@@ -1,0 +1,311 @@
+"""Read and check labelme JSON files, and load their image in labelme's display frame."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path, PureWindowsPath
+from typing import Any
+
+import numpy as np
+import PIL.Image
+from numpy.typing import NDArray
+
+from segkit.errors import AnnotationError
+
+#: Number of points each shape type needs: an exact count, or (minimum, None).
+POINT_COUNTS: dict[str, int | tuple[int, None]] = {
+    "polygon": (3, None),
+    "rectangle": 2,
+    "circle": 2,
+    "line": 2,
+    "linestrip": (2, None),
+    "point": 1,
+    "oriented_rectangle": 4,
+    "mask": 2,
+}
+SHAPE_TYPES = tuple(POINT_COUNTS)
+EXIF_ORIENTATION_TAG = 0x0112
+#: PIL's own decompression-bomb error threshold; ``--max-pixels`` overrides it.
+DEFAULT_MAX_PIXELS = 2 * 89_478_485
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One labelme shape, checked: finite points, the right count for its type."""
+
+    label: str
+    shape_type: str
+    points: tuple[tuple[float, float], ...]
+    group_id: int | None = None
+    mask: NDArray[np.bool_] | None = None
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """A parsed labelme file. ``image_path`` is POSIX-style and relative to the JSON."""
+
+    path: Path
+    shapes: tuple[Shape, ...]
+    image_path: str | None
+    image_data: bytes | None
+    image_height: int | None
+    image_width: int | None
+
+    def image_file(self) -> Path | None:
+        """The image file ``imagePath`` points to, or ``None`` when data is embedded."""
+        if self.image_data is not None or not self.image_path:
+            return None
+        return self.path.parent / self.image_path
+
+
+def _fail(path: Path, where: str, reason: str) -> AnnotationError:
+    return AnnotationError(f"{path}: {where}{reason}")
+
+
+def _parse_points(path: Path, where: str, raw: Any) -> tuple[tuple[float, float], ...]:
+    if not isinstance(raw, list) or not raw:
+        raise _fail(path, where, "'points' must be a non-empty list of [x, y]")
+    points = []
+    for index, point in enumerate(raw):
+        if (
+            not isinstance(point, list)
+            or len(point) != 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in point)
+        ):
+            raise _fail(path, where, f"points[{index}] must be [x, y] numbers, got {point!r}")
+        x, y = float(point[0]), float(point[1])
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise _fail(path, where, f"points[{index}] is not finite: {point!r}")
+        points.append((x, y))
+    return tuple(points)
+
+
+def _check_point_count(path: Path, where: str, shape_type: str, count: int) -> None:
+    expected = POINT_COUNTS[shape_type]
+    if isinstance(expected, int):
+        if count != expected:
+            raise _fail(path, where, f"{shape_type} needs exactly {expected} points, got {count}")
+    elif count < expected[0]:
+        raise _fail(path, where, f"{shape_type} needs at least {expected[0]} points, got {count}")
+
+
+def _decode_mask(path: Path, where: str, raw: Any) -> NDArray[np.bool_]:
+    if not isinstance(raw, str):
+        raise _fail(path, where, "mask shape needs 'mask': a base64 PNG string")
+    try:
+        with PIL.Image.open(io.BytesIO(base64.b64decode(raw, validate=True))) as bitmap:
+            array = np.asarray(bitmap)
+    except (binascii.Error, ValueError, OSError) as error:
+        raise _fail(path, where, f"'mask' is not a base64 PNG ({error})") from None
+    if array.ndim != 2:
+        raise _fail(path, where, f"'mask' must be a single-channel image, got shape {array.shape}")
+    return array.astype(bool)
+
+
+def _parse_shape(path: Path, index: int, raw: Any) -> Shape:
+    where = f"shapes[{index}]: "
+    if not isinstance(raw, dict):
+        raise _fail(path, where, "shape must be an object")
+    label = raw.get("label")
+    if not isinstance(label, str) or not label:
+        raise _fail(path, where, f"'label' must be a non-empty string, got {label!r}")
+    # labelme < 4 wrote no shape_type; those shapes are polygons.
+    shape_type = raw.get("shape_type") or "polygon"
+    if shape_type not in POINT_COUNTS:
+        raise _fail(
+            path, where, f"unknown shape_type {shape_type!r}; known: {', '.join(SHAPE_TYPES)}"
+        )
+    where = f"shapes[{index}] ({shape_type} {label!r}): "
+    points = _parse_points(path, where, raw.get("points"))
+    _check_point_count(path, where, shape_type, len(points))
+    group_id = raw.get("group_id")
+    if group_id is not None and (not isinstance(group_id, int) or isinstance(group_id, bool)):
+        raise _fail(path, where, f"'group_id' must be an integer or null, got {group_id!r}")
+    mask = _decode_mask(path, where, raw.get("mask")) if shape_type == "mask" else None
+    return Shape(label, shape_type, points, group_id, mask)
+
+
+def _optional_int(path: Path, data: dict, key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise _fail(path, "", f"'{key}' must be a positive integer, got {value!r}")
+    return value
+
+
+def parse_annotation(path: Path, text: str | bytes) -> Annotation:
+    """Parse labelme JSON ``text`` read from ``path``; raise ``AnnotationError`` on any defect."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise _fail(path, "", f"not valid JSON ({error})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("shapes"), list):
+        raise _fail(path, "", "not a labelme file (no 'shapes' list)")
+    if "imagePath" not in data and "imageData" not in data:
+        raise _fail(path, "", "not a labelme file (no 'imagePath' or 'imageData')")
+    image_path = data.get("imagePath")
+    if image_path is not None and not isinstance(image_path, str):
+        raise _fail(path, "", f"'imagePath' must be a string, got {image_path!r}")
+    image_data = None
+    if data.get("imageData") is not None:
+        if not isinstance(data["imageData"], str):
+            raise _fail(path, "", "'imageData' must be a base64 string")
+        try:
+            image_data = base64.b64decode(data["imageData"], validate=True)
+        except (binascii.Error, ValueError) as error:
+            raise _fail(path, "", f"'imageData' is not valid base64 ({error})") from None
+    if image_data is None and not image_path:
+        raise _fail(path, "", "neither 'imageData' nor 'imagePath' names an image")
+    shapes = tuple(_parse_shape(path, index, raw) for index, raw in enumerate(data["shapes"]))
+    return Annotation(
+        path=path,
+        shapes=shapes,
+        # labelme on Windows writes backslashes; they are separators there.
+        image_path=PureWindowsPath(image_path).as_posix() if image_path else None,
+        image_data=image_data,
+        image_height=_optional_int(path, data, "imageHeight"),
+        image_width=_optional_int(path, data, "imageWidth"),
+    )
+
+
+def read_annotation(path: Path) -> Annotation:
+    """Read and check one labelme JSON file."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as error:
+        raise _fail(path, "", f"cannot read ({error.strerror or error})") from None
+    return parse_annotation(Path(path), raw)
+
+
+@dataclass
+class LoadedImage:
+    """An annotation's image in labelme's display frame.
+
+    ``source_bytes`` are the encoded bytes as found (file or ``imageData``);
+    ``needs_reorient`` is true when the pixels had to be rotated from the stored
+    frame, so the bytes cannot be copied unchanged.
+    """
+
+    image: PIL.Image.Image
+    source_bytes: bytes
+    source_format: str
+    needs_reorient: bool
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) in the display frame."""
+        return self.image.height, self.image.width
+
+
+def exif_orientation(image: PIL.Image.Image) -> int:
+    """The EXIF orientation the labelme app honours (JPEG/PNG/WebP carry it; TIFF is ignored)."""
+    # labelme reads orientation through Image._getexif, which only some formats define.
+    if not hasattr(image, "_getexif"):
+        return 1
+    try:
+        value = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
+    except (OSError, SyntaxError, ValueError, TypeError):
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+_ORIENTATION_OPS: dict[int, tuple[PIL.Image.Transpose, ...]] = {
+    2: (PIL.Image.Transpose.FLIP_LEFT_RIGHT,),
+    3: (PIL.Image.Transpose.ROTATE_180,),
+    4: (PIL.Image.Transpose.FLIP_TOP_BOTTOM,),
+    5: (PIL.Image.Transpose.TRANSPOSE,),
+    6: (PIL.Image.Transpose.ROTATE_270,),
+    7: (PIL.Image.Transpose.TRANSVERSE,),
+    8: (PIL.Image.Transpose.ROTATE_90,),
+}
+
+
+def apply_orientation(image: PIL.Image.Image, orientation: int) -> PIL.Image.Image:
+    """Rotate/flip ``image`` from its stored frame to the frame EXIF ``orientation`` describes."""
+    for op in _ORIENTATION_OPS.get(orientation, ()):
+        image = image.transpose(op)
+    return image
+
+
+def load_image(annotation: Annotation, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Load the annotation's image as the labelme app shows it, and check its declared size.
+
+    ``imageData`` is used as stored (the app shows it without EXIF rotation, and the
+    app itself only embeds already-rotated pixels); an ``imagePath`` image gets its EXIF
+    orientation applied, as the app does when it opens the file.
+    """
+    path = annotation.path
+    image_file = annotation.image_file()
+    if annotation.image_data is not None:
+        data, origin = annotation.image_data, "imageData"
+    else:
+        if image_file is None or not image_file.is_file():
+            raise _fail(path, "", f"image not found: {image_file} (from imagePath)")
+        try:
+            data = image_file.read_bytes()
+        except OSError as error:
+            raise _fail(path, "", f"cannot read image {image_file} ({error.strerror})") from None
+        origin = str(image_file)
+    try:
+        image = PIL.Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > max_pixels:
+            raise _fail(
+                path,
+                "",
+                f"image {origin} is {width}×{height} = {width * height} pixels, over the "
+                f"limit of {max_pixels} (raise --max-pixels if the image is genuine)",
+            )
+        orientation = exif_orientation(image) if annotation.image_data is None else 1
+        image.load()
+    except AnnotationError:
+        raise
+    except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as error:
+        raise _fail(path, "", f"cannot decode image {origin} ({error})") from None
+    source_format = image.format or ""
+    oriented = apply_orientation(image, orientation)
+    declared = (annotation.image_height, annotation.image_width)
+    actual = (oriented.height, oriented.width)
+    for name, want, got in zip(("imageHeight", "imageWidth"), declared, actual, strict=True):
+        if want is not None and want != got:
+            raise _fail(
+                path,
+                "",
+                f"{name} is {want} but the image {origin} is {got} (height×width "
+                f"{actual[0]}×{actual[1]} after EXIF orientation)",
+            )
+    return LoadedImage(oriented, data, source_format, needs_reorient=orientation != 1)
+
+
+def read_image_header(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file in labelme's display frame, without decoding pixels."""
+    with PIL.Image.open(path) as image:
+        width, height = image.size
+        if exif_orientation(image) in (5, 6, 7, 8):
+            width, height = height, width
+    return height, width
+
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "SHAPE_TYPES",
+    "Annotation",
+    "LoadedImage",
+    "Shape",
+    "apply_orientation",
+    "exif_orientation",
+    "load_image",
+    "parse_annotation",
+    "read_annotation",
+    "read_image_header",
+]
+
+# segkit applies its own --max-pixels check before decoding; PIL's global limit would
+# otherwise raise first with a message that names neither the file nor the option.
+PIL.Image.MAX_IMAGE_PIXELS = None

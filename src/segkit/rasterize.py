@@ -1,0 +1,161 @@
+"""labelme shapes → class and instance masks, pixel-identical to labelme's own rasterization.
+
+labelme draws every shape into its own full-size boolean mask and copies it into the
+label arrays, so its cost grows with shapes × image size. segkit draws every shape
+once, in order, into a single *shape-index* image with ink = shape number, using the
+very same Pillow calls labelme uses (same geometry, same outline/fill arguments).
+Later shapes overwrite earlier ones exactly as labelme's ``cls[mask] = id`` does,
+so two lookup tables turn the index image into the class and instance masks.
+
+Rules followed (current labelme, ``labelme._utils.shape``):
+- polygon and oriented_rectangle: ``polygon(outline, fill)``, outline included;
+- rectangle: corners sorted, ``rectangle(outline, fill)``;
+- circle: centre + point on the rim, radius ``sqrt(dx² + dy²)``;
+- line: width 10; linestrip: width 10 with rounded joints (``joint="curve"``);
+- point: disc of radius 5;
+- mask: bitmap placed at its rounded top-left corner; integer corners crop it to the
+  corner box, fractional ones keep the bitmap's size; clipped to the image;
+- instances are (label, group_id) pairs numbered by first appearance from 1; a shape
+  without group_id is an instance of its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import PIL.Image
+import PIL.ImageDraw
+from numpy.typing import NDArray
+
+from segkit.errors import AnnotationError
+from segkit.labelme import Shape
+from segkit.voc import IGNORE_INDEX, IGNORE_INDEX_16
+
+LINE_WIDTH = 10
+POINT_RADIUS = 5
+#: Largest instance id an 8-bit instance PNG holds (255 is the ignore value).
+MAX_INSTANCES_8BIT = 254
+
+
+@dataclass(frozen=True)
+class Rasterized:
+    """Masks of one image: class ids (0 background, 255 ignore) and instance ids.
+
+    ``instance_mask`` is uint8 with 255 = ignore when ids fit (≤ 254 instances), else
+    uint16 with 65535 = ignore. Instance pixels whose class is background are 0.
+    """
+
+    class_mask: NDArray[np.uint8]
+    instance_mask: NDArray[np.uint8] | NDArray[np.uint16]
+    instance_count: int
+
+
+def _draw(draw: PIL.ImageDraw.ImageDraw, shape: Shape, ink: int) -> None:
+    xy = list(shape.points)
+    kind = shape.shape_type
+    if kind in ("polygon", "oriented_rectangle"):
+        draw.polygon(xy, outline=ink, fill=ink)
+    elif kind == "rectangle":
+        (x0, y0), (x1, y1) = xy
+        draw.rectangle(
+            ((min(x0, x1), min(y0, y1)), (max(x0, x1), max(y0, y1))), outline=ink, fill=ink
+        )
+    elif kind == "circle":
+        (cx, cy), (px, py) = xy
+        # Same expression as labelme (not math.hypot) so the radius matches to the bit.
+        radius = math.sqrt((cx - px) ** 2 + (cy - py) ** 2)
+        draw.ellipse(
+            ((cx - radius, cy - radius), (cx + radius, cy + radius)), outline=ink, fill=ink
+        )
+    elif kind == "line":
+        draw.line(xy, fill=ink, width=LINE_WIDTH)
+    elif kind == "linestrip":
+        draw.line(xy, fill=ink, width=LINE_WIDTH, joint="curve")
+    elif kind == "point":
+        (cx, cy) = xy[0]
+        r = POINT_RADIUS
+        draw.ellipse(((cx - r, cy - r), (cx + r, cy + r)), outline=ink, fill=ink)
+    else:  # pragma: no cover - labelme.py rejects unknown types before drawing
+        raise ValueError(f"cannot draw shape_type {kind!r}")
+
+
+def _paste_bitmap(canvas: PIL.Image.Image, shape: Shape, ink: int, where: str) -> None:
+    bitmap = shape.mask
+    if bitmap is None:  # pragma: no cover - labelme.py guarantees a bitmap
+        raise ValueError("mask shape without bitmap")
+    corners = np.asarray(shape.points, dtype=np.float64)
+    # numpy rounding (half to even) on purpose: labelme places the bitmap this way.
+    (x1, y1), (x2, y2) = corners.round().astype(np.int64).tolist()
+    if np.array_equal(corners, np.trunc(corners)):
+        box_h, box_w = y2 - y1 + 1, x2 - x1 + 1
+        if box_h > bitmap.shape[0] or box_w > bitmap.shape[1]:
+            raise AnnotationError(
+                f"{where}mask bitmap is {bitmap.shape[0]}×{bitmap.shape[1]} but its corner "
+                f"points span {max(box_h, 0)}×{max(box_w, 0)} pixels"
+            )
+    else:
+        box_h, box_w = bitmap.shape
+    ys, ye = max(y1, 0), min(y1 + box_h, canvas.height)
+    xs, xe = max(x1, 0), min(x1 + box_w, canvas.width)
+    if ys >= ye or xs >= xe:
+        return
+    region = np.ascontiguousarray(bitmap[ys - y1 : ye - y1, xs - x1 : xe - x1], dtype=np.uint8)
+    stencil = PIL.Image.frombytes("L", (xe - xs, ye - ys), (region * 255).tobytes())
+    canvas.paste(ink, (xs, ys, xe, ye), stencil)
+
+
+def shape_index_image(shapes: Sequence[Shape], size: tuple[int, int], where: str = "") -> NDArray:
+    """(H, W) array: 0 where no shape paints, else 1 + index of the last shape painting there."""
+    height, width = size
+    mode = "L" if len(shapes) <= 255 else "I"
+    canvas = PIL.Image.new(mode, (width, height), 0)
+    draw = PIL.ImageDraw.Draw(canvas)
+    for index, shape in enumerate(shapes):
+        if shape.shape_type == "mask":
+            _paste_bitmap(canvas, shape, index + 1, f"{where}shapes[{index}]: ")
+        else:
+            _draw(draw, shape, index + 1)
+    return np.asarray(canvas)
+
+
+def instance_numbers(shapes: Sequence[Shape]) -> list[int]:
+    """labelme's instance id (from 1) of each shape: first appearance of (label, group_id)."""
+    numbers: dict[tuple[str, int], int] = {}
+    result = []
+    for shape in shapes:
+        if shape.group_id is None:
+            result.append(len(numbers) + 1)
+            numbers[(shape.label, -1 - len(numbers))] = result[-1]  # a key no other shape has
+        else:
+            key = (shape.label, shape.group_id)
+            numbers.setdefault(key, len(numbers) + 1)
+            result.append(numbers[key])
+    return result
+
+
+def rasterize(
+    shapes: Sequence[Shape], size: tuple[int, int], label_ids: Mapping[str, int], where: str = ""
+) -> Rasterized:
+    """Draw ``shapes`` (already label-mapped) into class and instance masks of ``size`` (H, W).
+
+    ``label_ids`` maps each label to 0..254 or 255 (ignore). Every shape's label must be
+    in it. ``where`` prefixes error messages (e.g. the file name).
+
+    >>> from segkit.labelme import Shape
+    >>> sq = Shape("cat", "rectangle", ((1.0, 1.0), (2.0, 2.0)))
+    >>> rasterize([sq], (4, 4), {"_background_": 0, "cat": 1}).class_mask.tolist()
+    [[0, 0, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]]
+    """
+    index_image = shape_index_image(shapes, size, where)
+    class_lut = np.zeros(len(shapes) + 1, dtype=np.uint8)
+    class_lut[1:] = [label_ids[shape.label] for shape in shapes]
+    numbers = np.array([0, *instance_numbers(shapes)], dtype=np.int64)
+    count = int(numbers.max())
+    wide = count > MAX_INSTANCES_8BIT
+    instance_lut = numbers.astype(np.uint16 if wide else np.uint8)
+    instance_lut[class_lut == 0] = 0
+    instance_lut[class_lut == IGNORE_INDEX] = IGNORE_INDEX_16 if wide else IGNORE_INDEX
+    return Rasterized(class_lut[index_image], instance_lut[index_image], count)
