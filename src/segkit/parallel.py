@@ -28,27 +28,35 @@ def parallel_map(
     *,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
-) -> list[R]:
+    stop: Callable[[R], bool] | None = None,
+) -> list[R | None]:
     """``[func(item) for item in items]`` across ``workers`` processes, in input order.
 
     ``func`` must be a module-level function (it is pickled). With one worker, or one
     item, everything runs in this process, which keeps tests and debugging simple.
     Exceptions propagate; callers that want to collect per-item failures should make
-    ``func`` return them instead of raising.
+    ``func`` return them instead of raising. When ``stop(result)`` is true, pending
+    items are cancelled and their slots stay ``None`` (``--fail-fast``).
     """
     todo: Sequence[T] = list(items)
     workers = default_workers() if workers is None else max(1, workers)
     results: list[R | None] = [None] * len(todo)
     if workers == 1 or len(todo) <= 1:
         for index, item in enumerate(todo):
-            results[index] = func(item)
+            results[index] = result = func(item)
             if progress:
                 progress(index + 1, len(todo))
-        return results  # type: ignore[return-value]
+            if stop is not None and stop(result):
+                break
+        return results
     with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
         futures = {pool.submit(func, item): index for index, item in enumerate(todo)}
         for done, future in enumerate(as_completed(futures), start=1):
-            results[futures[future]] = future.result()
+            results[futures[future]] = result = future.result()
             if progress:
                 progress(done, len(todo))
-    return results  # type: ignore[return-value]
+            if stop is not None and stop(result):
+                for pending in futures:
+                    pending.cancel()
+                break
+    return results
