@@ -1,9 +1,120 @@
-"""`segkit convert` command (not implemented yet)."""
+"""`segkit convert`: labelme JSON folder → Pascal-VOC dataset."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.table import Table
+
+from segkit.cli._common import console, err_console, handle_errors, print_json, progress_bar
+from segkit.convert import ConvertSummary, convert, parse_label_map
+from segkit.labelme import DEFAULT_MAX_PIXELS
+
+
+def _render(summary: ConvertSummary) -> None:
+    table = Table(title=f"segkit convert → {summary.output}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("images in dataset", str(summary.images))
+    table.add_row("converted now", str(summary.converted))
+    table.add_row("up to date (skipped)", str(summary.up_to_date))
+    table.add_row("failed", f"[red]{len(summary.failures)}[/]" if summary.failures else "0")
+    if summary.removed:
+        table.add_row("stale outputs removed", str(len(summary.removed)))
+    for kind, count in sorted(summary.shape_types.items()):
+        table.add_row(f"shapes: {kind}", str(count))
+    total = sum(summary.class_pixels.values()) or 1
+    for name, pixels in summary.class_pixels.items():
+        table.add_row(f"pixels: {name}", f"{pixels} ({100 * pixels / total:.1f}%)")
+    console.print(table)
+    if summary.labels_discovered:
+        console.print(f"classes (discovered, written to labels.txt): {', '.join(summary.classes)}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to app."""
+    """Add ``segkit convert``."""
+
+    @app.command("convert")
+    @handle_errors
+    def convert_command(
+        input_dir: Annotated[
+            Path, typer.Argument(help="Folder of labelme JSON files (searched recursively).")
+        ],
+        output: Annotated[Path, typer.Option("-o", "--output", help="Dataset folder to write.")],
+        labels: Annotated[
+            str | None,
+            typer.Option(
+                "--labels",
+                help="labels.txt (labelme format) or comma-separated classes; "
+                "default: discover from the files.",
+            ),
+        ] = None,
+        label_map: Annotated[
+            list[str] | None,
+            typer.Option("--map", help="Rename or merge a label: OLD=NEW (repeatable)."),
+        ] = None,
+        unknown_label: Annotated[
+            str,
+            typer.Option(
+                help="Label not in --labels: error | ignore (255) | background (0) | skip."
+            ),
+        ] = "error",
+        image_format: Annotated[
+            str,
+            typer.Option(help="jpg (JPEG bytes copied when possible) or png (lossless)."),
+        ] = "jpg",
+        viz: Annotated[bool, typer.Option("--viz", help="Also write overlay images.")] = False,
+        workers: Annotated[
+            int | None, typer.Option(help="Worker processes (default: all cores).")
+        ] = None,
+        force: Annotated[
+            bool, typer.Option("--force", help="Redo every file; allow a non-segkit folder.")
+        ] = False,
+        fail_fast: Annotated[
+            bool, typer.Option("--fail-fast", help="Stop at the first failing file.")
+        ] = False,
+        max_pixels: Annotated[
+            int, typer.Option(help="Refuse larger images (decompression-bomb guard).")
+        ] = DEFAULT_MAX_PIXELS,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    ) -> None:
+        """Convert labelme annotations into a Pascal-VOC dataset with palette PNG masks."""
+        with progress_bar("converting", quiet=as_json) as progress:
+            summary = convert(
+                input_dir,
+                output,
+                labels=labels,
+                label_map=parse_label_map(label_map or []),
+                unknown_label=unknown_label,
+                image_format=image_format,
+                viz=viz,
+                workers=workers,
+                force=force,
+                fail_fast=fail_fast,
+                max_pixels=max_pixels,
+                progress=progress,
+            )
+        if as_json:
+            print_json(
+                {
+                    "output": str(summary.output),
+                    "classes": list(summary.classes),
+                    "images": summary.images,
+                    "converted": summary.converted,
+                    "up_to_date": summary.up_to_date,
+                    "failures": summary.failures,
+                    "removed": summary.removed,
+                    "shape_types": dict(summary.shape_types),
+                    "class_pixels": summary.class_pixels,
+                }
+            )
+        else:
+            _render(summary)
+        for failure in summary.failures:
+            err_console.print(
+                f"[red]error:[/] {failure}", soft_wrap=True, markup=True, highlight=False
+            )
+        if summary.failures:
+            raise typer.Exit(1)

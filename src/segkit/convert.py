@@ -1,0 +1,324 @@
+"""Stage 1: a folder of labelme JSON files → a Pascal-VOC dataset (parallel, incremental, atomic)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segkit import __version__
+from segkit._io import atomic_write_text, remove_stale_temp_files
+from segkit.convert_one import Job, LabelPolicy, Outcome, convert_one
+from segkit.errors import AnnotationError, OptionError
+from segkit.labelme import DEFAULT_MAX_PIXELS, read_annotation
+from segkit.manifest import load_manifest, new_manifest, save_manifest
+from segkit.parallel import ProgressCallback, parallel_map
+from segkit.voc import (
+    BACKGROUND_LABEL,
+    CLASS_NAMES_NAME,
+    IGNORE_LABEL,
+    LABELS_NAME,
+    MANIFEST_NAME,
+    LabelSet,
+    parse_labels,
+)
+
+UNKNOWN_LABEL_POLICIES = ("error", "ignore", "background", "skip")
+IMAGE_FORMATS = ("jpg", "png")
+#: Bump when the bytes convert writes for the same input change, to invalidate re-run skips.
+OUTPUT_FORMAT_VERSION = 1
+
+
+@dataclass
+class ConvertSummary:
+    """What a conversion did. ``failures`` holds one line per file that could not be converted."""
+
+    output: Path
+    classes: tuple[str, ...]
+    images: int = 0
+    converted: int = 0
+    up_to_date: int = 0
+    failures: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    shape_types: Counter[str] = field(default_factory=Counter)
+    class_pixels: dict[str, int] = field(default_factory=dict)
+    labels_discovered: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when every file converted."""
+        return not self.failures
+
+
+def find_annotations(input_dir: Path, exclude: Path | None = None) -> list[Path]:
+    """labelme JSON files below ``input_dir`` (recursive, sorted), skipping hidden entries."""
+    found = []
+    for path in sorted(input_dir.rglob("*.json")):
+        relative = path.relative_to(input_dir)
+        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+            continue
+        if exclude is not None and path.resolve().is_relative_to(exclude):
+            continue
+        found.append(path)
+    return found
+
+
+def stems_for(relatives: list[Path]) -> list[str]:
+    """Unique, stable dataset ids from relative JSON paths.
+
+    ``a/b/c.json`` → ``a__b__c``: always derived from the whole path, so adding a file
+    never renames an existing one, and same-named files in different folders differ.
+    Ids that still collide (also case-insensitively) get a short hash of their path.
+    """
+    stems = ["__".join(rel.with_suffix("").parts) for rel in relatives]
+    folded = Counter(stem.casefold() for stem in stems)
+    return [
+        f"{stem}-{hashlib.sha256(rel.as_posix().encode()).hexdigest()[:8]}"
+        if folded[stem.casefold()] > 1
+        else stem
+        for stem, rel in zip(stems, relatives, strict=True)
+    ]
+
+
+def parse_label_map(pairs: list[str]) -> dict[str, str]:
+    """``["old=new", ...]`` → ``{"old": "new"}``."""
+    mapping = {}
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise OptionError(f"--map {pair!r}: expected OLD=NEW")
+        mapping[old.strip()] = new.strip()
+    return mapping
+
+
+def resolve_labels(spec: str | None) -> LabelSet | None:
+    """``--labels``: a labels.txt path, or a comma-separated list; ``None`` to discover."""
+    if spec is None:
+        return None
+    path = Path(spec)
+    if path.is_file():
+        return parse_labels(path.read_text(encoding="utf-8"), str(path))
+    if path.suffix == ".txt" or "/" in spec:
+        raise OptionError(f"--labels {spec}: file not found")
+    return parse_labels(spec, "--labels")
+
+
+def _scan_labels(path: Path) -> tuple[list[str], str | None]:
+    try:
+        return [shape.label for shape in read_annotation(path).shapes], None
+    except AnnotationError as error:
+        return [], str(error)
+
+
+def _discover_labels(found: dict[Path, list[str]], previous: LabelSet | None) -> LabelSet:
+    """Earlier classes keep their ids; new labels are appended in sorted order."""
+    known = list(previous.names) if previous else [BACKGROUND_LABEL]
+    seen = {label for labels in found.values() for label in labels}
+    new = sorted(seen - set(known) - {IGNORE_LABEL})
+    return LabelSet((*known, *new))
+
+
+def _unknown_label_error(found: dict[Path, list[str]], ids: dict[str, int]) -> AnnotationError:
+    where: dict[str, list[str]] = {}
+    for path, labels in found.items():
+        for label in sorted(set(labels) - set(ids)):
+            where.setdefault(label, []).append(path.name)
+    parts = [
+        f"{label!r} ({', '.join(files[:3])}{f' +{len(files) - 3} more' if len(files) > 3 else ''})"
+        for label, files in sorted(where.items())
+    ]
+    return AnnotationError(
+        f"labels not in the label list: {'; '.join(parts)}; add them to --labels, map them "
+        "with --map OLD=NEW, or pass --unknown-label ignore|background|skip"
+    )
+
+
+def _check_output(input_dir: Path, output: Path, force: bool) -> dict[str, Any] | None:
+    if output.resolve() == input_dir.resolve():
+        raise OptionError(f"{output}: the output folder must differ from the input folder")
+    if output.exists() and not output.is_dir():
+        raise OptionError(f"{output}: exists and is not a folder")
+    manifest = load_manifest(output) if output.is_dir() else None
+    if manifest is None and output.is_dir() and any(output.iterdir()) and not force:
+        raise OptionError(
+            f"{output}: folder is not empty and has no {MANIFEST_NAME}; choose a new "
+            "folder or pass --force to write into it"
+        )
+    return manifest
+
+
+def _options(labels: LabelSet, policy: LabelPolicy, image_format: str, viz: bool) -> dict:
+    """The options that decide the bytes convert writes (hashed to detect changes)."""
+    return {
+        "format_version": OUTPUT_FORMAT_VERSION,
+        "labels": labels.to_ids(),
+        "map": policy.mapping,
+        "unknown_label": policy.unknown,
+        "image_format": image_format,
+        "viz": viz,
+    }
+
+
+def _fingerprint(options: dict) -> str:
+    return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _remove_outputs(output: Path, sample: dict[str, Any]) -> None:
+    for key in ("image", "class_mask", "object_mask", "visualization"):
+        relative = sample.get(key)
+        if isinstance(relative, str) and ".." not in Path(relative).parts:
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                (output / relative).unlink()
+
+
+def convert(
+    input_dir: Path,
+    output: Path,
+    *,
+    labels: str | LabelSet | None = None,
+    label_map: dict[str, str] | None = None,
+    unknown_label: str = "error",
+    image_format: str = "jpg",
+    viz: bool = False,
+    workers: int | None = None,
+    force: bool = False,
+    fail_fast: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: ProgressCallback | None = None,
+) -> ConvertSummary:
+    """Convert every labelme JSON below ``input_dir`` into a VOC dataset at ``output``.
+
+    Files that fail are reported in ``summary.failures`` (one line each) and produce
+    no output; the rest convert. A re-run skips files whose JSON, image and options are
+    unchanged (``force=True`` redoes all). Raises ``SegkitError`` for problems that
+    stop the whole run (bad options, unknown labels with ``unknown_label="error"``).
+    """
+    input_dir, output = Path(input_dir), Path(output)
+    if unknown_label not in UNKNOWN_LABEL_POLICIES:
+        raise OptionError(
+            f"--unknown-label {unknown_label!r}; choose from {UNKNOWN_LABEL_POLICIES}"
+        )
+    if image_format not in IMAGE_FORMATS:
+        raise OptionError(f"--image-format {image_format!r}; choose from {IMAGE_FORMATS}")
+    if max_pixels <= 0:
+        raise OptionError("--max-pixels must be positive")
+    if not input_dir.is_dir():
+        raise OptionError(f"{input_dir}: input folder not found")
+    previous_manifest = _check_output(input_dir, output, force)
+    label_set = resolve_labels(labels) if isinstance(labels, str) or labels is None else labels
+    sources = find_annotations(input_dir, exclude=output.resolve())
+    if not sources:
+        raise AnnotationError(f"{input_dir}: no labelme .json files found (searched recursively)")
+
+    scans = parallel_map(_scan_labels, sources, workers=workers)
+    mapping = label_map or {}
+    found = {
+        path: [mapping.get(label, label) for label in labels_]
+        for path, (labels_, error) in zip(sources, scans, strict=True)
+        if error is None
+    }
+    discovered = label_set is None
+    if discovered:
+        previous_labels = None
+        if (output / LABELS_NAME).is_file() and previous_manifest is not None:
+            previous_labels = parse_labels((output / LABELS_NAME).read_text("utf-8"), LABELS_NAME)
+        label_set = _discover_labels(found, previous_labels)
+    ids = label_set.to_ids()
+    if unknown_label == "error" and any(set(ls) - set(ids) for ls in found.values()):
+        raise _unknown_label_error(found, ids)
+
+    policy = LabelPolicy(ids, mapping, unknown_label)
+    options = _options(label_set, policy, image_format, viz)
+    fingerprint = _fingerprint(options)
+    previous_samples = {
+        sample.get("source"): sample for sample in (previous_manifest or {}).get("samples", [])
+    }
+    relatives = [path.relative_to(input_dir) for path in sources]
+    jobs = [
+        Job(
+            source=path,
+            source_rel=rel.as_posix(),
+            stem=stem,
+            output=output,
+            policy=policy,
+            image_format=image_format,
+            viz=viz,
+            max_pixels=max_pixels,
+            fingerprint=fingerprint,
+            previous=None if force else previous_samples.get(rel.as_posix()),
+        )
+        for path, rel, stem in zip(sources, relatives, stems_for(relatives), strict=True)
+    ]
+    output.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(output)
+    outcomes = parallel_map(
+        convert_one,
+        jobs,
+        workers=workers,
+        progress=progress,
+        stop=(lambda outcome: outcome.error is not None) if fail_fast else None,
+    )
+    return _finish(output, label_set, discovered, jobs, outcomes, previous_samples, options)
+
+
+def _finish(
+    output: Path,
+    label_set: LabelSet,
+    discovered: bool,
+    jobs: list[Job],
+    outcomes: list[Outcome | None],
+    previous_samples: dict[str | None, dict[str, Any]],
+    options: dict[str, Any],
+) -> ConvertSummary:
+    summary = ConvertSummary(output, label_set.names, labels_discovered=discovered)
+    samples = []
+    for outcome in outcomes:
+        if outcome is None:  # cancelled by --fail-fast
+            continue
+        summary.shape_types.update(outcome.shape_types)
+        if outcome.error is not None:
+            summary.failures.append(outcome.error)
+        elif outcome.sample is not None:
+            samples.append(outcome.sample)
+            summary.up_to_date += outcome.skipped
+            summary.converted += not outcome.skipped
+    # Outputs of sources that are gone or now fail would misstate the data: remove them.
+    kept_sources = {sample["source"] for sample in samples}
+    cancelled = {
+        job.source_rel for job, outcome in zip(jobs, outcomes, strict=True) if outcome is None
+    }
+    for source, sample in previous_samples.items():
+        if source not in kept_sources and source not in cancelled:
+            _remove_outputs(output, sample)
+            summary.removed.append(str(sample.get("id")))
+    samples.sort(key=lambda sample: sample["id"])
+    summary.images = len(samples)
+    totals: Counter[int] = Counter()
+    for sample in samples:
+        totals.update({int(k): v for k, v in sample["class_pixels"].items()})
+    ids = label_set.to_ids()
+    names = {value: name for name, value in ids.items()}
+    summary.class_pixels = {names.get(i, str(i)): totals[i] for i in sorted(totals)}
+    atomic_write_text(output / LABELS_NAME, label_set.labels_txt())
+    atomic_write_text(output / CLASS_NAMES_NAME, label_set.class_names_txt())
+    manifest = load_manifest(output) or {}
+    keep_sections = {k: v for k, v in manifest.items() if k in ("splits", "weights")}
+    save_manifest(
+        output,
+        new_manifest(
+            list(label_set.names),
+            samples,
+            convert={
+                "segkit_version": __version__,
+                "options": options,
+                "options_fingerprint": _fingerprint(options),
+                "labels_discovered": discovered,
+            },
+            **keep_sections,
+        ),
+    )
+    return summary

@@ -1,0 +1,232 @@
+"""Convert one labelme file into its VOC outputs (runs inside a worker process)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import PIL.Image
+from numpy.typing import NDArray
+
+from segkit._io import atomic_write_bytes, sha256_bytes
+from segkit.errors import AnnotationError
+from segkit.labelme import Annotation, LoadedImage, Shape, load_image, parse_annotation
+from segkit.rasterize import rasterize
+from segkit.voc import (
+    CLASS_DIR,
+    IMAGE_SUFFIXES,
+    IMAGES_DIR,
+    OBJECT_DIR,
+    VIZ_DIR,
+    encode_palette_png,
+    encode_uint16_png,
+    voc_colormap,
+)
+
+JPEG_QUALITY = 95
+_JPEG_FORMATS = ("JPEG", "MPO")
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+@dataclass(frozen=True)
+class LabelPolicy:
+    """How shape labels become mask values."""
+
+    ids: dict[str, int]
+    mapping: dict[str, str] = field(default_factory=dict)
+    #: error | ignore (paint 255) | background (paint 0) | skip (drop the shape)
+    unknown: str = "error"
+
+    def apply(self, shapes: tuple[Shape, ...], where: str) -> tuple[list[Shape], dict[str, int]]:
+        """Renamed shapes whose labels all have ids, plus the ids to paint them with."""
+        ids = dict(self.ids)
+        kept: list[Shape] = []
+        for index, shape in enumerate(shapes):
+            label = self.mapping.get(shape.label, shape.label)
+            if label not in ids:
+                if self.unknown == "skip":
+                    continue
+                if self.unknown == "error":
+                    raise AnnotationError(
+                        f"{where}shapes[{index}]: label {label!r} is not in the label list"
+                    )
+                ids[label] = 255 if self.unknown == "ignore" else 0
+            kept.append(Shape(label, shape.shape_type, shape.points, shape.group_id, shape.mask))
+        return kept, ids
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker needs to convert one file (picklable)."""
+
+    source: Path
+    source_rel: str
+    stem: str
+    output: Path
+    policy: LabelPolicy
+    image_format: str
+    viz: bool
+    max_pixels: int
+    fingerprint: str
+    previous: dict[str, Any] | None = None
+
+
+@dataclass
+class Outcome:
+    """A worker's answer: a manifest sample entry, or the one-line failure."""
+
+    source_rel: str
+    sample: dict[str, Any] | None = None
+    error: str | None = None
+    skipped: bool = False
+    shape_types: Counter[str] = field(default_factory=Counter)
+
+
+def _image_bytes_and_suffix(loaded: LoadedImage, image_format: str) -> tuple[bytes, str]:
+    """Encoded output image; JPEG bytes are copied untouched when nothing forces a re-encode."""
+    image = loaded.image
+    if (
+        image_format == "jpg"
+        and loaded.source_format in _JPEG_FORMATS
+        and not loaded.needs_reorient
+        and image.mode in ("RGB", "L", "CMYK")
+    ):
+        return loaded.source_bytes, ".jpg"
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    buffer = io.BytesIO()
+    if image.mode in _SIXTEEN_BIT_MODES:
+        # JPEG cannot hold 16-bit microscopy data; keep every bit in a 16-bit PNG.
+        array = np.asarray(image)
+        if array.dtype.kind == "f" or array.min(initial=0) < 0 or array.max(initial=0) > 65535:
+            array = np.clip(np.nan_to_num(array), 0, 65535)
+        PIL.Image.fromarray(array.astype(np.uint16)).save(buffer, format="PNG")
+        return buffer.getvalue(), ".png"
+    if has_alpha:
+        image.convert("RGBA").save(buffer, format="PNG")
+        return buffer.getvalue(), ".png"
+    target_mode = "L" if image.mode in ("L", "1") else "RGB"
+    converted = image.convert(target_mode) if image.mode != target_mode else image
+    if image_format == "png":
+        converted.save(buffer, format="PNG")
+        return buffer.getvalue(), ".png"
+    converted.save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+    return buffer.getvalue(), ".jpg"
+
+
+def _visualization(image: PIL.Image.Image, class_mask: NDArray[np.uint8]) -> bytes:
+    """JPEG of the image with labelled pixels tinted by their VOC colour."""
+    if image.mode in _SIXTEEN_BIT_MODES:
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(array.min()), float(array.max())
+        scaled = (array - low) / (high - low or 1.0) * 255
+        image = PIL.Image.fromarray(scaled.astype(np.uint8))
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    colours = voc_colormap()[class_mask].astype(np.float32)
+    labelled = (class_mask != 0)[..., None]
+    blended = np.where(labelled, 0.5 * rgb + 0.5 * colours, rgb).astype(np.uint8)
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(blended).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _up_to_date(job: Job, json_sha: str, image_sha: str) -> bool:
+    previous = job.previous
+    if previous is None:
+        return False
+    same_inputs = (
+        previous.get("source_sha256") == json_sha
+        and previous.get("image_source_sha256") == image_sha
+        and previous.get("options_fingerprint") == job.fingerprint
+    )
+    outputs = [previous.get(key) for key in ("image", "class_mask", "object_mask")]
+    if job.viz:
+        outputs.append(previous.get("visualization"))
+    return same_inputs and all(out and (job.output / out).is_file() for out in outputs)
+
+
+def _image_source_sha(annotation: Annotation, raw_json: bytes) -> str:
+    image_file = annotation.image_file()
+    if image_file is None or not image_file.is_file():
+        return sha256_bytes(raw_json)  # embedded image: the JSON hash covers it
+    return sha256_bytes(image_file.read_bytes())
+
+
+def _remove_other_images(output: Path, stem: str, keep: str) -> None:
+    for suffix in IMAGE_SUFFIXES:
+        other = output / IMAGES_DIR / f"{stem}{suffix}"
+        if other.name != keep:
+            with contextlib.suppress(FileNotFoundError):
+                other.unlink()
+
+
+def convert_one(job: Job) -> Outcome:
+    """Convert ``job.source``; never raises for bad input, returns the error line instead."""
+    outcome = Outcome(job.source_rel)
+    written: list[Path] = []
+    try:
+        raw = job.source.read_bytes()
+        annotation = parse_annotation(job.source, raw)
+        outcome.shape_types.update(shape.shape_type for shape in annotation.shapes)
+        json_sha = sha256_bytes(raw)
+        image_sha = _image_source_sha(annotation, raw)
+        if _up_to_date(job, json_sha, image_sha):
+            outcome.sample, outcome.skipped = job.previous, True
+            return outcome
+        shapes, ids = job.policy.apply(annotation.shapes, f"{job.source}: ")
+        loaded = load_image(annotation, max_pixels=job.max_pixels)
+        masks = rasterize(shapes, loaded.size, ids, where=f"{job.source}: ")
+        image_bytes, suffix = _image_bytes_and_suffix(loaded, job.image_format)
+        class_png = encode_palette_png(masks.class_mask)
+        object_png = (
+            encode_uint16_png(masks.instance_mask)
+            if masks.instance_mask.dtype == np.uint16
+            else encode_palette_png(masks.instance_mask)
+        )
+        files = {
+            "image": (f"{IMAGES_DIR}/{job.stem}{suffix}", image_bytes),
+            "class_mask": (f"{CLASS_DIR}/{job.stem}.png", class_png),
+            "object_mask": (f"{OBJECT_DIR}/{job.stem}.png", object_png),
+        }
+        if job.viz:
+            viz = _visualization(loaded.image, masks.class_mask)
+            files["visualization"] = (f"{VIZ_DIR}/{job.stem}.jpg", viz)
+        for relative, data in files.values():
+            written.append(job.output / relative)
+            atomic_write_bytes(job.output / relative, data)
+        _remove_other_images(job.output, job.stem, Path(files["image"][0]).name)
+    except AnnotationError as error:
+        outcome.error = str(error)
+    except OSError as error:
+        outcome.error = f"{job.source}: {error}"
+    if outcome.error is not None:
+        for path in written:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        return outcome
+    counts = np.bincount(masks.class_mask.ravel(), minlength=256)
+    outcome.sample = {
+        "id": job.stem,
+        **{key: relative for key, (relative, _) in files.items()},
+        "height": loaded.size[0],
+        "width": loaded.size[1],
+        "source": job.source_rel,
+        "source_sha256": json_sha,
+        "image_source": annotation.image_path if annotation.image_data is None else "imageData",
+        "image_source_sha256": image_sha,
+        "options_fingerprint": job.fingerprint,
+        **{f"{key}_sha256": sha256_bytes(data) for key, (_, data) in files.items()},
+        "image_reencoded": image_bytes is not loaded.source_bytes,
+        "exif_rotated": loaded.needs_reorient,
+        "shapes": len(shapes),
+        "instances": masks.instance_count,
+        "object_mask_bits": 16 if masks.instance_mask.dtype == np.uint16 else 8,
+        "class_pixels": {str(i): int(n) for i, n in enumerate(counts) if n},
+    }
+    return outcome
