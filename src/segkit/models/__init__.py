@@ -1,0 +1,41 @@
+"""Bundled segmentation networks and the registry train and predict build them from."""
+
+from __future__ import annotations
+
+from segkit.models.parts import count_parameters
+from segkit.models.registry import (
+    ModelConfig,
+    ModelInfo,
+    ModelSpec,
+    PruningLevel,
+    build_model,
+    build_model_from_config,
+    count_flops,
+    describe_model,
+    get_spec,
+    list_models,
+    measure_latency,
+    pruning_table,
+)
+from segkit.models.unet import UNet, input_size_for_output, valid_output_size
+from segkit.models.unetpp import UNetPlusPlus
+
+__all__ = [
+    "ModelConfig",
+    "ModelInfo",
+    "ModelSpec",
+    "PruningLevel",
+    "UNet",
+    "UNetPlusPlus",
+    "build_model",
+    "build_model_from_config",
+    "count_flops",
+    "count_parameters",
+    "describe_model",
+    "get_spec",
+    "input_size_for_output",
+    "list_models",
+    "measure_latency",
+    "pruning_table",
+    "valid_output_size",
+]
