@@ -1,9 +1,105 @@
-"""`segkit validate` command (not implemented yet)."""
+"""`segkit validate`: check a VOC dataset folder and list what is wrong with it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.table import Table
+from rich.text import Text
+
+from segkit.cli._common import console, handle_errors, print_json, progress_bar
+from segkit.dataset import open_dataset
+from segkit.imagehash import DEFAULT_MAX_DISTANCE, HASH_BITS
+from segkit.validate import ERROR, WARNING, Finding, has_errors, validate
+
+_STYLE = {ERROR: "bold red", WARNING: "yellow"}
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _table(findings: list[Finding]) -> Table:
+    table = Table(show_lines=False, header_style="bold")
+    table.add_column("severity", no_wrap=True)
+    table.add_column("check", no_wrap=True)
+    table.add_column("file", overflow="fold")
+    table.add_column("detail", overflow="fold")
+    for item in findings:
+        table.add_row(
+            Text(item.severity, style=_STYLE.get(item.severity, "")),
+            Text(item.check),
+            Text(item.file or "-"),
+            Text(item.detail),
+        )
+    return table
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to app."""
+
+    @app.command("validate")
+    @handle_errors
+    def validate_command(
+        dataset: Annotated[
+            Path,
+            typer.Argument(
+                exists=True,
+                file_okay=False,
+                help="VOC-layout dataset folder (JPEGImages/, SegmentationClass/, ...).",
+            ),
+        ],
+        json_output: Annotated[
+            bool, typer.Option("--json", help="Print findings as JSON on stdout.")
+        ] = False,
+        workers: Annotated[
+            int | None,
+            typer.Option(min=1, help="Worker processes (default: all usable cores)."),
+        ] = None,
+        near_duplicate_distance: Annotated[
+            int,
+            typer.Option(
+                min=0,
+                max=HASH_BITS,
+                help="Largest perceptual-hash distance (bits of 64) reported as a near-duplicate.",
+            ),
+        ] = DEFAULT_MAX_DISTANCE,
+    ) -> None:
+        """Check a dataset for missing, mismatched, mis-encoded, duplicate and leaking files.
+
+        Prints a findings table (or JSON); exits 1 if any finding is an error. Reads only.
+        """
+        opened = open_dataset(dataset)
+        with progress_bar("Validating", quiet=json_output) as progress:
+            findings = validate(
+                opened,
+                workers=workers,
+                near_duplicate_distance=near_duplicate_distance,
+                progress=progress,
+            )
+        errors = sum(item.severity == ERROR for item in findings)
+        warnings = len(findings) - errors
+        if json_output:
+            print_json(
+                {
+                    "dataset": str(dataset),
+                    "samples": len(opened.samples),
+                    "errors": errors,
+                    "warnings": warnings,
+                    "findings": [item.to_dict() for item in findings],
+                }
+            )
+        else:
+            if findings:
+                console.print(_table(findings))
+            samples = _plural(len(opened.samples), "sample")
+            if findings:
+                summary = f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')} in {samples}"
+            else:
+                summary = f"no problems found in {samples}"
+            style = "red" if errors else ("yellow" if warnings else "green")
+            console.print(Text(summary, style=style))
+        if has_errors(findings):
+            raise typer.Exit(1)

@@ -1,0 +1,1056 @@
+"""Stage ``validate``: find the defects that silently spoil training on a VOC dataset.
+
+Per-file checks run in worker processes; images are read header-first (size, EXIF)
+and decoded only for the perceptual hash (at reduced size for JPEG); masks are
+decoded fully because their values are what is checked. Dataset-level checks then
+run on the collected hashes, sizes and class ids. Nothing is printed and nothing in
+the dataset folder is written.
+
+Every finding names a check. The names are stable (scripts may filter on them):
+
+=========================  ========  =====================================================
+check                      severity  meaning
+=========================  ========  =====================================================
+empty-file                 error     a zero-byte image or mask
+unreadable                 error     a file that cannot be opened or decoded
+truncated                  error     a file that ends early (decode fails, or PNG lacks IEND)
+missing-mask               error     an image without a class mask
+missing-image              error     a class (or instance) mask without an image
+unlabelled-image           warning   images with no mask that no split file names (one
+                                     finding for all of them, e.g. VOC detection images)
+duplicate-stem             error     two images with one stem (``a.jpg`` and ``a.png``)
+size-mismatch              error     mask and image sizes differ
+exif-orientation           error     EXIF orientation ≠ 1: loaders that apply EXIF and
+                                     loaders that ignore it disagree about the pixels
+rgb-mask                   error     an RGB(A) colour mask instead of class ids
+mask-encoding              error     a mask that is not palette / 8-bit L (class) or
+                                     palette / 8-bit L / 16-bit grayscale (instance)
+unknown-class-id           error     class mask values outside 0..K-1 and 255
+instance-on-background     error     instance pixels where the class mask is background
+instance-class-conflict    error     one instance covering two different classes
+all-background             warning   a class mask with no foreground class pixel
+all-ignore                 warning   a class mask that is entirely 255
+class-never-present        warning   a class that no class mask contains
+duplicate-image            warning   byte-identical images (within one split, or unsplit)
+split-leakage              error     byte-identical images in different splits
+near-duplicate             warning   images within the perceptual-hash distance
+split-unknown-stem         error     a split file names a stem that has no files
+split-overlap              error     a stem in two of train / val / test
+split-unassigned           warning   labelled stems in none of train / val / test
+split-trainval-mismatch    error     trainval.txt is not exactly train ∪ val
+manifest-mismatch          error     a file (or the class list) differs from segkit.json
+manifest-missing-file      error     segkit.json lists a file that is not on disk
+not-in-manifest            warning   a sample on disk that segkit.json does not list
+no-class-list              warning   no segkit.json / class_names.txt / labels.txt, so
+                                     class ids and class presence are not checked
+=========================  ========  =====================================================
+
+Paths in findings are relative to the dataset root, with ``/`` separators. Findings
+about the dataset as a whole name the file they concern (a split file, the class
+list) or ``""``.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import PIL.Image
+from numpy.typing import NDArray
+
+from segkit._io import sha256_bytes
+from segkit.dataset import Dataset, Sample, open_dataset
+from segkit.errors import DatasetError
+from segkit.imagehash import DEFAULT_MAX_DISTANCE, HASH_BITS, hamming_distance, hash_image_file
+from segkit.imagehash import near_duplicate_groups as _near_groups
+from segkit.parallel import ProgressCallback, parallel_map
+from segkit.voc import (
+    CLASS_DIR,
+    CLASS_NAMES_NAME,
+    IGNORE_INDEX,
+    IGNORE_INDEX_16,
+    IMAGE_SUFFIXES,
+    IMAGES_DIR,
+    LABELS_NAME,
+    MANIFEST_NAME,
+    OBJECT_DIR,
+    SPLITS_DIR,
+    parse_labels,
+    voc_colormap,
+)
+
+ERROR = "error"
+WARNING = "warning"
+
+#: Severity of every check, by name (the module docstring explains each one).
+SEVERITY: dict[str, str] = {
+    "empty-file": ERROR,
+    "unreadable": ERROR,
+    "truncated": ERROR,
+    "missing-mask": ERROR,
+    "missing-image": ERROR,
+    "unlabelled-image": WARNING,
+    "duplicate-stem": ERROR,
+    "size-mismatch": ERROR,
+    "exif-orientation": ERROR,
+    "rgb-mask": ERROR,
+    "mask-encoding": ERROR,
+    "unknown-class-id": ERROR,
+    "instance-on-background": ERROR,
+    "instance-class-conflict": ERROR,
+    "all-background": WARNING,
+    "all-ignore": WARNING,
+    "class-never-present": WARNING,
+    "duplicate-image": WARNING,
+    "split-leakage": ERROR,
+    "near-duplicate": WARNING,
+    "split-unknown-stem": ERROR,
+    "split-overlap": ERROR,
+    "split-unassigned": WARNING,
+    "split-trainval-mismatch": ERROR,
+    "manifest-mismatch": ERROR,
+    "manifest-missing-file": ERROR,
+    "not-in-manifest": WARNING,
+    "no-class-list": WARNING,
+}
+
+#: The splits that must partition the labelled stems.
+PARTITION_SPLITS = ("train", "val", "test")
+
+_EXIF_ORIENTATION_TAG = 0x0112
+_ORIENTATION_NAMES = {
+    2: "mirrored left-right",
+    3: "rotated 180°",
+    4: "mirrored top-bottom",
+    5: "transposed",
+    6: "rotated 90° clockwise",
+    7: "transversed",
+    8: "rotated 90° counter-clockwise",
+}
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+# What Pillow and its codecs raise on a file they cannot decode.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    PIL.Image.DecompressionBombError,
+)
+_LIST_LIMIT = 8
+
+#: A problem found in one file before it is attached to a path: (check, detail).
+Issue = tuple[str, str]
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    """One defect: its severity, the check that found it, the file and what is wrong."""
+
+    severity: str
+    check: str
+    file: str
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        """Plain dict for JSON output."""
+        return {
+            "severity": self.severity,
+            "check": self.check,
+            "file": self.file,
+            "detail": self.detail,
+        }
+
+
+def finding(check: str, file: str, detail: str) -> Finding:
+    """A ``Finding`` whose severity is the one registered for ``check``."""
+    return Finding(SEVERITY[check], check, file, detail)
+
+
+def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
+    """Errors first, then by check name, file and detail (a stable, deterministic order)."""
+    return sorted(set(findings), key=lambda f: (f.severity != ERROR, f.check, f.file, f.detail))
+
+
+def has_errors(findings: Iterable[Finding]) -> bool:
+    """Whether any finding is an error (the CLI exits 1 then)."""
+    return any(f.severity == ERROR for f in findings)
+
+
+def _short_list(items: Sequence[Any], limit: int = _LIST_LIMIT) -> str:
+    shown = ", ".join(str(item) for item in items[:limit])
+    if len(items) > limit:
+        shown += f" … and {len(items) - limit} more"
+    return shown
+
+
+def _size(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def _class_label(class_id: int, class_names: Sequence[str]) -> str:
+    if class_id == IGNORE_INDEX:
+        return "255 (ignore)"
+    if class_id < len(class_names):
+        return f"{class_id} ({class_names[class_id]})"
+    return str(class_id)
+
+
+# ---------------------------------------------------------------------------
+# Pure checks on arrays and plain data
+# ---------------------------------------------------------------------------
+
+
+def class_value_issues(counts: NDArray[np.integer], num_classes: int) -> list[Issue]:
+    """Problems in a class mask, given its value histogram (``np.bincount``, length 256).
+
+    ``num_classes`` counts background; 0 means the class list is unknown, and then
+    only the all-background / all-ignore checks run.
+
+    >>> counts = np.bincount(np.array([0, 0, 7]), minlength=256)
+    >>> class_value_issues(counts, 3)
+    [('unknown-class-id', 'values 7 (1 px) are not class ids; known ids are 0..2 and 255 (ignore)')]
+    >>> class_value_issues(np.bincount(np.array([255, 255]), minlength=256), 3)[0][0]
+    'all-ignore'
+    """
+    counts = np.asarray(counts)
+    issues: list[Issue] = []
+    if num_classes > 0:
+        present = np.flatnonzero(counts)
+        unknown = [int(v) for v in present if v >= num_classes and v != IGNORE_INDEX]
+        if unknown:
+            values = [f"{v} ({int(counts[v])} px)" for v in unknown]
+            issues.append(
+                (
+                    "unknown-class-id",
+                    f"values {_short_list(values)} are not class ids; known ids are "
+                    f"0..{num_classes - 1} and {IGNORE_INDEX} (ignore)",
+                )
+            )
+    total = int(counts.sum())
+    if total == 0:
+        return issues
+    if int(counts[IGNORE_INDEX]) == total:
+        issues.append(("all-ignore", f"every pixel is {IGNORE_INDEX} (ignore)"))
+    elif int(counts[1:IGNORE_INDEX].sum()) + int(counts[IGNORE_INDEX + 1 :].sum()) == 0:
+        tail = " and ignore" if counts[IGNORE_INDEX] else ""
+        issues.append(("all-background", f"the mask holds only background (0){tail} pixels"))
+    return issues
+
+
+def instance_issues(
+    class_mask: NDArray[np.integer],
+    object_mask: NDArray[np.integer],
+    *,
+    object_ignore: int = IGNORE_INDEX,
+    class_names: Sequence[str] = (),
+) -> list[Issue]:
+    """Disagreements between a class mask and an instance mask of the same shape.
+
+    An instance pixel (not 0, not ``object_ignore``) on class background is one problem;
+    an instance whose pixels carry two different classes (ignoring 0 and 255) another.
+
+    >>> cls = np.array([[0, 1, 1], [0, 2, 0]], dtype=np.uint8)
+    >>> obj = np.array([[1, 1, 1], [0, 1, 0]], dtype=np.uint8)
+    >>> [check for check, _ in instance_issues(cls, obj)]
+    ['instance-on-background', 'instance-class-conflict']
+    """
+    if class_mask.shape != object_mask.shape:
+        raise ValueError(f"shapes differ: {class_mask.shape} vs {object_mask.shape}")
+    issues: list[Issue] = []
+    instance = (object_mask != 0) & (object_mask != object_ignore)
+    on_background = instance & (class_mask == 0)
+    if on_background.any():
+        ids = np.unique(object_mask[on_background]).tolist()
+        issues.append(
+            (
+                "instance-on-background",
+                f"{int(on_background.sum())} pixels of instance {_short_list(ids)} lie on "
+                "background (0) in the class mask",
+            )
+        )
+    labelled = instance & (class_mask != 0) & (class_mask != IGNORE_INDEX)
+    pairs = np.unique(object_mask[labelled].astype(np.int64) * 256 + class_mask[labelled])
+    instance_ids, first_index, per_instance = np.unique(
+        pairs // 256, return_index=True, return_counts=True
+    )
+    conflicts = []
+    for instance_id, start, count in zip(instance_ids, first_index, per_instance, strict=True):
+        if count > 1:
+            classes = [
+                _class_label(int(c), class_names) for c in pairs[start : start + count] % 256
+            ]
+            conflicts.append(f"instance {instance_id} covers classes {', '.join(classes)}")
+    if conflicts:
+        shown = "; ".join(conflicts[:4])
+        if len(conflicts) > 4:
+            shown += f" … and {len(conflicts) - 4} more"
+        issues.append(("instance-class-conflict", shown))
+    return issues
+
+
+_VOC_KEYS = (voc_colormap().astype(np.uint32) * np.array([1 << 16, 1 << 8, 1], np.uint32)).sum(1)
+
+
+def rgb_mask_advice(rgb: NDArray[np.uint8]) -> tuple[str, NDArray[np.uint8] | None]:
+    """Explain how to turn an RGB colour mask (H, W, 3+) into class ids.
+
+    Returns the advice and, when every colour is a VOC colour-map entry, the class-id
+    mask the conversion would give (so class presence can still be counted).
+    """
+    pixels = rgb[..., :3].astype(np.uint32)
+    keys = (pixels[..., 0] << 16) | (pixels[..., 1] << 8) | pixels[..., 2]
+    colours = np.unique(keys)
+    order = np.argsort(_VOC_KEYS)
+    position = np.searchsorted(_VOC_KEYS[order], colours)
+    known = (position < len(order)) & (_VOC_KEYS[order][np.minimum(position, 255)] == colours)
+    if known.all():
+        ids = order[np.searchsorted(_VOC_KEYS[order], keys)].astype(np.uint8)
+        found = sorted(order[position].tolist())
+        return (
+            f"RGB colour mask; all {len(colours)} colours are VOC colour-map entries "
+            f"(ids {_short_list(found)}), so it converts losslessly: replace each colour "
+            "by its colour-map index and save a palette PNG (mode P) or 8-bit L PNG",
+            ids,
+        )
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+        values = np.unique(rgb[..., 0]).tolist()
+        return (
+            f"RGB mask with three equal channels (values {_short_list(values)}); if "
+            "these are class ids, save one channel as an 8-bit L or palette PNG",
+            None,
+        )
+    strange = [
+        f"({key >> 16}, {(key >> 8) & 255}, {key & 255})" for key in colours[~known].tolist()
+    ]
+    return (
+        f"RGB colour mask with {len(strange)} colours outside the VOC colour map "
+        f"(e.g. {_short_list(strange, 3)}); map each colour to its class id and save a "
+        "palette PNG (mode P, VOC colour map) or 8-bit L PNG; many stray colours mean the "
+        "mask was resized or saved with anti-aliasing",
+        None,
+    )
+
+
+def geometry_issues(
+    image_size: tuple[int, int],
+    orientation: int,
+    mask_sizes: Mapping[str, tuple[int, int]],
+    *,
+    labels_in_oriented_frame: bool = False,
+) -> list[tuple[str, str, str]]:
+    """Size and EXIF-orientation problems of one image and its masks.
+
+    ``image_size`` is the stored (width, height); ``mask_sizes`` maps each mask's file to
+    its (width, height). A mask matching the image after an EXIF quarter turn is not a
+    size mismatch but is reported once, as ``exif-orientation``, with the frame the mask
+    is in. ``labels_in_oriented_frame`` says the masks were drawn in the EXIF-oriented
+    frame (true for segkit convert, as for labelme) when sizes cannot tell.
+    Returns ``(check, file, detail)`` triples; the EXIF one has ``file == ""`` (the image).
+    """
+    width, height = image_size
+    turned = orientation in _QUARTER_TURNS
+    oriented = (height, width) if turned else (width, height)
+    issues: list[tuple[str, str, str]] = []
+    frames: set[str] = set()
+    for mask_file, mask_size in mask_sizes.items():
+        if tuple(mask_size) == (width, height):
+            frames.add("stored")
+        elif turned and tuple(mask_size) == oriented:
+            frames.add("oriented")
+        else:
+            after = f" ({_size(oriented)} after EXIF rotation)" if turned else ""
+            issues.append(
+                (
+                    "size-mismatch",
+                    mask_file,
+                    f"mask is {_size(mask_size)} but its image is "
+                    f"{_size(image_size)}{after} (width x height)",
+                )
+            )
+    if orientation in _ORIENTATION_NAMES:
+        if not turned and labels_in_oriented_frame:
+            frames = {"oriented"}
+        elif not turned:
+            frames = set()
+        issues.append(("exif-orientation", "", _orientation_detail(orientation, frames)))
+    return issues
+
+
+def _orientation_detail(orientation: int, frames: set[str]) -> str:
+    head = f"EXIF orientation {orientation} ({_ORIENTATION_NAMES[orientation]}); "
+    fix = (
+        "; re-save the image with the orientation applied to its pixels and the tag "
+        "removed (e.g. PIL.ImageOps.exif_transpose), transforming the mask the same way "
+        "if it is in the stored frame"
+    )
+    if frames == {"oriented"}:
+        return (
+            head + "the mask is in the EXIF-oriented frame (as labelme shows the image), "
+            "so loaders that ignore EXIF (PIL.Image.open, torchvision VOCSegmentation) "
+            "pair it with unrotated pixels" + fix
+        )
+    if frames == {"stored"}:
+        return (
+            head + "the mask is in the stored pixel frame, so loaders that apply EXIF "
+            "(OpenCV imread, exif_transpose) pair it with rotated pixels" + fix
+        )
+    return (
+        head + "image and mask sizes agree, so which frame the mask is in is unknown; "
+        "loaders that apply EXIF and loaders that ignore it disagree" + fix
+    )
+
+
+def split_findings(
+    known_ids: Collection[str], splits: Mapping[str, Sequence[str]]
+) -> list[Finding]:
+    """Problems in split lists (name → stems, as in ``ImageSets/Segmentation/<name>.txt``).
+
+    ``known_ids`` are the labelled stems (with a class mask). Every list is checked for
+    unknown stems; ``train``/``val``/``test`` must not overlap and must cover the known
+    stems; ``trainval`` must equal ``train ∪ val``.
+    """
+    known = set(known_ids)
+    findings: list[Finding] = []
+
+    def path(name: str) -> str:
+        return f"{SPLITS_DIR}/{name}.txt"
+
+    for name in sorted(splits):
+        unknown = sorted(set(splits[name]) - known)
+        if unknown:
+            findings.append(
+                finding(
+                    "split-unknown-stem",
+                    path(name),
+                    f"{len(unknown)} stems without a labelled sample: {_short_list(unknown)}",
+                )
+            )
+    partition = [name for name in PARTITION_SPLITS if name in splits]
+    for index, first in enumerate(partition):
+        for second in partition[index + 1 :]:
+            both = sorted(set(splits[first]) & set(splits[second]))
+            if both:
+                findings.append(
+                    finding(
+                        "split-overlap",
+                        path(second),
+                        f"{len(both)} stems are in both {first} and {second}: {_short_list(both)}",
+                    )
+                )
+    if partition:
+        assigned = set().union(*(splits[name] for name in partition))
+        unassigned = sorted(known - assigned)
+        if unassigned:
+            findings.append(
+                finding(
+                    "split-unassigned",
+                    SPLITS_DIR,
+                    f"{len(unassigned)} labelled stems are in none of "
+                    f"{', '.join(partition)}: {_short_list(unassigned)}; re-run segkit split",
+                )
+            )
+    if "trainval" in splits and ("train" in splits or "val" in splits):
+        expected = set(splits.get("train", ())) | set(splits.get("val", ()))
+        actual = set(splits["trainval"])
+        problems = []
+        if expected - actual:
+            problems.append(f"lacks {_short_list(sorted(expected - actual))}")
+        if actual - expected:
+            problems.append(f"has extra {_short_list(sorted(actual - expected))}")
+        if problems:
+            findings.append(
+                finding(
+                    "split-trainval-mismatch",
+                    path("trainval"),
+                    f"trainval is not train ∪ val: it {' and '.join(problems)}",
+                )
+            )
+    return findings
+
+
+def _where(ids: Iterable[str], split_of: Mapping[str, Collection[str]]) -> list[str]:
+    return sorted({name for sample_id in ids for name in split_of.get(sample_id, ())})
+
+
+def duplicate_findings(
+    image_sha256: Mapping[str, str],
+    files: Mapping[str, str],
+    split_of: Mapping[str, Collection[str]],
+) -> list[Finding]:
+    """Byte-identical images: a warning, or ``split-leakage`` when they span splits.
+
+    ``image_sha256`` maps sample id → content hash, ``files`` id → image path and
+    ``split_of`` id → the partition splits naming it. One finding per group, on its
+    first file.
+    """
+    groups: dict[str, list[str]] = {}
+    for sample_id, digest in image_sha256.items():
+        groups.setdefault(digest, []).append(sample_id)
+    findings = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        members = sorted(members, key=lambda m: files[m])
+        others = _short_list([files[m] for m in members[1:]])
+        splits = _where(members, split_of)
+        if len(splits) > 1:
+            where = ", ".join(
+                f"{files[m]} in {'/'.join(sorted(split_of.get(m, ()))) or 'no split'}"
+                for m in members
+            )
+            findings.append(
+                finding(
+                    "split-leakage",
+                    files[members[0]],
+                    f"identical images in splits {', '.join(splits)}: {where}; "
+                    "keep one copy or put all in one split",
+                )
+            )
+        else:
+            findings.append(
+                finding("duplicate-image", files[members[0]], f"byte-identical to {others}")
+            )
+    return findings
+
+
+def near_duplicate_findings(
+    dhashes: Mapping[str, int],
+    image_sha256: Mapping[str, str],
+    files: Mapping[str, str],
+    split_of: Mapping[str, Collection[str]],
+    *,
+    max_distance: int = DEFAULT_MAX_DISTANCE,
+) -> list[Finding]:
+    """Images whose 64-bit dHashes chain within ``max_distance`` bits (warnings).
+
+    Byte-identical copies are collapsed to one first, since ``duplicate_findings``
+    reports them; a group is reported only if it holds two different files.
+    """
+    representative: dict[str, str] = {}
+    for sample_id in sorted(dhashes, key=lambda s: files[s]):
+        representative.setdefault(image_sha256.get(sample_id, sample_id), sample_id)
+    hashes = {sample_id: dhashes[sample_id] for sample_id in representative.values()}
+    findings = []
+    for group in _near_groups(hashes, max_distance):
+        members = sorted(group, key=lambda m: files[m])
+        first = hashes[members[0]]
+        others = _short_list(
+            [f"{files[m]} ({hamming_distance(first, hashes[m])} bits)" for m in members[1:]]
+        )
+        splits = _where(members, split_of)
+        across = f"; they span splits {', '.join(splits)}" if len(splits) > 1 else ""
+        findings.append(
+            finding(
+                "near-duplicate",
+                files[members[0]],
+                f"perceptual hash within {max_distance} of {HASH_BITS} bits of {others}{across}",
+            )
+        )
+    return findings
+
+
+def class_presence_findings(
+    present: Collection[int],
+    class_names: Sequence[str],
+    class_file: str,
+    *,
+    images_with_ignore: int = 0,
+) -> list[Finding]:
+    """A warning for each class (other than background) that no class mask contains."""
+    findings = []
+    for class_id in range(1, len(class_names)):
+        if class_id in present:
+            continue
+        hint = ""
+        if len(class_names) == 2 and images_with_ignore:
+            hint = (
+                f"; {images_with_ignore} masks contain 255 (ignore): were binary masks "
+                "saved as 0/255 instead of 0/1?"
+            )
+        findings.append(
+            finding(
+                "class-never-present",
+                class_file,
+                f"class {class_id} ({class_names[class_id]}) appears in no class mask{hint}",
+            )
+        )
+    return findings
+
+
+# ---------------------------------------------------------------------------
+# Per-sample work (runs in worker processes)
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _SampleTask:
+    root: Path
+    sample: Sample
+    class_names: tuple[str, ...]
+    labels_in_oriented_frame: bool
+
+
+@dataclass(frozen=True)
+class _SampleResult:
+    sample_id: str
+    findings: tuple[Finding, ...]
+    file_sha256: tuple[tuple[str, str], ...]
+    image_sha256: str | None
+    dhash: int | None
+    class_ids: frozenset[int]
+
+
+def _rel(root: Path, path: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _looks_truncated(data: bytes) -> bool:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return b"IEND" not in data[-16:]
+    if data.startswith(b"\xff\xd8"):
+        return b"\xff\xd9" not in data[-64:]
+    return False
+
+
+def _decode_failure(data: bytes, error: BaseException) -> Issue:
+    if _looks_truncated(data):
+        return ("truncated", f"the file ends early ({error}); copy or export it again")
+    return ("unreadable", f"cannot decode ({type(error).__name__}: {error})")
+
+
+@dataclass(frozen=True)
+class _Mask:
+    size: tuple[int, int]
+    mode: str
+    array: NDArray[Any]
+
+
+def _read_file(path: Path) -> bytes | Issue:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        return ("unreadable", f"cannot read ({error.strerror or error})")
+    if not data:
+        return ("empty-file", "zero-byte file")
+    return data
+
+
+def _decode_mask(data: bytes) -> _Mask | Issue:
+    try:
+        with PIL.Image.open(io.BytesIO(data)) as image:
+            image.load()
+            mask = _Mask(image.size, image.mode, np.asarray(image))
+    except _DECODE_ERRORS as error:
+        return _decode_failure(data, error)
+    if _looks_truncated(data):
+        return ("truncated", "the PNG has no IEND chunk at its end; copy or export it again")
+    return mask
+
+
+def _check_image(path: Path, out: dict[str, Any]) -> list[Issue]:
+    data = _read_file(path)
+    if isinstance(data, tuple):
+        return [data]
+    out["sha256"] = sha256_bytes(data)
+    try:
+        # Header only: size and EXIF are known before any pixel is decoded.
+        with PIL.Image.open(io.BytesIO(data)) as image:
+            out["size"] = image.size
+            orientation = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+    except _DECODE_ERRORS as error:
+        return [_decode_failure(data, error)]
+    out["orientation"] = orientation if isinstance(orientation, int) else 1
+    try:
+        out["dhash"] = hash_image_file(path)
+    except _DECODE_ERRORS as error:
+        return [_decode_failure(data, error)]
+    if data.startswith(b"\x89PNG") and _looks_truncated(data):
+        return [("truncated", "the PNG has no IEND chunk at its end; copy or export it again")]
+    return []
+
+
+def _check_class_mask(data: bytes, num_classes: int, out: dict[str, Any]) -> list[Issue]:
+    mask = _decode_mask(data)
+    if isinstance(mask, tuple):
+        return [mask]
+    out["size"] = mask.size
+    if mask.mode in ("RGB", "RGBA"):
+        advice, ids = rgb_mask_advice(mask.array)
+        if ids is not None:
+            counts = np.bincount(ids.ravel(), minlength=256)
+            out["class_ids"] = frozenset(int(v) for v in np.flatnonzero(counts))
+        return [("rgb-mask", advice)]
+    if mask.mode not in ("P", "L"):
+        return [
+            (
+                "mask-encoding",
+                f"class mask has mode {mask.mode!r}; class masks must be a palette (P) or "
+                "8-bit grayscale (L) PNG holding class ids 0..254 and 255 for ignore",
+            )
+        ]
+    array = mask.array.astype(np.uint8, copy=False)
+    out["array"] = array
+    counts = np.bincount(array.ravel(), minlength=256)
+    out["class_ids"] = frozenset(int(v) for v in np.flatnonzero(counts))
+    return class_value_issues(counts, num_classes)
+
+
+def _check_object_mask(data: bytes, out: dict[str, Any]) -> list[Issue]:
+    mask = _decode_mask(data)
+    if isinstance(mask, tuple):
+        return [mask]
+    out["size"] = mask.size
+    if mask.mode in ("RGB", "RGBA"):
+        advice, _ = rgb_mask_advice(mask.array)
+        return [("rgb-mask", advice.replace("RGB colour mask", "RGB colour instance mask", 1))]
+    if mask.mode in ("P", "L"):
+        out["array"], out["ignore"] = mask.array, IGNORE_INDEX
+        return []
+    if mask.mode.startswith("I;16") or (
+        mask.mode == "I" and mask.array.min(initial=0) >= 0 and mask.array.max(initial=0) <= 65535
+    ):
+        out["array"], out["ignore"] = mask.array.astype(np.uint16), IGNORE_INDEX_16
+        return []
+    return [
+        (
+            "mask-encoding",
+            f"instance mask has mode {mask.mode!r}; instance masks must be a palette (P) or "
+            "8-bit grayscale (L) PNG (255 = ignore), or 16-bit grayscale (65535 = ignore)",
+        )
+    ]
+
+
+def _check_sample(task: _SampleTask) -> _SampleResult:
+    """All single-sample checks; module level so worker processes can unpickle it."""
+    root, sample = task.root, task.sample
+    findings: list[Finding] = []
+    hashes: list[tuple[str, str]] = []
+    image: dict[str, Any] = {}
+    masks: dict[str, dict[str, Any]] = {}
+
+    def record(path: Path, issues: Iterable[Issue]) -> None:
+        findings.extend(finding(check, _rel(root, path), detail) for check, detail in issues)
+
+    if sample.image is not None:
+        record(sample.image, _check_image(sample.image, image))
+        if "sha256" in image:
+            hashes.append((_rel(root, sample.image), image["sha256"]))
+    for role, path in (("class", sample.class_mask), ("object", sample.object_mask)):
+        if path is None:
+            continue
+        info = masks[role] = {"file": _rel(root, path)}
+        data = _read_file(path)
+        if isinstance(data, tuple):
+            record(path, [data])
+            continue
+        hashes.append((info["file"], sha256_bytes(data)))
+        if role == "class":
+            record(path, _check_class_mask(data, len(task.class_names), info))
+        else:
+            record(path, _check_object_mask(data, info))
+
+    if sample.image is not None and "size" in image:
+        sizes = {info["file"]: info["size"] for info in masks.values() if "size" in info}
+        for check, file, detail in geometry_issues(
+            image["size"],
+            image["orientation"],
+            sizes,
+            labels_in_oriented_frame=task.labels_in_oriented_frame,
+        ):
+            findings.append(finding(check, file or _rel(root, sample.image), detail))
+    class_array = masks.get("class", {}).get("array")
+    object_info = masks.get("object", {})
+    object_array = object_info.get("array")
+    if (
+        class_array is not None
+        and object_array is not None
+        and class_array.shape == object_array.shape
+    ):
+        findings.extend(
+            finding(check, object_info["file"], detail)
+            for check, detail in instance_issues(
+                class_array,
+                object_array,
+                object_ignore=object_info["ignore"],
+                class_names=task.class_names,
+            )
+        )
+    return _SampleResult(
+        sample_id=sample.id,
+        findings=tuple(findings),
+        file_sha256=tuple(hashes),
+        image_sha256=image.get("sha256"),
+        dhash=image.get("dhash"),
+        class_ids=masks.get("class", {}).get("class_ids", frozenset()),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Dataset-level shell
+# ---------------------------------------------------------------------------
+
+
+def _files_by_stem(folder: Path) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and not path.name.startswith("."):
+                found.setdefault(path.stem, []).append(path.name)
+    return found
+
+
+def _class_list_file(root: Path, manifest: Mapping[str, Any] | None) -> str:
+    if manifest is not None:
+        return MANIFEST_NAME
+    for name in (CLASS_NAMES_NAME, LABELS_NAME):
+        if (root / name).is_file():
+            return name
+    return ""
+
+
+def _read_splits(dataset: Dataset) -> dict[str, list[str]]:
+    folder = dataset.root / SPLITS_DIR
+    if not folder.is_dir():
+        return {}
+    return {
+        path.stem: dataset.read_split(path.stem)
+        for path in sorted(folder.glob("*.txt"))
+        if path.is_file() and not path.name.startswith(".")
+    }
+
+
+def _layout_findings(dataset: Dataset, splits: Mapping[str, Sequence[str]]) -> list[Finding]:
+    """Pairing of images and masks, found from the directory listings alone."""
+    root = dataset.root
+    images = _files_by_stem(root / IMAGES_DIR)
+    class_masks = _files_by_stem(root / CLASS_DIR)
+    in_a_split = {stem for stems in splits.values() for stem in stems}
+    findings: list[Finding] = []
+    unlabelled: list[str] = []
+    for stem, names in sorted(images.items()):
+        usable = [name for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES]
+        if len(usable) > 1:
+            findings.append(
+                finding(
+                    "duplicate-stem",
+                    f"{IMAGES_DIR}/{usable[1]}",
+                    f"{len(usable)} images share the stem {stem!r} ({', '.join(usable)}); "
+                    "loaders pick one arbitrarily, keep one",
+                )
+            )
+    for sample in dataset.samples:
+        if sample.image is not None and sample.class_mask is None:
+            if splits and sample.id not in in_a_split:
+                unlabelled.append(_rel(root, sample.image))
+                continue
+            others = [n for n in class_masks.get(sample.id, []) if not n.lower().endswith(".png")]
+            hint = (
+                f"; found {CLASS_DIR}/{others[0]}, but masks must be PNG (lossy formats "
+                "change the ids)"
+                if others
+                else ""
+            )
+            findings.append(
+                finding(
+                    "missing-mask",
+                    _rel(root, sample.image),
+                    f"no {CLASS_DIR}/{sample.id}.png{hint}",
+                )
+            )
+        if sample.image is None and sample.class_mask is not None:
+            others = images.get(sample.id, [])
+            hint = f"; found {IMAGES_DIR}/{others[0]}, not a supported image type" if others else ""
+            findings.append(
+                finding(
+                    "missing-image",
+                    _rel(root, sample.class_mask),
+                    f"no image {IMAGES_DIR}/{sample.id}.* ({', '.join(IMAGE_SUFFIXES)}){hint}",
+                )
+            )
+    if unlabelled:
+        findings.append(
+            finding(
+                "unlabelled-image",
+                IMAGES_DIR,
+                f"{len(unlabelled)} images have no class mask and no split names them "
+                f"(VOC loaders skip them): {_short_list(unlabelled)}",
+            )
+        )
+    known = set(dataset.ids)
+    for stem, names in sorted(_files_by_stem(root / OBJECT_DIR).items()):
+        if stem not in known and any(name.lower().endswith(".png") for name in names):
+            findings.append(
+                finding(
+                    "missing-image",
+                    f"{OBJECT_DIR}/{stem}.png",
+                    f"instance mask without an image or a class mask for {stem!r}",
+                )
+            )
+    return findings
+
+
+def _manifest_findings(
+    dataset: Dataset, file_sha256: Mapping[str, str], class_file_names: Sequence[str]
+) -> list[Finding]:
+    manifest = dataset.manifest
+    if manifest is None:
+        return []
+    root = dataset.root
+    findings: list[Finding] = []
+    listed: set[str] = set()
+    for entry in manifest["samples"]:
+        listed.add(entry["id"])
+        for kind in ("image", "class_mask", "object_mask"):
+            value = entry.get(kind)
+            if not isinstance(value, str) or not value:
+                continue
+            path = Path(value) if Path(value).is_absolute() else root / value
+            shown = _rel(root, path)
+            if not path.is_file():
+                findings.append(
+                    finding(
+                        "manifest-missing-file",
+                        shown,
+                        f"{MANIFEST_NAME} lists this {kind.replace('_', ' ')} of "
+                        f"{entry['id']!r} but the file is gone",
+                    )
+                )
+                continue
+            expected = entry.get(f"{kind}_sha256")
+            actual = file_sha256.get(shown)
+            if isinstance(expected, str) and actual is not None and actual != expected.lower():
+                findings.append(
+                    finding(
+                        "manifest-mismatch",
+                        shown,
+                        f"content changed after {MANIFEST_NAME} was written (sha256 "
+                        f"{actual[:12]}…, recorded {expected[:12]}…); re-run segkit convert or "
+                        "restore the file",
+                    )
+                )
+    for sample in dataset.samples:
+        if sample.id not in listed:
+            path = sample.image if sample.image is not None else sample.class_mask
+            findings.append(
+                finding(
+                    "not-in-manifest",
+                    _rel(root, path) if path is not None else sample.id,
+                    f"sample {sample.id!r} is not in {MANIFEST_NAME}; re-run segkit convert "
+                    "if it was added by hand",
+                )
+            )
+    classes = list(manifest["classes"])
+    for name in class_file_names:
+        path = root / name
+        if not path.is_file():
+            continue
+        try:
+            names = list(parse_labels(path.read_text(encoding="utf-8"), name).names)
+        except (OSError, UnicodeDecodeError, DatasetError) as error:
+            names = [f"<unreadable: {error}>"]
+        if names != classes:
+            findings.append(
+                finding(
+                    "manifest-mismatch",
+                    name,
+                    f"classes {_short_list(names)} differ from {MANIFEST_NAME}'s "
+                    f"{_short_list(classes)}",
+                )
+            )
+    return findings
+
+
+def validate(
+    dataset: Dataset,
+    *,
+    workers: int | None = None,
+    near_duplicate_distance: int = DEFAULT_MAX_DISTANCE,
+    progress: ProgressCallback | None = None,
+) -> list[Finding]:
+    """Check an opened dataset; return its findings, sorted (errors first).
+
+    ``progress(done, total)`` is called as samples finish. Reads files only.
+    """
+    if not 0 <= near_duplicate_distance <= HASH_BITS:
+        raise ValueError(f"near_duplicate_distance must be in 0..{HASH_BITS}")
+    root = dataset.root
+    splits = _read_splits(dataset)
+    findings = _layout_findings(dataset, splits)
+    tasks = [
+        _SampleTask(root, sample, dataset.classes, dataset.manifest is not None)
+        for sample in dataset.samples
+    ]
+    results: list[_SampleResult] = parallel_map(
+        _check_sample, tasks, workers=workers, progress=progress
+    )
+    file_sha256: dict[str, str] = {}
+    image_sha256: dict[str, str] = {}
+    dhashes: dict[str, int] = {}
+    present: set[int] = set()
+    masks_with_ignore = 0
+    for result in results:
+        findings.extend(result.findings)
+        file_sha256.update(result.file_sha256)
+        if result.image_sha256 is not None:
+            image_sha256[result.sample_id] = result.image_sha256
+        if result.dhash is not None:
+            dhashes[result.sample_id] = result.dhash
+        present |= result.class_ids
+        masks_with_ignore += IGNORE_INDEX in result.class_ids
+
+    files = {s.id: _rel(root, s.image) for s in dataset.samples if s.image is not None}
+    split_of: dict[str, set[str]] = {}
+    for name in PARTITION_SPLITS:
+        for stem in splits.get(name, ()):
+            split_of.setdefault(stem, set()).add(name)
+    findings += duplicate_findings(image_sha256, files, split_of)
+    findings += near_duplicate_findings(
+        dhashes, image_sha256, files, split_of, max_distance=near_duplicate_distance
+    )
+    labelled = [s.id for s in dataset.samples if s.class_mask is not None]
+    findings += split_findings(labelled, splits)
+
+    class_file = _class_list_file(root, dataset.manifest)
+    if dataset.classes:
+        findings += class_presence_findings(
+            present, dataset.classes, class_file, images_with_ignore=masks_with_ignore
+        )
+    else:
+        findings.append(
+            finding(
+                "no-class-list",
+                "",
+                f"no {MANIFEST_NAME}, {CLASS_NAMES_NAME} or {LABELS_NAME}: class ids and "
+                f"class presence were not checked; add {CLASS_NAMES_NAME} (one name per "
+                "line, background first)",
+            )
+        )
+    findings += _manifest_findings(dataset, file_sha256, (CLASS_NAMES_NAME, LABELS_NAME))
+    return sort_findings(findings)
+
+
+def validate_dataset(
+    root: Path,
+    *,
+    workers: int | None = None,
+    near_duplicate_distance: int = DEFAULT_MAX_DISTANCE,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Finding]:
+    """Open the VOC folder at ``root`` and check it (see ``validate``)."""
+    return validate(
+        open_dataset(root),
+        workers=workers,
+        near_duplicate_distance=near_duplicate_distance,
+        progress=progress,
+    )
