@@ -51,6 +51,8 @@ class Rasterized:
     class_mask: NDArray[np.uint8]
     instance_mask: NDArray[np.uint8] | NDArray[np.uint16]
     instance_count: int
+    #: Pixels per class value, length 256 (index 255 counts ignore pixels).
+    class_counts: NDArray[np.int64]
 
 
 def _draw(draw: PIL.ImageDraw.ImageDraw, shape: Shape, ink: int) -> None:
@@ -109,6 +111,10 @@ def _paste_bitmap(canvas: PIL.Image.Image, shape: Shape, ink: int, where: str) -
 
 def shape_index_image(shapes: Sequence[Shape], size: tuple[int, int], where: str = "") -> NDArray:
     """(H, W) array: 0 where no shape paints, else 1 + index of the last shape painting there."""
+    return np.asarray(_index_canvas(shapes, size, where))
+
+
+def _index_canvas(shapes: Sequence[Shape], size: tuple[int, int], where: str) -> PIL.Image.Image:
     height, width = size
     mode = "L" if len(shapes) <= 255 else "I"
     canvas = PIL.Image.new(mode, (width, height), 0)
@@ -118,7 +124,7 @@ def shape_index_image(shapes: Sequence[Shape], size: tuple[int, int], where: str
             _paste_bitmap(canvas, shape, index + 1, f"{where}shapes[{index}]: ")
         else:
             _draw(draw, shape, index + 1)
-    return np.asarray(canvas)
+    return canvas
 
 
 def instance_numbers(shapes: Sequence[Shape]) -> list[int]:
@@ -149,7 +155,7 @@ def rasterize(
     >>> rasterize([sq], (4, 4), {"_background_": 0, "cat": 1}).class_mask.tolist()
     [[0, 0, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]]
     """
-    index_image = shape_index_image(shapes, size, where)
+    canvas = _index_canvas(shapes, size, where)
     class_lut = np.zeros(len(shapes) + 1, dtype=np.uint8)
     class_lut[1:] = [label_ids[shape.label] for shape in shapes]
     numbers = np.array([0, *instance_numbers(shapes)], dtype=np.int64)
@@ -158,4 +164,14 @@ def rasterize(
     instance_lut = numbers.astype(np.uint16 if wide else np.uint8)
     instance_lut[class_lut == 0] = 0
     instance_lut[class_lut == IGNORE_INDEX] = IGNORE_INDEX_16 if wide else IGNORE_INDEX
-    return Rasterized(class_lut[index_image], instance_lut[index_image], count)
+    if canvas.mode == "L" and not wide:
+        # Pillow's 8-bit lookup and histogram run several times faster than numpy's.
+        padding = [0] * (256 - len(class_lut))
+        class_image = canvas.point(class_lut.tolist() + padding)
+        instance_image = canvas.point(instance_lut.tolist() + padding)
+        counts = np.asarray(class_image.histogram(), dtype=np.int64)
+        return Rasterized(np.asarray(class_image), np.asarray(instance_image), count, counts)
+    index_image = np.asarray(canvas)
+    class_mask = class_lut[index_image]
+    counts = np.bincount(class_mask.ravel(), minlength=256).astype(np.int64)
+    return Rasterized(class_mask, instance_lut[index_image], count, counts)

@@ -1,0 +1,175 @@
+"""Time `segkit convert` against labelme's reference labelme2voc pipeline on the same data.
+
+Builds a generated data set (default 200 JPEG images of 1024×768, ~40 polygons each,
+images on disk next to their JSON), then in one run:
+
+1. labelme's reference, as its ``labelme2voc.py`` example does per file, in one process:
+   load the label file (which reads the image), decode it to RGB, save it as JPEG,
+   ``shapes_to_label``, save class and object masks as palette PNGs (``imgviz.io.lblsave``);
+2. ``segkit convert`` (Python API, default workers = all cores, process start-up included);
+
+checks that every class and object mask is identical, and prints images/s for both and
+the ratio. Needs the ``dev`` extra (labelme). Run:
+
+    python benchmarks/convert.py [--images 200] [--polygons 40] [--workdir bench_data/convert]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import PIL.ImageDraw
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+CLASSES = ["_background_", "road", "car", "person", "tree", "sign"]
+
+
+def _polygon(rng: np.random.Generator, width: int, height: int) -> list[list[float]]:
+    cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+    n = int(rng.integers(6, 16))
+    angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+    radii = rng.uniform(20, 120) * rng.uniform(0.6, 1.0, n)
+    return [
+        [round(float(cx + r * np.cos(a)), 2), round(float(cy + r * np.sin(a)), 2)]
+        for a, r in zip(angles, radii, strict=True)
+    ]
+
+
+def make_dataset(folder: Path, images: int, polygons: int, size: tuple[int, int]) -> None:
+    """Write ``images`` JPEG + labelme JSON pairs into ``folder`` (deterministic)."""
+    rng = np.random.default_rng(0)
+    width, height = size
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:height, 0:width]
+    for index in range(images):
+        stem = f"img_{index:04d}"
+        base = np.stack(
+            [(xx * 255 // width), (yy * 255 // height), np.full_like(xx, 40 + index % 100)], -1
+        ).astype(np.uint8)
+        image = PIL.Image.fromarray(base)
+        draw = PIL.ImageDraw.Draw(image)
+        shapes = []
+        for _ in range(polygons):
+            points = _polygon(rng, width, height)
+            label = CLASSES[int(rng.integers(1, len(CLASSES)))]
+            colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+            draw.polygon([tuple(p) for p in points], fill=colour)
+            shapes.append(
+                {
+                    "label": label,
+                    "points": points,
+                    "group_id": None,
+                    "description": "",
+                    "shape_type": "polygon",
+                    "flags": {},
+                }
+            )
+        image.save(folder / f"{stem}.jpg", quality=90)
+        annotation = {
+            "version": "5.5.0",
+            "flags": {},
+            "shapes": shapes,
+            "imagePath": f"{stem}.jpg",
+            "imageData": None,
+            "imageHeight": height,
+            "imageWidth": width,
+        }
+        (folder / f"{stem}.json").write_text(json.dumps(annotation), encoding="utf-8")
+    (folder / "labels.txt").write_text("\n".join(["__ignore__", *CLASSES]) + "\n")
+
+
+def run_labelme_reference(src: Path, out: Path) -> float:
+    """labelme2voc's per-file work, single process; returns seconds."""
+    import imgviz
+    import labelme
+    from labelme import utils
+
+    label_ids = {"__ignore__": -1, **{name: i for i, name in enumerate(CLASSES)}}
+    for name in ("JPEGImages", "SegmentationClass", "SegmentationObject"):
+        (out / name).mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for path in sorted(src.glob("*.json")):
+        label_file = labelme.LabelFile(filename=str(path))
+        image = utils.img_data_to_arr(label_file.image_data)
+        imgviz.io.imsave(out / "JPEGImages" / f"{path.stem}.jpg", image)
+        cls, ins = utils.shapes_to_label(image.shape, label_file.shapes, label_ids)
+        ins[cls == -1] = 0
+        imgviz.io.lblsave(out / "SegmentationClass" / f"{path.stem}.png", cls.astype(np.uint8))
+        imgviz.io.lblsave(out / "SegmentationObject" / f"{path.stem}.png", ins.astype(np.uint8))
+    return time.perf_counter() - start
+
+
+def run_segkit(src: Path, out: Path, workers: int | None) -> float:
+    """``segkit convert`` through its Python API; returns seconds."""
+    from segkit.convert import convert
+
+    start = time.perf_counter()
+    summary = convert(src, out, labels=str(src / "labels.txt"), workers=workers, force=True)
+    elapsed = time.perf_counter() - start
+    if summary.failures:
+        raise SystemExit(f"segkit failed: {summary.failures[:3]}")
+    return elapsed
+
+
+def compare(reference: Path, ours: Path) -> int:
+    """Number of images whose class or object masks differ."""
+    differing = 0
+    for path in sorted((reference / "SegmentationClass").glob("*.png")):
+        for folder in ("SegmentationClass", "SegmentationObject"):
+            a = np.asarray(PIL.Image.open(reference / folder / path.name))
+            b = np.asarray(PIL.Image.open(ours / folder / path.name))
+            if folder == "SegmentationObject":
+                # labelme2voc writes 0 on ignore pixels, segkit 255 (VOC's void); none here.
+                b = np.where(b == 255, 0, b)
+            if not np.array_equal(a, b):
+                differing += 1
+                break
+    return differing
+
+
+def main() -> None:
+    """Build the data, time both pipelines, compare, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--polygons", type=int, default=40)
+    parser.add_argument("--width", type=int, default=1024)
+    parser.add_argument("--height", type=int, default=768)
+    parser.add_argument("--workers", type=int, default=None, help="segkit workers (default: all)")
+    parser.add_argument("--workdir", type=Path, default=Path("bench_data/convert"))
+    args = parser.parse_args()
+
+    src = args.workdir / "labelme"
+    marker = args.workdir / f"made-{args.images}-{args.polygons}-{args.width}x{args.height}"
+    if not marker.exists():
+        shutil.rmtree(args.workdir, ignore_errors=True)
+        make_dataset(src, args.images, args.polygons, (args.width, args.height))
+        marker.touch()
+    reference_out, segkit_out = args.workdir / "out_labelme", args.workdir / "out_segkit"
+    for folder in (reference_out, segkit_out):
+        shutil.rmtree(folder, ignore_errors=True)
+
+    t_ref = run_labelme_reference(src, reference_out)
+    t_seg = run_segkit(src, segkit_out, args.workers)
+    differing = compare(reference_out, segkit_out)
+    n = args.images
+    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
+    print(f"data: {n} images {args.width}x{args.height}, {args.polygons} polygons each")
+    print(f"{'pipeline':<28}{'seconds':>10}{'images/s':>12}")
+    print(f"{'labelme2voc reference':<28}{t_ref:>10.2f}{n / t_ref:>12.1f}")
+    print(f"{'segkit convert':<28}{t_seg:>10.2f}{n / t_seg:>12.1f}")
+    print(f"speed-up: {t_ref / t_seg:.1f}x; images with differing masks: {differing}")
+    if differing:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
