@@ -191,6 +191,10 @@ def _short_list(items: Sequence[Any], limit: int = _LIST_LIMIT) -> str:
     return shown
 
 
+def _count(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _size(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
 
@@ -331,7 +335,7 @@ def rgb_mask_advice(rgb: NDArray[np.uint8]) -> tuple[str, NDArray[np.uint8] | No
         f"({key >> 16}, {(key >> 8) & 255}, {key & 255})" for key in colours[~known].tolist()
     ]
     return (
-        f"RGB colour mask with {len(strange)} colours outside the VOC colour map "
+        f"RGB colour mask with {_count(len(strange), 'colour')} outside the VOC colour map "
         f"(e.g. {_short_list(strange, 3)}); map each colour to its class id and save a "
         "palette PNG (mode P, VOC colour map) or 8-bit L PNG; many stray colours mean the "
         "mask was resized or saved with anti-aliasing",
@@ -409,15 +413,20 @@ def _orientation_detail(orientation: int, frames: set[str]) -> str:
 
 
 def split_findings(
-    known_ids: Collection[str], splits: Mapping[str, Sequence[str]]
+    existing_ids: Collection[str],
+    splits: Mapping[str, Sequence[str]],
+    *,
+    labelled_ids: Collection[str] | None = None,
 ) -> list[Finding]:
     """Problems in split lists (name → stems, as in ``ImageSets/Segmentation/<name>.txt``).
 
-    ``known_ids`` are the labelled stems (with a class mask). Every list is checked for
-    unknown stems; ``train``/``val``/``test`` must not overlap and must cover the known
-    stems; ``trainval`` must equal ``train ∪ val``.
+    Every list is checked for stems with no files (not in ``existing_ids``);
+    ``train``/``val``/``test`` must not overlap and must cover ``labelled_ids`` (the
+    stems with a class mask; default: all existing); ``trainval`` must equal
+    ``train ∪ val``.
     """
-    known = set(known_ids)
+    known = set(existing_ids)
+    labelled = known if labelled_ids is None else set(labelled_ids)
     findings: list[Finding] = []
 
     def path(name: str) -> str:
@@ -430,7 +439,7 @@ def split_findings(
                 finding(
                     "split-unknown-stem",
                     path(name),
-                    f"{len(unknown)} stems without a labelled sample: {_short_list(unknown)}",
+                    f"{_count(len(unknown), 'stem')} with no image or mask: {_short_list(unknown)}",
                 )
             )
     partition = [name for name in PARTITION_SPLITS if name in splits]
@@ -442,18 +451,18 @@ def split_findings(
                     finding(
                         "split-overlap",
                         path(second),
-                        f"{len(both)} stems are in both {first} and {second}: {_short_list(both)}",
+                        f"in both {first} and {second}: {_short_list(both)} ({_count(len(both), 'stem')})",
                     )
                 )
     if partition:
         assigned = set().union(*(splits[name] for name in partition))
-        unassigned = sorted(known - assigned)
+        unassigned = sorted(labelled - assigned)
         if unassigned:
             findings.append(
                 finding(
                     "split-unassigned",
                     SPLITS_DIR,
-                    f"{len(unassigned)} labelled stems are in none of "
+                    f"{_count(len(unassigned), 'labelled stem')} in none of "
                     f"{', '.join(partition)}: {_short_list(unassigned)}; re-run segkit split",
                 )
             )
@@ -883,7 +892,7 @@ def _layout_findings(dataset: Dataset, splits: Mapping[str, Sequence[str]]) -> l
             finding(
                 "unlabelled-image",
                 IMAGES_DIR,
-                f"{len(unlabelled)} images have no class mask and no split names them "
+                f"{_count(len(unlabelled), 'image')} with no class mask and in no split file "
                 f"(VOC loaders skip them): {_short_list(unlabelled)}",
             )
         )
@@ -1019,7 +1028,7 @@ def validate(
         dhashes, image_sha256, files, split_of, max_distance=near_duplicate_distance
     )
     labelled = [s.id for s in dataset.samples if s.class_mask is not None]
-    findings += split_findings(labelled, splits)
+    findings += split_findings(dataset.ids, splits, labelled_ids=labelled)
 
     class_file = _class_list_file(root, dataset.manifest)
     if dataset.classes:
