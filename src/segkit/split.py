@@ -1,0 +1,463 @@
+"""Stratified, grouped, stable splits: the pure core of ``segkit split``.
+
+Input is plain data: the class ids present in each item (a VOC stem), an optional
+group per item, the wanted fraction per split, a seed and the previous assignment.
+Output is a split name per item. No files, no printing.
+
+Everything happens over *groups* (a group's classes are the union of its items'
+classes; a group always lands in one split whole), in four passes:
+
+1. **Kept**: groups holding items of the previous assignment stay where they were;
+   their new items follow them (the split most of the group's kept items are in).
+2. **Coverage**: every class carried by at least as many groups as there are splits
+   gets one group in each split that still lacks it, least slack first. This is a
+   depth-first search with a node budget, so a greedy choice cannot use up the last
+   group a rarer class needed; when the search fails it falls back to the greedy
+   path and reports what stayed uncovered. A pseudo-class that every group carries
+   keeps splits from ending up empty.
+3. **Iterative stratification** (Sechidis, Tsoumakas & Vlahavas, 2011) for the rest:
+   take the class with the fewest unplaced groups and send each of its groups to the
+   split that lacks most images of that class.
+4. Groups without any class go wherever they fit.
+
+Sizes are a hard limit in every pass: a group goes only to a split where it *fits*
+(the split's target minus its images is at least the group's size); if it fits
+nowhere, it goes to the split furthest below target. Whatever the order, this keeps
+every split within one group of its target: ``|images - fraction * total| < largest
+group size`` (for ungrouped items: the count is the target rounded up or down). So
+coverage gives way to sizes: a class that could only reach a small split by
+overfilling it is listed in ``SplitResult.uncovered`` rather than placed. The one
+exception: a split that no group fits still gets the smallest group, because an empty
+split is worse than an oversized one.
+
+Randomness comes only from a per-group priority, the SHA-256 of the seed and the
+group id, so results depend on neither dict order nor ``PYTHONHASHSEED``, and adding a
+group does not reshuffle the order of the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+from segkit.errors import DatasetError, OptionError
+
+#: Pseudo-class every group carries: covering it in each split means no split is empty.
+_ANY = -1
+#: Nodes the coverage search may visit before it settles for the greedy path.
+DEFAULT_SEARCH_BUDGET = 20_000
+#: Fractions are read as rationals with at most this denominator (0.1 is 1/10).
+_MAX_DENOMINATOR = 1_000_000
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """The outcome of :func:`assign_splits`.
+
+    ``assignment`` maps every item to its split name (items in sorted order);
+    ``uncovered`` lists ``(class_id, split)`` pairs where a class present in at least
+    as many groups as there are splits is still missing; ``conflicts`` lists groups
+    whose kept items already sat in more than one split (kept as they were).
+    """
+
+    assignment: dict[str, str]
+    split_names: tuple[str, ...]
+    group_of: dict[str, str]
+    kept: int
+    placed: int
+    dropped: int
+    uncovered: tuple[tuple[int, str], ...]
+    conflicts: tuple[str, ...]
+
+    def members(self, split: str) -> list[str]:
+        """Items assigned to ``split``, sorted."""
+        return [item for item, name in self.assignment.items() if name == split]
+
+    def groups_in(self, split: str) -> int:
+        """Number of distinct groups in ``split``."""
+        return len({self.group_of[item] for item in self.members(split)})
+
+
+@dataclass(frozen=True)
+class SplitStats:
+    """Size and class content of one split."""
+
+    name: str
+    images: int
+    groups: int
+    target: float
+    pixels: dict[int, int]
+    images_with: dict[int, int]
+
+
+def group_priority(seed: int, group: str) -> int:
+    """The seeded tie-break rank of a group: stable across runs, machines and Python versions.
+
+    >>> group_priority(0, "a") == group_priority(0, "a") != group_priority(1, "a")
+    True
+    """
+    digest = hashlib.sha256(f"{seed}\x00{group}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def _check_fractions(fractions: Mapping[str, float]) -> list[Fraction]:
+    if not fractions:
+        raise OptionError("no splits requested")
+    for name, value in fractions.items():
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 < value < 1):
+            raise OptionError(f"fraction of split {name!r} must be in (0, 1), got {value!r}")
+    if len(fractions) > 1 and abs(sum(fractions.values()) - 1) > 1e-6:
+        raise OptionError(f"split fractions must add up to 1, got {sum(fractions.values()):g}")
+    rational = [Fraction(value).limit_denominator(_MAX_DENOMINATOR) for value in fractions.values()]
+    total = sum(rational)
+    return [value / total for value in rational]
+
+
+class _Placer:
+    """Mutable state of one split computation (groups are indices in sorted id order)."""
+
+    def __init__(
+        self,
+        *,
+        labels: list[tuple[int, ...]],
+        counts: list[dict[int, int]],
+        sizes: list[int],
+        priorities: list[int],
+        fractions: list[Fraction],
+    ) -> None:
+        self.labels = labels
+        self.counts = counts
+        self.k = len(fractions)
+        self.fractions = [float(value) for value in fractions]
+        total = sum(sizes)
+        # Integer arithmetic: targets and sizes scaled by the fractions' common denominator.
+        scale = math.lcm(*(value.denominator for value in fractions))
+        self.sizes = [size * scale for size in sizes]
+        self.deficit = [int(value * scale) * total for value in fractions]
+        self.split_of = [-1] * len(sizes)
+        self.order = sorted(range(len(sizes)), key=lambda g: (priorities[g], g))
+        self.rank = [0] * len(sizes)
+        for position, g in enumerate(self.order):
+            self.rank[g] = position
+        self.groups_with: dict[int, list[int]] = {}
+        for g in self.order:
+            for label in (*labels[g], _ANY):
+                self.groups_with.setdefault(label, []).append(g)
+        self.present: list[Counter[int]] = [Counter() for _ in range(self.k)]
+        self.unplaced: Counter[int] = Counter(
+            {label: len(groups) for label, groups in self.groups_with.items()}
+        )
+        # Classes coverage must reach in every split: carried by at least k groups.
+        self.stratified = sorted(
+            (label for label, groups in self.groups_with.items() if len(groups) >= self.k),
+            key=lambda label: (label == _ANY, label),
+        )
+        self.stratified_set = set(self.stratified)
+        self.nodes = 0
+
+    # -- bookkeeping -------------------------------------------------------------------
+    def assign(self, g: int, j: int) -> None:
+        self.split_of[g] = j
+        self.deficit[j] -= self.sizes[g]
+        for label in (*self.labels[g], _ANY):
+            self.present[j][label] += 1
+            self.unplaced[label] -= 1
+
+    def unassign(self, g: int) -> None:
+        j = self.split_of[g]
+        self.split_of[g] = -1
+        self.deficit[j] += self.sizes[g]
+        for label in (*self.labels[g], _ANY):
+            self.present[j][label] -= 1
+            self.unplaced[label] += 1
+
+    def fits(self, g: int, j: int) -> bool:
+        return self.sizes[g] <= self.deficit[j]
+
+    def missing(self, label: int) -> int:
+        return sum(1 for j in range(self.k) if not self.present[j][label])
+
+    # -- pass 2: coverage --------------------------------------------------------------
+    def _next_need(
+        self, labels: Sequence[int], skip: Collection[tuple[int, int]], prune: bool
+    ) -> tuple[int, int] | bool | None:
+        """The (class, split) to cover next; ``None`` when done, ``False`` on a dead end."""
+        best: tuple[tuple[int, ...], tuple[int, int]] | None = None
+        for label in labels:
+            missing = self.missing(label)
+            if not missing:
+                continue
+            slack = self.unplaced[label] - missing
+            if prune and slack < 0:
+                return False
+            for j in range(self.k):
+                if self.present[j][label] or (label, j) in skip:
+                    continue
+                # Least slack first, then the split with the least room left.
+                key = (slack, self.unplaced[label], label == _ANY, label, self.deficit[j], j)
+                if best is None or key < best[0]:
+                    best = (key, (label, j))
+        return None if best is None else best[1]
+
+    def _candidates(self, label: int, j: int) -> list[int]:
+        """Unplaced groups carrying ``label`` that fit split ``j``, best first."""
+        scored = []
+        for g in self.groups_with[label]:
+            if self.split_of[g] >= 0 or not self.fits(g, j):
+                continue
+            waste = gain = 0
+            for other in (*self.labels[g], _ANY):
+                if other not in self.stratified_set:
+                    continue
+                if self.present[j][other]:
+                    # Spends a group of a class that is already in j; harmful only if
+                    # that class has no group to spare for the splits still lacking it.
+                    missing = self.missing(other)
+                    if other != label and missing and self.unplaced[other] - missing <= 0:
+                        waste += 1
+                else:
+                    gain += 1
+            scored.append((waste, -gain, self.sizes[g], self.rank[g], g))
+        scored.sort()
+        return [entry[-1] for entry in scored]
+
+    def _search(self, labels: Sequence[int], budget: int) -> bool:
+        """Depth-first search for a placement covering ``labels`` in every split.
+
+        Returns ``False`` with every search assignment undone when there is none, or
+        when the node budget runs out first.
+        """
+        frames: list[list] = []  # [split, candidate groups, index of the next to try]
+        while True:
+            need = self._next_need(labels, (), prune=True)
+            if need is None:
+                return True
+            if need is not False:
+                label, j = need  # type: ignore[misc]
+                frames.append([j, self._candidates(label, j), 0])
+            while frames:  # try the next candidate, backtracking where none is left
+                j, candidates, index = frames[-1]
+                if index:
+                    self.unassign(candidates[index - 1])
+                if index < len(candidates) and self.nodes < budget:
+                    self.nodes += 1
+                    self.assign(candidates[index], j)
+                    frames[-1][2] = index + 1
+                    break
+                frames.pop()
+            else:
+                return False
+
+    def _greedy(self, labels: Sequence[int]) -> None:
+        """Cover what can be covered, skipping (class, split) pairs with no fitting group."""
+        dead: set[tuple[int, int]] = set()
+        while (need := self._next_need(labels, dead, prune=False)) is not None:
+            label, j = need  # type: ignore[misc]
+            candidates = self._candidates(label, j)
+            if candidates:
+                self.assign(candidates[0], j)
+            else:
+                dead.add((label, j))
+
+    def cover(self, budget: int) -> None:
+        # Classes short of groups from the start (their groups are kept elsewhere) cannot
+        # be covered whatever we do; leaving them out keeps the search from failing at once.
+        hopeful = [
+            label for label in self.stratified if self.unplaced[label] >= self.missing(label)
+        ]
+        if not self._search(hopeful, budget):
+            self._greedy(hopeful)
+        self._greedy(self.stratified)
+        for j in range(self.k):
+            if not self.present[j][_ANY]:
+                spare = [g for g in self.order if self.split_of[g] < 0]
+                if spare:
+                    self.assign(min(spare, key=lambda g: (self.sizes[g], self.rank[g])), j)
+
+    # -- passes 3 and 4: iterative stratification --------------------------------------
+    def stratify(self) -> None:
+        totals: Counter[int] = Counter()
+        for count in self.counts:
+            totals.update(count)
+        wanted = [{label: share * n for label, n in totals.items()} for share in self.fractions]
+        for g, j in enumerate(self.split_of):
+            if j >= 0:
+                for label, n in self.counts[g].items():
+                    wanted[j][label] -= n
+
+        def place(g: int, label: int | None) -> None:
+            fitting = [j for j in range(self.k) if self.fits(g, j)]
+            if fitting:
+                if label is None:
+                    j = max(fitting, key=lambda j: (self.deficit[j], -j))
+                else:
+                    j = max(fitting, key=lambda j: (wanted[j][label], self.deficit[j], -j))
+            else:
+                j = max(range(self.k), key=lambda j: (self.deficit[j], -j))
+            self.assign(g, j)
+            for other, n in self.counts[g].items():
+                wanted[j][other] -= n
+
+        while True:
+            open_labels = [
+                label
+                for label in sorted(self.groups_with)
+                if label != _ANY and self.unplaced[label]
+            ]
+            if not open_labels:
+                break
+            label = min(open_labels, key=lambda label: (self.unplaced[label], label))
+            for g in self.groups_with[label]:
+                if self.split_of[g] < 0:
+                    place(g, label)
+        for g in self.order:
+            if self.split_of[g] < 0:
+                place(g, None)
+
+
+def assign_splits(
+    classes: Mapping[str, Collection[int]],
+    fractions: Mapping[str, float],
+    *,
+    seed: int = 0,
+    groups: Mapping[str, str] | None = None,
+    previous: Mapping[str, str] | None = None,
+    search_budget: int = DEFAULT_SEARCH_BUDGET,
+) -> SplitResult:
+    """Assign every item to a split: stratified by class, grouped, stable, seeded.
+
+    ``classes`` maps item id → class ids present (ints ≥ 0; leave out the ignore id);
+    ``fractions`` maps split name → wanted share, in order (ties go to earlier splits),
+    adding up to 1; ``groups`` maps item id → group id (default: every item alone);
+    ``previous`` maps item id → split name of an earlier run: those items keep their
+    split, items it names that are gone are dropped.
+
+    >>> result = assign_splits({"a": [1], "b": [1], "c": [2], "d": [1, 2]},
+    ...                        {"train": 0.5, "val": 0.5}, seed=0)
+    >>> sorted(Counter(result.assignment.values()).items())
+    [('train', 2), ('val', 2)]
+    >>> result.uncovered
+    ()
+    """
+    names = tuple(fractions)
+    shares = _check_fractions(fractions)
+    items = sorted(classes)
+    if not items:
+        raise DatasetError("no images to split")
+    for item in items:
+        bad = [c for c in classes[item] if not isinstance(c, int) or c < 0]
+        if bad:
+            raise DatasetError(f"{item}: class ids must be integers >= 0, got {bad}")
+    if groups is None:
+        group_of = {item: item for item in items}
+    else:
+        lacking = [item for item in items if item not in groups]
+        if lacking:
+            raise DatasetError(f"no group for {len(lacking)} items: {', '.join(lacking[:5])}")
+        group_of = {item: str(groups[item]) for item in items}
+    previous = dict(previous or {})
+    unknown = sorted({name for name in previous.values() if name not in names})
+    if unknown:
+        raise OptionError(
+            f"the previous split has items in {', '.join(map(repr, unknown))}, which this "
+            f"run does not make (splits: {', '.join(names)})"
+        )
+
+    members: dict[str, list[str]] = {}
+    for item in items:
+        members.setdefault(group_of[item], []).append(item)
+    group_ids = sorted(members)
+    if len(group_ids) < len(names):
+        raise DatasetError(
+            f"{len(group_ids)} group(s) of images cannot fill {len(names)} splits "
+            f"({', '.join(names)}); add images or use fewer splits"
+        )
+    labels = [
+        tuple(sorted({c for item in members[gid] for c in classes[item]})) for gid in group_ids
+    ]
+    counts = [
+        dict(Counter(c for item in members[gid] for c in set(classes[item]))) for gid in group_ids
+    ]
+    placer = _Placer(
+        labels=labels,
+        counts=counts,
+        sizes=[len(members[gid]) for gid in group_ids],
+        priorities=[group_priority(seed, gid) for gid in group_ids],
+        fractions=shares,
+    )
+
+    conflicts = []
+    index_of = {name: j for j, name in enumerate(names)}
+    for g, gid in enumerate(group_ids):
+        held = Counter(index_of[previous[item]] for item in members[gid] if item in previous)
+        if held:
+            if len(held) > 1:
+                conflicts.append(gid)
+            placer.assign(g, min(held, key=lambda j: (-held[j], j)))
+    placer.cover(search_budget)
+    for j, name in enumerate(names):
+        if not placer.present[j][_ANY]:
+            raise DatasetError(
+                f"split {name!r} would be empty: every group is already placed elsewhere "
+                "(start over without the previous split to rebalance)"
+            )
+    placer.stratify()
+
+    assignment = {}
+    for g, gid in enumerate(group_ids):
+        for item in members[gid]:
+            assignment[item] = previous.get(item, names[placer.split_of[g]])
+    assignment = dict(sorted(assignment.items()))
+    uncovered = tuple(
+        (label, names[j])
+        for label in placer.stratified
+        if label != _ANY
+        for j in range(len(names))
+        if not placer.present[j][label]
+    )
+    kept = sum(1 for item in items if item in previous)
+    return SplitResult(
+        assignment=assignment,
+        split_names=names,
+        group_of=group_of,
+        kept=kept,
+        placed=len(items) - kept,
+        dropped=sum(1 for item in previous if item not in classes),
+        uncovered=uncovered,
+        conflicts=tuple(conflicts),
+    )
+
+
+def split_stats(
+    result: SplitResult,
+    pixels: Mapping[str, Mapping[int, int]],
+    fractions: Mapping[str, float],
+) -> list[SplitStats]:
+    """Per split: images, groups, wanted fraction, labelled pixels and images per class.
+
+    ``pixels`` maps item id → {class id: pixel count}; items it lacks count as empty.
+    """
+    stats = []
+    for name in result.split_names:
+        members = result.members(name)
+        pixel_sum: Counter[int] = Counter()
+        with_class: Counter[int] = Counter()
+        for item in members:
+            counts = pixels.get(item, {})
+            pixel_sum.update(counts)
+            with_class.update(c for c, n in counts.items() if n > 0)
+        stats.append(
+            SplitStats(
+                name=name,
+                images=len(members),
+                groups=result.groups_in(name),
+                target=float(fractions[name]),
+                pixels=dict(sorted(pixel_sum.items())),
+                images_with=dict(sorted(with_class.items())),
+            )
+        )
+    return stats
