@@ -318,3 +318,27 @@ def test_progress_reports_every_sample(tmp_path: Path) -> None:
 def test_bad_distance_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"0\.\.64"):
         validate_dataset(make_voc(tmp_path), near_duplicate_distance=65)
+
+
+def test_image_hash_matches_imagehash_module(tmp_path: Path) -> None:
+    # split groups near-duplicates with hash_image_file; validate must agree with it.
+    from segkit.imagehash import hash_image_file
+    from segkit.validate import _check_image
+
+    pixels = image_pixels(1)
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6
+    files = {
+        "plain.jpg": jpeg_bytes(pixels),
+        "rotated.jpg": jpeg_bytes(pixels, exif=exif.tobytes()),
+    }
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(pixels).save(buffer, format="PNG", exif=exif.tobytes())
+    files["rotated.png"] = buffer.getvalue()
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        out: dict[str, object] = {}
+        assert _check_image(tmp_path / name, out) == []
+        assert out["dhash"] == hash_image_file(tmp_path / name), name
+        assert out["size"] == (WIDTH, HEIGHT)
+        assert out["orientation"] == (1 if name == "plain.jpg" else 6)

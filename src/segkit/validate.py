@@ -62,12 +62,13 @@ from typing import Any
 
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 from numpy.typing import NDArray
 
 from segkit._io import sha256_bytes
 from segkit.dataset import Dataset, Sample, open_dataset
 from segkit.errors import DatasetError
-from segkit.imagehash import DEFAULT_MAX_DISTANCE, HASH_BITS, hamming_distance, hash_image_file
+from segkit.imagehash import DEFAULT_MAX_DISTANCE, HASH_BITS, difference_hash, hamming_distance
 from segkit.imagehash import near_duplicate_groups as _near_groups
 from segkit.parallel import ProgressCallback, parallel_map
 from segkit.voc import (
@@ -673,17 +674,18 @@ def _check_image(path: Path, out: dict[str, Any]) -> list[Issue]:
         return [data]
     out["sha256"] = sha256_bytes(data)
     try:
-        # Header only: size and EXIF are known before any pixel is decoded.
         with PIL.Image.open(io.BytesIO(data)) as image:
-            out["size"] = image.size
+            out["size"] = image.size  # from the header, before draft() may shrink it
+            # One decode serves three checks: it proves the file is whole, exposes an
+            # EXIF block stored after the pixels (PNG), and feeds the perceptual hash,
+            # computed exactly as segkit.imagehash.hash_image_file does (JPEG at 1/8 scale).
+            image.draft("L", (64, 64))
+            image.load()
             orientation = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+            out["dhash"] = difference_hash(PIL.ImageOps.exif_transpose(image))
     except _DECODE_ERRORS as error:
         return [_decode_failure(data, error)]
     out["orientation"] = orientation if isinstance(orientation, int) else 1
-    try:
-        out["dhash"] = hash_image_file(path)
-    except _DECODE_ERRORS as error:
-        return [_decode_failure(data, error)]
     if data.startswith(b"\x89PNG") and _looks_truncated(data):
         return [("truncated", "the PNG has no IEND chunk at its end; copy or export it again")]
     return []
