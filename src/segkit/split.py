@@ -203,6 +203,10 @@ class _Placer:
                     best = (key, (label, j))
         return None if best is None else best[1]
 
+    def _gain(self, g: int, j: int) -> int:
+        """Classes to cover that group ``g`` would bring to split ``j``."""
+        return sum(1 for c in self.labels[g] if c in self.stratified_set and not self.present[j][c])
+
     def _candidates(self, label: int, j: int) -> list[int]:
         """Unplaced groups carrying ``label`` that fit split ``j``, best first."""
         scored = []
@@ -274,9 +278,10 @@ class _Placer:
         self._greedy(self.stratified)
         for j in range(self.k):
             if not self.present[j][_ANY]:
+                # Nothing fits: overfill with the smallest group, the most useful one first.
                 spare = [g for g in self.order if self.split_of[g] < 0]
                 if spare:
-                    self.assign(min(spare, key=lambda g: (self.sizes[g], self.rank[g])), j)
+                    self.assign(min(spare, key=lambda g: (self.sizes[g], -self._gain(g, j))), j)
 
     # -- passes 3 and 4: iterative stratification --------------------------------------
     def stratify(self) -> None:

@@ -1,9 +1,128 @@
-"""`segkit split` command (not implemented yet)."""
+"""`segkit split`: stratified, grouped, stable train/val/test (or K-fold) split files."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.markup import escape
+from rich.table import Table
+
+from segkit.cli._common import console, err_console, handle_errors, print_json, progress_bar
+from segkit.split_stage import DEFAULT_TEST, SplitSummary, split_dataset
+
+
+def _table(summary: SplitSummary) -> Table:
+    title = f"segkit split → {summary.root}"
+    caption = (
+        "class columns: share of the class's labelled pixels in the split (images containing it)"
+    )
+    if summary.folds:
+        caption += f"; fold k trains on the other {summary.folds - 1} folds"
+    table = Table(title=title, caption=caption, header_style="bold")
+    table.add_column("split", no_wrap=True)
+    table.add_column("images", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("target", justify="right")
+    table.add_column("groups", justify="right")
+    for name in summary.class_names.values():
+        table.add_column(escape(name), justify="right")
+    total = summary.images
+    for stats in summary.splits:
+        cells = [
+            stats.name,
+            str(stats.images),
+            f"{stats.images / total:.1%}" if total else "-",
+            f"{stats.target:.1%}",
+            str(stats.groups),
+        ]
+        for class_id in summary.class_names:
+            count = stats.images_with.get(class_id, 0)
+            share = f"{summary.pixel_share(stats, class_id):.1%} ({count})"
+            cells.append(share if count else f"[red]{share}[/]")
+        table.add_row(*cells)
+    return table
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to app."""
+
+    @app.command("split")
+    @handle_errors
+    def split_command(
+        dataset: Annotated[
+            Path,
+            typer.Argument(help="VOC-layout dataset folder (JPEGImages/, SegmentationClass/)."),
+        ],
+        val: Annotated[
+            float | None,
+            typer.Option(
+                help="Validation fraction, in (0, 1); 0.2 when not given. Not with --folds."
+            ),
+        ] = None,
+        test: Annotated[
+            float, typer.Option(help="Test fraction, in [0, 1); 0 makes no test split.")
+        ] = DEFAULT_TEST,
+        seed: Annotated[int, typer.Option(help="Seed: same seed + same data → same files.")] = 0,
+        group_by: Annotated[
+            str | None,
+            typer.Option(
+                help=r"Regex on the stem; its first capture group names the group, e.g. '^(patient\d+)_'."
+            ),
+        ] = None,
+        groups: Annotated[
+            Path | None,
+            typer.Option(
+                help="CSV of stem,group rows. Default grouping (without this or --group-by): "
+                "near-duplicate images."
+            ),
+        ] = None,
+        folds: Annotated[
+            int | None,
+            typer.Option(help="Write K cross-validation folds (fold{k}_train/val.txt)."),
+        ] = None,
+        reshuffle: Annotated[
+            bool,
+            typer.Option("--reshuffle", help="Start over instead of keeping existing assignments."),
+        ] = False,
+        workers: Annotated[
+            int | None,
+            typer.Option(help="Worker processes (default: all usable cores)."),
+        ] = None,
+        json_output: Annotated[
+            bool, typer.Option("--json", help="Print the summary as JSON on stdout.")
+        ] = False,
+    ) -> None:
+        """Split a dataset into train/val/test: stratified by class, grouped, stable.
+
+        Writes ImageSets/Segmentation/{train,val,test,trainval}.txt (one stem per line)
+        and records the split in segkit.json, or in ImageSets/Segmentation/splits.json
+        when the folder has no manifest.
+
+        Re-running keeps every existing assignment and places only new images.
+        """
+        with progress_bar("Reading masks", quiet=json_output) as progress:
+            summary = split_dataset(
+                dataset,
+                val=val,
+                test=test,
+                seed=seed,
+                group_by=group_by,
+                groups_csv=groups,
+                folds=folds,
+                reshuffle=reshuffle,
+                workers=workers,
+                progress=progress,
+            )
+        if json_output:
+            print_json(summary.to_dict())
+            return
+        console.print(_table(summary))
+        for line in summary.warnings:
+            err_console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
+        kept = f"kept {summary.kept}, placed {summary.placed}" if summary.kept else ""
+        groups_line = f"{summary.images} images in {summary.groups} groups ({summary.grouping})"
+        console.print(", ".join(part for part in (groups_line, kept) if part), soft_wrap=True)
+        files = ", ".join(summary.written) if summary.written else "split files already up to date"
+        console.print(f"{escape(files)}; recorded in {summary.record}", soft_wrap=True)
