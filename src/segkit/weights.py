@@ -412,7 +412,7 @@ def object_distances(
     best = rows.second_nearest_squared(own, wanted, reach)
     # Real candidates are below height**2 + width**2; pixels without one keep a larger value.
     found = wanted & (best <= min(max_distance**2, height**2 + width**2))
-    d2[found] = np.sqrt(best[found])
+    d2[found] = np.sqrt(best[found], dtype=np.float64)
     return d1, d2
 
 
