@@ -375,34 +375,39 @@ def assign_splits(
     members: dict[str, list[str]] = {}
     for item in items:
         members.setdefault(group_of[item], []).append(item)
-    group_ids = sorted(members)
-    if len(group_ids) < len(names):
+    if len(members) < len(names):
         raise DatasetError(
-            f"{len(group_ids)} group(s) of images cannot fill {len(names)} splits "
+            f"{len(members)} group(s) of images cannot fill {len(names)} splits "
             f"({', '.join(names)}); add images or use fewer splits"
         )
-    labels = [
-        tuple(sorted({c for item in members[gid] for c in classes[item]})) for gid in group_ids
-    ]
-    counts = [
-        dict(Counter(c for item in members[gid] for c in set(classes[item]))) for gid in group_ids
-    ]
+    # Placement units are the groups, except that a group whose kept items already sit
+    # in several splits is cut along those splits (its new items join the largest part),
+    # so the sizes and classes each split starts with are the real ones.
+    index_of = {name: j for j, name in enumerate(names)}
+    conflicts = []
+    unit_of = dict(group_of)
+    for gid, group in members.items():
+        held = Counter(previous[item] for item in group if item in previous)
+        if len(held) > 1:
+            conflicts.append(gid)
+            largest = min(held, key=lambda name: (-held[name], index_of[name]))
+            for item in group:
+                unit_of[item] = f"{gid}\x00{previous.get(item, largest)}"
+    units: dict[str, list[str]] = {}
+    for item in items:
+        units.setdefault(unit_of[item], []).append(item)
+    unit_ids = sorted(units)
     placer = _Placer(
-        labels=labels,
-        counts=counts,
-        sizes=[len(members[gid]) for gid in group_ids],
-        priorities=[group_priority(seed, gid) for gid in group_ids],
+        labels=[tuple(sorted({c for i in units[u] for c in classes[i]})) for u in unit_ids],
+        counts=[dict(Counter(c for i in units[u] for c in set(classes[i]))) for u in unit_ids],
+        sizes=[len(units[u]) for u in unit_ids],
+        priorities=[group_priority(seed, u) for u in unit_ids],
         fractions=shares,
     )
-
-    conflicts = []
-    index_of = {name: j for j, name in enumerate(names)}
-    for g, gid in enumerate(group_ids):
-        held = Counter(index_of[previous[item]] for item in members[gid] if item in previous)
+    for g, unit in enumerate(unit_ids):
+        held = {previous[item] for item in units[unit] if item in previous}
         if held:
-            if len(held) > 1:
-                conflicts.append(gid)
-            placer.assign(g, min(held, key=lambda j: (-held[j], j)))
+            placer.assign(g, index_of[held.pop()])
     placer.cover(search_budget)
     for j, name in enumerate(names):
         if not placer.present[j][_ANY]:
@@ -412,10 +417,9 @@ def assign_splits(
             )
     placer.stratify()
 
-    assignment = {}
-    for g, gid in enumerate(group_ids):
-        for item in members[gid]:
-            assignment[item] = previous.get(item, names[placer.split_of[g]])
+    assignment = {
+        item: names[placer.split_of[g]] for g, unit in enumerate(unit_ids) for item in units[unit]
+    }
     assignment = dict(sorted(assignment.items()))
     uncovered = tuple(
         (label, names[j])
@@ -433,7 +437,7 @@ def assign_splits(
         placed=len(items) - kept,
         dropped=sum(1 for item in previous if item not in classes),
         uncovered=uncovered,
-        conflicts=tuple(conflicts),
+        conflicts=tuple(sorted(conflicts)),
     )
 
 
