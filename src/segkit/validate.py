@@ -53,6 +53,7 @@ list) or ``""``.
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -269,20 +270,34 @@ def instance_issues(
     """
     if class_mask.shape != object_mask.shape:
         raise ValueError(f"shapes differ: {class_mask.shape} vs {object_mask.shape}")
+    if class_mask.dtype != np.uint8:
+        raise ValueError(f"class mask must be uint8, got {class_mask.dtype}")
+    # One joint histogram of (instance, class) pairs answers both questions without
+    # boolean passes over the pixels; 8-bit instance ids keep the keys in uint16.
+    wide = np.int32 if object_mask.dtype.itemsize > 1 else np.uint16
+    keys = (object_mask.astype(wide) << 8 | class_mask).ravel()
+    top = int(keys.max(initial=0))
+    if top < 1 << 20:
+        histogram = np.bincount(keys, minlength=top + 1)
+        pairs = np.flatnonzero(histogram)
+        counts = histogram[pairs]
+    else:
+        pairs, counts = np.unique(keys, return_counts=True)
+    instances, classes = pairs // 256, pairs % 256
+    is_instance = (instances != 0) & (instances != object_ignore)
     issues: list[Issue] = []
-    instance = (object_mask != 0) & (object_mask != object_ignore)
-    on_background = instance & (class_mask == 0)
+    on_background = is_instance & (classes == 0)
     if on_background.any():
-        ids = np.unique(object_mask[on_background]).tolist()
+        ids = instances[on_background].tolist()
         issues.append(
             (
                 "instance-on-background",
-                f"{int(on_background.sum())} pixels of instance {_short_list(ids)} lie on "
-                "background (0) in the class mask",
+                f"{int(counts[on_background].sum())} pixels of instance {_short_list(ids)} "
+                "lie on background (0) in the class mask",
             )
         )
-    labelled = instance & (class_mask != 0) & (class_mask != IGNORE_INDEX)
-    pairs = np.unique(object_mask[labelled].astype(np.int64) * 256 + class_mask[labelled])
+    labelled = is_instance & (classes != 0) & (classes != IGNORE_INDEX)
+    pairs = pairs[labelled]
     instance_ids, first_index, per_instance = np.unique(
         pairs // 256, return_index=True, return_counts=True
     )
@@ -644,6 +659,8 @@ class _Mask:
     size: tuple[int, int]
     mode: str
     array: NDArray[Any]
+    #: Value counts for 8-bit masks (Pillow's C histogram is ~3x faster than bincount).
+    histogram: NDArray[np.int64] | None
 
 
 def _read_file(path: Path) -> bytes | Issue:
@@ -660,7 +677,10 @@ def _decode_mask(data: bytes) -> _Mask | Issue:
     try:
         with PIL.Image.open(io.BytesIO(data)) as image:
             image.load()
-            mask = _Mask(image.size, image.mode, np.asarray(image))
+            histogram = (
+                np.array(image.histogram(), dtype=np.int64) if image.mode in ("P", "L") else None
+            )
+            mask = _Mask(image.size, image.mode, np.asarray(image), histogram)
     except _DECODE_ERRORS as error:
         return _decode_failure(data, error)
     if _looks_truncated(data):
@@ -710,9 +730,10 @@ def _check_class_mask(data: bytes, num_classes: int, out: dict[str, Any]) -> lis
                 "8-bit grayscale (L) PNG holding class ids 0..254 and 255 for ignore",
             )
         ]
-    array = mask.array.astype(np.uint8, copy=False)
-    out["array"] = array
-    counts = np.bincount(array.ravel(), minlength=256)
+    out["array"] = mask.array.astype(np.uint8, copy=False)
+    counts = mask.histogram
+    if counts is None or len(counts) != 256:  # never expected for P / L, but stay correct
+        counts = np.bincount(out["array"].ravel(), minlength=256)
     out["class_ids"] = frozenset(int(v) for v in np.flatnonzero(counts))
     return class_value_issues(counts, num_classes)
 
@@ -815,9 +836,11 @@ def _check_sample(task: _SampleTask) -> _SampleResult:
 def _files_by_stem(folder: Path) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     if folder.is_dir():
-        for path in sorted(folder.iterdir()):
-            if path.is_file() and not path.name.startswith("."):
-                found.setdefault(path.stem, []).append(path.name)
+        # scandir's entries carry the file type, sparing one stat per file.
+        with os.scandir(folder) as entries:
+            names = sorted(e.name for e in entries if e.is_file() and not e.name.startswith("."))
+        for name in names:
+            found.setdefault(Path(name).stem, []).append(name)
     return found
 
 
