@@ -6,9 +6,10 @@ import contextlib
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from segkit import __version__
 from segkit._io import atomic_write_text, remove_stale_temp_files
@@ -19,10 +20,16 @@ from segkit.manifest import load_manifest, new_manifest, save_manifest
 from segkit.parallel import ProgressCallback, parallel_map
 from segkit.voc import (
     BACKGROUND_LABEL,
+    CLASS_DIR,
     CLASS_NAMES_NAME,
+    IGNORE_INDEX,
     IGNORE_LABEL,
+    IMAGE_SUFFIXES,
+    IMAGES_DIR,
     LABELS_NAME,
     MANIFEST_NAME,
+    OBJECT_DIR,
+    VIZ_DIR,
     LabelSet,
     parse_labels,
 )
@@ -67,21 +74,44 @@ def find_annotations(input_dir: Path, exclude: Path | None = None) -> list[Path]
     return found
 
 
-def stems_for(relatives: list[Path]) -> list[str]:
+def _usable_stem(stem: object) -> TypeGuard[str]:
+    """A previous id may name files only if it is one plain path component."""
+    return (
+        isinstance(stem, str)
+        and stem not in ("", ".", "..")
+        and "/" not in stem
+        and "\\" not in stem
+        and "\0" not in stem
+    )
+
+
+def stems_for(relatives: list[Path], previous: Mapping[str, str] | None = None) -> list[str]:
     """Unique, stable dataset ids from relative JSON paths.
 
-    ``a/b/c.json`` → ``a__b__c``: always derived from the whole path, so adding a file
-    never renames an existing one, and same-named files in different folders differ.
-    Ids that still collide (also case-insensitively) get a short hash of their path.
+    ``a/b/c.json`` → ``a__b__c``: derived from the whole path, so same-named files in
+    different folders differ. Ids that still collide (also case-insensitively, for
+    case-insensitive file systems) get a short hash of their path. ``previous`` maps
+    POSIX relative paths to the ids an earlier run gave them; those are kept, so
+    adding a file never renames an existing one.
     """
-    stems = ["__".join(rel.with_suffix("").parts) for rel in relatives]
-    folded = Counter(stem.casefold() for stem in stems)
-    return [
-        f"{stem}-{hashlib.sha256(rel.as_posix().encode()).hexdigest()[:8]}"
-        if folded[stem.casefold()] > 1
-        else stem
-        for stem, rel in zip(stems, relatives, strict=True)
-    ]
+    previous = previous or {}
+    stems: list[str | None] = [None] * len(relatives)
+    taken: set[str] = set()
+    for index, rel in enumerate(relatives):
+        old = previous.get(rel.as_posix())
+        if _usable_stem(old) and old.casefold() not in taken:
+            stems[index] = old
+            taken.add(old.casefold())
+    candidates = ["__".join(rel.with_suffix("").parts) for rel in relatives]
+    folded = Counter(candidate.casefold() for candidate in candidates)
+    for index, (candidate, rel) in enumerate(zip(candidates, relatives, strict=True)):
+        if stems[index] is not None:
+            continue
+        if folded[candidate.casefold()] > 1 or candidate.casefold() in taken:
+            candidate = f"{candidate}-{hashlib.sha256(rel.as_posix().encode()).hexdigest()[:8]}"
+        stems[index] = candidate
+        taken.add(candidate.casefold())
+    return [stem for stem in stems if stem is not None]
 
 
 def parse_label_map(pairs: list[str]) -> dict[str, str]:
@@ -95,15 +125,28 @@ def parse_label_map(pairs: list[str]) -> dict[str, str]:
     return mapping
 
 
-def resolve_labels(spec: str | None) -> LabelSet | None:
-    """``--labels``: a labels.txt path, or a comma-separated list; ``None`` to discover."""
-    if spec is None:
-        return None
+def resolve_labels(spec: str | Sequence[str] | LabelSet | None) -> LabelSet | None:
+    """``--labels``: a labels.txt path, or a comma-separated list; ``None`` to discover.
+
+    From Python, a sequence of class names (labels.txt order) or a ``LabelSet`` also works.
+    """
+    if spec is None or isinstance(spec, LabelSet):
+        return spec
+    if not isinstance(spec, str):
+        return parse_labels("\n".join(spec), "labels")
     path = Path(spec)
     if path.is_file():
-        return parse_labels(path.read_text(encoding="utf-8"), str(path))
-    if path.suffix == ".txt" or "/" in spec:
-        raise OptionError(f"--labels {spec}: file not found")
+        try:
+            # utf-8-sig: Windows editors often start the file with a byte-order mark.
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as error:
+            raise OptionError(f"--labels {spec}: cannot read as UTF-8 text ({error})") from None
+        return parse_labels(text, str(path))
+    # Labels may contain "/", so only a comma-free value can be a missing file.
+    if "," not in spec and (path.suffix == ".txt" or "/" in spec):
+        raise OptionError(
+            f"--labels {spec}: file not found (to pass one class name, end it with a comma)"
+        )
     return parse_labels(spec, "--labels")
 
 
@@ -114,19 +157,25 @@ def _scan_labels(path: Path) -> tuple[list[str], str | None]:
         return [], str(error)
 
 
-def _discover_labels(found: dict[Path, list[str]], previous: LabelSet | None) -> LabelSet:
+def _discover_labels(found: dict[str, list[str]], previous: LabelSet | None) -> LabelSet:
     """Earlier classes keep their ids; new labels are appended in sorted order."""
     known = list(previous.names) if previous else [BACKGROUND_LABEL]
     seen = {label for labels in found.values() for label in labels}
     new = sorted(seen - set(known) - {IGNORE_LABEL})
+    if len(known) + len(new) > IGNORE_INDEX:
+        raise AnnotationError(
+            f"{len(known) + len(new)} classes found (with {BACKGROUND_LABEL}); a PNG mask "
+            f"holds at most {IGNORE_INDEX} (ids 0..{IGNORE_INDEX - 1}); merge labels with "
+            "--map OLD=NEW or list the classes with --labels"
+        )
     return LabelSet((*known, *new))
 
 
-def _unknown_label_error(found: dict[Path, list[str]], ids: dict[str, int]) -> AnnotationError:
+def _unknown_label_error(found: dict[str, list[str]], ids: dict[str, int]) -> AnnotationError:
     where: dict[str, list[str]] = {}
-    for path, labels in found.items():
+    for source, labels in found.items():
         for label in sorted(set(labels) - set(ids)):
-            where.setdefault(label, []).append(path.name)
+            where.setdefault(label, []).append(source)
     parts = [
         f"{label!r} ({', '.join(files[:3])}{f' +{len(files) - 3} more' if len(files) > 3 else ''})"
         for label, files in sorted(where.items())
@@ -167,19 +216,46 @@ def _fingerprint(options: dict) -> str:
     return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _remove_outputs(output: Path, sample: dict[str, Any]) -> None:
-    for key in ("image", "class_mask", "object_mask", "visualization"):
-        relative = sample.get(key)
-        if isinstance(relative, str) and ".." not in Path(relative).parts:
-            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-                (output / relative).unlink()
+_OUTPUT_KEYS = ("image", "class_mask", "object_mask", "visualization")
+
+
+def _output_paths(sample: Mapping[str, Any]) -> list[str]:
+    return [sample[key] for key in _OUTPUT_KEYS if isinstance(sample.get(key), str)]
+
+
+def _stem_outputs(stem: str) -> list[str]:
+    """Every file a sample with id ``stem`` may own."""
+    return [
+        *(f"{IMAGES_DIR}/{stem}{suffix}" for suffix in IMAGE_SUFFIXES),
+        f"{CLASS_DIR}/{stem}.png",
+        f"{OBJECT_DIR}/{stem}.png",
+        f"{VIZ_DIR}/{stem}.jpg",
+    ]
+
+
+def _remove_outputs(output: Path, relatives: list[str], keep: set[str]) -> None:
+    """Delete ``relatives`` below ``output``, except paths in ``keep`` (casefolded).
+
+    ``keep`` holds the outputs of this run's samples: on a case-insensitive file system
+    a stale ``Scene.jpg`` and a fresh ``scene.jpg`` are one file.
+    """
+    root = output.resolve()
+    for relative in relatives:
+        if relative.casefold() in keep:
+            continue
+        target = (output / relative).resolve()
+        # The manifest is a file users can edit: never delete outside the dataset.
+        if target == root or not target.is_relative_to(root):
+            continue
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            target.unlink()
 
 
 def convert(
-    input_dir: Path,
-    output: Path,
+    input_dir: Path | str,
+    output: Path | str,
     *,
-    labels: str | LabelSet | None = None,
+    labels: str | Sequence[str] | LabelSet | None = None,
     label_map: dict[str, str] | None = None,
     unknown_label: str = "error",
     image_format: str = "jpg",
@@ -209,16 +285,17 @@ def convert(
     if not input_dir.is_dir():
         raise OptionError(f"{input_dir}: input folder not found")
     previous_manifest = _check_output(input_dir, output, force)
-    label_set = resolve_labels(labels) if isinstance(labels, str) or labels is None else labels
+    label_set = resolve_labels(labels)
     sources = find_annotations(input_dir, exclude=output.resolve())
     if not sources:
         raise AnnotationError(f"{input_dir}: no labelme .json files found (searched recursively)")
 
     scans = parallel_map(_scan_labels, sources, workers=workers)
     mapping = label_map or {}
+    relatives = [path.relative_to(input_dir) for path in sources]
     found = {
-        path: [mapping.get(label, label) for label in labels_]
-        for path, (labels_, error) in zip(sources, scans, strict=True)
+        rel.as_posix(): [mapping.get(label, label) for label in labels_]
+        for rel, (labels_, error) in zip(relatives, scans, strict=True)
         if error is None
     }
     discovered = label_set is None
@@ -237,7 +314,10 @@ def convert(
     previous_samples = {
         sample.get("source"): sample for sample in (previous_manifest or {}).get("samples", [])
     }
-    relatives = [path.relative_to(input_dir) for path in sources]
+    previous_ids = {
+        source: sample["id"] for source, sample in previous_samples.items() if source is not None
+    }
+    stems = stems_for(relatives, previous_ids)
     jobs = [
         Job(
             source=path,
@@ -251,7 +331,7 @@ def convert(
             fingerprint=fingerprint,
             previous=None if force else previous_samples.get(rel.as_posix()),
         )
-        for path, rel, stem in zip(sources, relatives, stems_for(relatives), strict=True)
+        for path, rel, stem in zip(sources, relatives, stems, strict=True)
     ]
     output.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(output)
@@ -265,6 +345,20 @@ def convert(
     return _finish(output, label_set, discovered, jobs, outcomes, previous_samples, options)
 
 
+def _kept_after_cancel(
+    output: Path, job: Job, previous: dict[str, Any] | None, fingerprint: str
+) -> dict[str, Any] | None:
+    """The earlier sample of a file ``--fail-fast`` never reached, if it still holds."""
+    if (
+        previous is None
+        or previous.get("id") != job.stem
+        or previous.get("options_fingerprint") != fingerprint
+        or not all((output / relative).is_file() for relative in _output_paths(previous))
+    ):
+        return None
+    return previous
+
+
 def _finish(
     output: Path,
     label_set: LabelSet,
@@ -275,9 +369,19 @@ def _finish(
     options: dict[str, Any],
 ) -> ConvertSummary:
     summary = ConvertSummary(output, label_set.names, labels_discovered=discovered)
+    fingerprint = _fingerprint(options)
     samples = []
-    for outcome in outcomes:
-        if outcome is None:  # cancelled by --fail-fast
+    # Files --fail-fast never reached, or reached while already stopping: their earlier
+    # outputs stay listed if still valid; anything else under their id is removed.
+    orphans: list[str] = []
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        if outcome is None:
+            previous = previous_samples.get(job.source_rel)
+            kept = _kept_after_cancel(output, job, previous, fingerprint)
+            if kept is not None:
+                samples.append(kept)
+            else:
+                orphans.extend(_stem_outputs(job.stem))
             continue
         summary.shape_types.update(outcome.shape_types)
         if outcome.error is not None:
@@ -288,13 +392,13 @@ def _finish(
             summary.converted += not outcome.skipped
     # Outputs of sources that are gone or now fail would misstate the data: remove them.
     kept_sources = {sample["source"] for sample in samples}
-    cancelled = {
-        job.source_rel for job, outcome in zip(jobs, outcomes, strict=True) if outcome is None
-    }
+    keep = {relative.casefold() for sample in samples for relative in _output_paths(sample)}
+    stale: list[str] = list(orphans)
     for source, sample in previous_samples.items():
-        if source not in kept_sources and source not in cancelled:
-            _remove_outputs(output, sample)
+        if source not in kept_sources:
+            stale.extend(_output_paths(sample))
             summary.removed.append(str(sample.get("id")))
+    _remove_outputs(output, stale, keep)
     samples.sort(key=lambda sample: sample["id"])
     summary.images = len(samples)
     totals: Counter[int] = Counter()

@@ -15,7 +15,14 @@ from numpy.typing import NDArray
 
 from segkit._io import atomic_write_bytes, sha256_bytes
 from segkit.errors import AnnotationError
-from segkit.labelme import Annotation, LoadedImage, Shape, load_image, parse_annotation
+from segkit.labelme import (
+    Annotation,
+    LoadedImage,
+    Shape,
+    check_extent,
+    load_image,
+    parse_annotation,
+)
 from segkit.rasterize import rasterize
 from segkit.voc import (
     CLASS_DIR,
@@ -87,6 +94,17 @@ class Outcome:
     shape_types: Counter[str] = field(default_factory=Counter)
 
 
+def _fits_uint16(array: NDArray) -> bool:
+    """True when every value is an integer in 0..65535 (so a 16-bit PNG holds it exactly)."""
+    if array.size == 0:
+        return True
+    if array.dtype.kind == "f" and not (
+        np.isfinite(array).all() and (array == np.floor(array)).all()
+    ):
+        return False
+    return bool(array.min() >= 0 and array.max() <= 65535)
+
+
 def _image_bytes_and_suffix(loaded: LoadedImage, image_format: str) -> tuple[bytes, str]:
     """Encoded output image; JPEG bytes are copied untouched when nothing forces a re-encode."""
     image = loaded.image
@@ -94,6 +112,9 @@ def _image_bytes_and_suffix(loaded: LoadedImage, image_format: str) -> tuple[byt
         image_format == "jpg"
         and loaded.source_format in _JPEG_FORMATS
         and not loaded.needs_reorient
+        # A copied orientation tag would make EXIF-aware readers turn the image
+        # away from its masks, so such bytes are re-encoded without it.
+        and not loaded.carries_orientation
         and image.mode in ("RGB", "L", "CMYK")
     ):
         return loaded.source_bytes, ".jpg"
@@ -102,12 +123,14 @@ def _image_bytes_and_suffix(loaded: LoadedImage, image_format: str) -> tuple[byt
     )
     buffer = io.BytesIO()
     if image.mode in _SIXTEEN_BIT_MODES:
-        # JPEG cannot hold 16-bit microscopy data; keep every bit in a 16-bit PNG.
+        # JPEG cannot hold 16-bit microscopy data; keep every bit in a 16-bit PNG, or,
+        # for 32-bit or float values a PNG cannot hold, in a TIFF as they are.
         array = np.asarray(image)
-        if array.dtype.kind == "f" or array.min(initial=0) < 0 or array.max(initial=0) > 65535:
-            array = np.clip(np.nan_to_num(array), 0, 65535)
-        PIL.Image.fromarray(array.astype(np.uint16)).save(buffer, format="PNG")
-        return buffer.getvalue(), ".png"
+        if _fits_uint16(array):
+            PIL.Image.fromarray(array.astype(np.uint16)).save(buffer, format="PNG")
+            return buffer.getvalue(), ".png"
+        image.save(buffer, format="TIFF")
+        return buffer.getvalue(), ".tif"
     if has_alpha:
         image.convert("RGBA").save(buffer, format="PNG")
         return buffer.getvalue(), ".png"
@@ -124,9 +147,10 @@ def _visualization(image: PIL.Image.Image, class_mask: NDArray[np.uint8]) -> byt
     """JPEG of the image with labelled pixels tinted by their VOC colour."""
     if image.mode in _SIXTEEN_BIT_MODES:
         array = np.asarray(image, dtype=np.float64)
-        low, high = float(array.min()), float(array.max())
-        scaled = (array - low) / (high - low or 1.0) * 255
-        image = PIL.Image.fromarray(scaled.astype(np.uint8))
+        finite = array[np.isfinite(array)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        scaled = np.nan_to_num((array - low) / (high - low or 1.0) * 255, nan=0.0)
+        image = PIL.Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8))
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
     colours = voc_colormap()[class_mask].astype(np.float32)
     labelled = (class_mask != 0)[..., None]
@@ -138,7 +162,7 @@ def _visualization(image: PIL.Image.Image, class_mask: NDArray[np.uint8]) -> byt
 
 def _up_to_date(job: Job, json_sha: str, image_sha: str) -> bool:
     previous = job.previous
-    if previous is None:
+    if previous is None or previous.get("id") != job.stem:
         return False
     same_inputs = (
         previous.get("source_sha256") == json_sha
@@ -158,58 +182,86 @@ def _image_source_sha(annotation: Annotation, raw_json: bytes) -> str:
     return sha256_bytes(image_file.read_bytes())
 
 
-def _remove_other_images(output: Path, stem: str, keep: str) -> None:
-    for suffix in IMAGE_SUFFIXES:
-        other = output / IMAGES_DIR / f"{stem}{suffix}"
-        if other.name != keep:
+def _remove_other_outputs(output: Path, stem: str, keep: set[str]) -> None:
+    """Delete this stem's outputs from an earlier run that this run did not write."""
+    candidates = [f"{IMAGES_DIR}/{stem}{suffix}" for suffix in IMAGE_SUFFIXES]
+    candidates.append(f"{VIZ_DIR}/{stem}.jpg")
+    for relative in candidates:
+        if relative not in keep:
             with contextlib.suppress(FileNotFoundError):
-                other.unlink()
+                (output / relative).unlink()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split("\n")).replace("\r", " ")
 
 
 def convert_one(job: Job) -> Outcome:
-    """Convert ``job.source``; never raises for bad input, returns the error line instead."""
+    """Convert ``job.source``; never raises for bad input, returns the error line instead.
+
+    On failure nothing of this file is left in the output folder (no partial or
+    temporary files); an unexpected exception (a bug) is re-raised after that clean-up.
+    """
     outcome = Outcome(job.source_rel)
     written: list[Path] = []
     try:
-        raw = job.source.read_bytes()
-        annotation = parse_annotation(job.source, raw)
-        outcome.shape_types.update(shape.shape_type for shape in annotation.shapes)
-        json_sha = sha256_bytes(raw)
-        image_sha = _image_source_sha(annotation, raw)
-        if _up_to_date(job, json_sha, image_sha):
-            outcome.sample, outcome.skipped = job.previous, True
-            return outcome
-        shapes, ids = job.policy.apply(annotation.shapes, f"{job.source}: ")
-        loaded = load_image(annotation, max_pixels=job.max_pixels)
-        masks = rasterize(shapes, loaded.size, ids, where=f"{job.source}: ")
-        image_bytes, suffix = _image_bytes_and_suffix(loaded, job.image_format)
-        class_png = encode_palette_png(masks.class_mask)
-        object_png = (
-            encode_uint16_png(masks.instance_mask)
-            if masks.instance_mask.dtype == np.uint16
-            else encode_palette_png(masks.instance_mask)
-        )
-        files = {
-            "image": (f"{IMAGES_DIR}/{job.stem}{suffix}", image_bytes),
-            "class_mask": (f"{CLASS_DIR}/{job.stem}.png", class_png),
-            "object_mask": (f"{OBJECT_DIR}/{job.stem}.png", object_png),
-        }
-        if job.viz:
-            viz = _visualization(loaded.image, masks.class_mask)
-            files["visualization"] = (f"{VIZ_DIR}/{job.stem}.jpg", viz)
-        for relative, data in files.values():
-            written.append(job.output / relative)
-            atomic_write_bytes(job.output / relative, data)
-        _remove_other_images(job.output, job.stem, Path(files["image"][0]).name)
+        return _convert(job, outcome, written)
     except AnnotationError as error:
-        outcome.error = str(error)
+        outcome.error = _one_line(str(error))
     except OSError as error:
-        outcome.error = f"{job.source}: {error}"
-    if outcome.error is not None:
-        for path in written:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        outcome.error = _one_line(f"{job.source}: {error}")
+    except BaseException:
+        _unlink_all(written)
+        raise
+    _unlink_all(written)
+    outcome.sample = None
+    return outcome
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _convert(job: Job, outcome: Outcome, written: list[Path]) -> Outcome:
+    """The work of ``convert_one``; raises on bad input, records written paths."""
+    raw = job.source.read_bytes()
+    annotation = parse_annotation(job.source, raw)
+    outcome.shape_types.update(shape.shape_type for shape in annotation.shapes)
+    json_sha = sha256_bytes(raw)
+    image_sha = _image_source_sha(annotation, raw)
+    if _up_to_date(job, json_sha, image_sha):
+        outcome.sample, outcome.skipped = job.previous, True
         return outcome
+    shapes, ids = job.policy.apply(annotation.shapes, f"{job.source}: ")
+    loaded = load_image(annotation, max_pixels=job.max_pixels)
+    check_extent(shapes, loaded.size, where=f"{job.source}: ")
+    masks = rasterize(shapes, loaded.size, ids, where=f"{job.source}: ")
+    try:
+        image_bytes, suffix = _image_bytes_and_suffix(loaded, job.image_format)
+    except (ValueError, OSError) as error:
+        raise AnnotationError(
+            f"{job.source}: cannot encode the {loaded.image.mode} image ({error})"
+        ) from None
+    class_png = encode_palette_png(masks.class_mask)
+    object_png = (
+        encode_uint16_png(masks.instance_mask)
+        if masks.instance_mask.dtype == np.uint16
+        else encode_palette_png(masks.instance_mask)
+    )
+    files = {
+        "image": (f"{IMAGES_DIR}/{job.stem}{suffix}", image_bytes),
+        "class_mask": (f"{CLASS_DIR}/{job.stem}.png", class_png),
+        "object_mask": (f"{OBJECT_DIR}/{job.stem}.png", object_png),
+    }
+    if job.viz:
+        viz = _visualization(loaded.image, masks.class_mask)
+        files["visualization"] = (f"{VIZ_DIR}/{job.stem}.jpg", viz)
+    for relative, data in files.values():
+        written.append(job.output / relative)
+        atomic_write_bytes(job.output / relative, data)
+    _remove_other_outputs(job.output, job.stem, {relative for relative, _ in files.values()})
     counts = np.bincount(masks.class_mask.ravel(), minlength=256)
     outcome.sample = {
         "id": job.stem,

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 import json
 import math
+import struct
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Any
@@ -32,6 +36,24 @@ SHAPE_TYPES = tuple(POINT_COUNTS)
 EXIF_ORIENTATION_TAG = 0x0112
 #: PIL's own decompression-bomb error threshold; ``--max-pixels`` overrides it.
 DEFAULT_MAX_PIXELS = 2 * 89_478_485
+#: Points may lie this many image sizes outside the image; farther ones are corrupt data
+#: (Pillow silently overflows on them, and drawing a huge circle takes minutes).
+MAX_OUTSIDE_IMAGE_SIZES = 10
+MIN_OUTSIDE_MARGIN = 1024
+#: Everything Pillow raises on corrupt image bytes, besides OSError.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    TypeError,
+    KeyError,
+    ZeroDivisionError,
+    struct.error,
+    PIL.Image.DecompressionBombError,
+)
+_WHITESPACE = b" \t\r\n\f\v"
 
 
 @dataclass(frozen=True)
@@ -78,7 +100,10 @@ def _parse_points(path: Path, where: str, raw: Any) -> tuple[tuple[float, float]
             or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in point)
         ):
             raise _fail(path, where, f"points[{index}] must be [x, y] numbers, got {point!r}")
-        x, y = float(point[0]), float(point[1])
+        try:
+            x, y = float(point[0]), float(point[1])
+        except OverflowError:  # an integer literal too large for a float
+            x = y = math.inf
         if not (math.isfinite(x) and math.isfinite(y)):
             raise _fail(path, where, f"points[{index}] is not finite: {point!r}")
         points.append((x, y))
@@ -94,14 +119,46 @@ def _check_point_count(path: Path, where: str, shape_type: str, count: int) -> N
         raise _fail(path, where, f"{shape_type} needs at least {expected[0]} points, got {count}")
 
 
+def _b64decode(text: str) -> bytes:
+    """Strict base64, except that line breaks and spaces (MIME-style wrapping) are allowed."""
+    return base64.b64decode(text.encode("ascii").translate(None, _WHITESPACE), validate=True)
+
+
+@contextlib.contextmanager
+def _pixel_limit_lifted() -> Iterator[None]:
+    """Let Pillow open any size: segkit checks ``--max-pixels`` itself, naming the file.
+
+    Scoped rather than set at import, so importing segkit never weakens the
+    decompression-bomb guard of the caller's own Pillow use.
+    """
+    saved = PIL.Image.MAX_IMAGE_PIXELS
+    PIL.Image.MAX_IMAGE_PIXELS = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
+            yield
+    finally:
+        PIL.Image.MAX_IMAGE_PIXELS = saved
+
+
 def _decode_mask(path: Path, where: str, raw: Any) -> NDArray[np.bool_]:
     if not isinstance(raw, str):
         raise _fail(path, where, "mask shape needs 'mask': a base64 PNG string")
     try:
-        with PIL.Image.open(io.BytesIO(base64.b64decode(raw, validate=True))) as bitmap:
+        data = _b64decode(raw)
+    except (binascii.Error, ValueError) as error:
+        raise _fail(path, where, f"'mask' is not valid base64 ({error})") from None
+    try:
+        with PIL.Image.open(io.BytesIO(data)) as bitmap:
+            if bitmap.width * bitmap.height > DEFAULT_MAX_PIXELS:
+                raise _fail(
+                    path, where, f"'mask' bitmap is {bitmap.width}×{bitmap.height}, too large"
+                )
             array = np.asarray(bitmap)
-    except (binascii.Error, ValueError, OSError) as error:
-        raise _fail(path, where, f"'mask' is not a base64 PNG ({error})") from None
+    except AnnotationError:
+        raise
+    except _DECODE_ERRORS as error:
+        raise _fail(path, where, f"'mask' is not a valid PNG bitmap ({error})") from None
     if array.ndim != 2:
         raise _fail(path, where, f"'mask' must be a single-channel image, got shape {array.shape}")
     return array.astype(bool)
@@ -112,11 +169,16 @@ def _parse_shape(path: Path, index: int, raw: Any) -> Shape:
     if not isinstance(raw, dict):
         raise _fail(path, where, "shape must be an object")
     label = raw.get("label")
-    if not isinstance(label, str) or not label:
+    if not isinstance(label, str) or not label.strip():
         raise _fail(path, where, f"'label' must be a non-empty string, got {label!r}")
+    # labels.txt is line-based and stripped (as labelme reads it), so a label must
+    # survive that round trip or its id would change between runs.
+    label = label.strip()
+    if len(label.splitlines()) > 1:
+        raise _fail(path, where, f"'label' {label!r} contains a line break")
     # labelme < 4 wrote no shape_type; those shapes are polygons.
     shape_type = raw.get("shape_type") or "polygon"
-    if shape_type not in POINT_COUNTS:
+    if not isinstance(shape_type, str) or shape_type not in POINT_COUNTS:
         raise _fail(
             path, where, f"unknown shape_type {shape_type!r}; known: {', '.join(SHAPE_TYPES)}"
         )
@@ -134,6 +196,9 @@ def _optional_int(path: Path, data: dict, key: str) -> int | None:
     value = data.get(key)
     if value is None:
         return None
+    # Some tools write 480.0; labelme compares with ==, so an integral float is fine.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise _fail(path, "", f"'{key}' must be a positive integer, got {value!r}")
     return value
@@ -143,9 +208,14 @@ def parse_annotation(path: Path, text: str | bytes) -> Annotation:
     """Parse labelme JSON ``text`` read from ``path``; raise ``AnnotationError`` on any defect."""
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
+        raise _fail(path, "", f"not UTF-8 text ({error}); save it as UTF-8") from None
+    except (ValueError, RecursionError) as error:
+        # ValueError covers JSONDecodeError and over-long integer literals.
         raise _fail(path, "", f"not valid JSON ({error})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("shapes"), list):
+    if not isinstance(data, dict):
+        raise _fail(path, "", f"not a labelme file (top level is a {type(data).__name__})")
+    if not isinstance(data.get("shapes"), list):
         raise _fail(path, "", "not a labelme file (no 'shapes' list)")
     if "imagePath" not in data and "imageData" not in data:
         raise _fail(path, "", "not a labelme file (no 'imagePath' or 'imageData')")
@@ -157,7 +227,7 @@ def parse_annotation(path: Path, text: str | bytes) -> Annotation:
         if not isinstance(data["imageData"], str):
             raise _fail(path, "", "'imageData' must be a base64 string")
         try:
-            image_data = base64.b64decode(data["imageData"], validate=True)
+            image_data = _b64decode(data["imageData"])
         except (binascii.Error, ValueError) as error:
             raise _fail(path, "", f"'imageData' is not valid base64 ({error})") from None
     if image_data is None and not image_path:
@@ -189,13 +259,16 @@ class LoadedImage:
 
     ``source_bytes`` are the encoded bytes as found (file or ``imageData``);
     ``needs_reorient`` is true when the pixels had to be rotated from the stored
-    frame, so the bytes cannot be copied unchanged.
+    frame. ``carries_orientation`` is true when the bytes hold an orientation tag
+    other than 1 (applied or not), so copying them would let EXIF-aware readers
+    rotate the copy away from its masks.
     """
 
     image: PIL.Image.Image
     source_bytes: bytes
     source_format: str
     needs_reorient: bool
+    carries_orientation: bool = False
 
     @property
     def size(self) -> tuple[int, int]:
@@ -204,16 +277,36 @@ class LoadedImage:
 
 
 def exif_orientation(image: PIL.Image.Image) -> int:
-    """The EXIF orientation the labelme app honours (JPEG/PNG/WebP carry it; TIFF is ignored)."""
-    # labelme reads orientation through Image._getexif, which only some formats define.
-    if not hasattr(image, "_getexif"):
+    """The EXIF orientation labelme's ``apply_exif_orientation`` honours (JPEG/PNG/WebP).
+
+    TIFF has no ``_getexif``, so this is 1 for TIFF: Pillow itself turns a TIFF by its
+    orientation tag (see ``load_image``).
+    """
+    # labelme reads orientation through Image._getexif, which only some formats define,
+    # and which (unlike getexif) ignores an XMP orientation in a file without EXIF.
+    getter = getattr(image, "_getexif", None)
+    if getter is None:
         return 1
     try:
-        value = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
-    except (OSError, SyntaxError, ValueError, TypeError):
+        exif = getter()
+    except _DECODE_ERRORS:
         return 1
+    value = exif.get(EXIF_ORIENTATION_TAG, 1) if isinstance(exif, dict) else 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
+
+def _any_orientation_tag(image: PIL.Image.Image) -> bool:
+    """True when any reader might rotate these bytes (EXIF or XMP orientation ≠ 1)."""
+    try:
+        value = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
+    except _DECODE_ERRORS:
+        return True  # unreadable metadata: do not copy it along
+    return value != 1
+
+
+#: Image modes labelme 6 reads with Pillow; a TIFF in any other mode (16-bit, float)
+#: it reads with tifffile, which ignores the TIFF orientation tag.
+LABELME_PILLOW_MODES = frozenset({"1", "L", "P", "RGB", "RGBA", "LA", "PA"})
 
 _ORIENTATION_OPS: dict[int, tuple[PIL.Image.Transpose, ...]] = {
     2: (PIL.Image.Transpose.FLIP_LEFT_RIGHT,),
@@ -226,6 +319,13 @@ _ORIENTATION_OPS: dict[int, tuple[PIL.Image.Transpose, ...]] = {
 }
 
 
+_INVERSE_OPS: dict[int, tuple[PIL.Image.Transpose, ...]] = {
+    **_ORIENTATION_OPS,
+    6: (PIL.Image.Transpose.ROTATE_90,),
+    8: (PIL.Image.Transpose.ROTATE_270,),
+}
+
+
 def apply_orientation(image: PIL.Image.Image, orientation: int) -> PIL.Image.Image:
     """Rotate/flip ``image`` from its stored frame to the frame EXIF ``orientation`` describes."""
     for op in _ORIENTATION_OPS.get(orientation, ()):
@@ -233,12 +333,26 @@ def apply_orientation(image: PIL.Image.Image, orientation: int) -> PIL.Image.Ima
     return image
 
 
+def _tiff_orientation(image: PIL.Image.Image) -> int:
+    """The TIFF orientation tag Pillow applies by itself when it loads a TIFF."""
+    tags = getattr(image, "tag_v2", None)
+    value = tags.get(EXIF_ORIENTATION_TAG, 1) if tags is not None else 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _keeps_tiff_orientation(image: PIL.Image.Image, embedded: bool) -> bool:
+    """Whether labelme shows this TIFF turned by its tag, as Pillow loads it."""
+    return not embedded and image.mode in LABELME_PILLOW_MODES
+
+
 def load_image(annotation: Annotation, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Load the annotation's image as the labelme app shows it, and check its declared size.
 
     ``imageData`` is used as stored (the app shows it without EXIF rotation, and the
     app itself only embeds already-rotated pixels); an ``imagePath`` image gets its EXIF
-    orientation applied, as the app does when it opens the file.
+    orientation applied, as the app does when it opens the file. A TIFF's orientation
+    tag is applied when labelme reads it with Pillow (which turns it on load: 8-bit
+    modes) and not when labelme reads it with tifffile (16-bit and float images).
     """
     path = annotation.path
     image_file = annotation.image_file()
@@ -253,22 +367,32 @@ def load_image(annotation: Annotation, *, max_pixels: int = DEFAULT_MAX_PIXELS) 
             raise _fail(path, "", f"cannot read image {image_file} ({error.strerror})") from None
         origin = str(image_file)
     try:
-        image = PIL.Image.open(io.BytesIO(data))
-        width, height = image.size
-        if width * height > max_pixels:
-            raise _fail(
-                path,
-                "",
-                f"image {origin} is {width}×{height} = {width * height} pixels, over the "
-                f"limit of {max_pixels} (raise --max-pixels if the image is genuine)",
-            )
-        orientation = exif_orientation(image) if annotation.image_data is None else 1
-        image.load()
+        with _pixel_limit_lifted():
+            image = PIL.Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise _fail(
+                    path,
+                    "",
+                    f"image {origin} is {width}×{height} = {width * height} pixels, over the "
+                    f"limit of {max_pixels} (raise --max-pixels if the image is genuine)",
+                )
+            orientation = exif_orientation(image) if annotation.image_data is None else 1
+            tiff_orientation = _tiff_orientation(image)
+            carries_orientation = _any_orientation_tag(image)
+            image.load()
     except AnnotationError:
         raise
-    except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as error:
+    except _DECODE_ERRORS as error:
         raise _fail(path, "", f"cannot decode image {origin} ({error})") from None
     source_format = image.format or ""
+    pillow_turned = tiff_orientation != 1 and EXIF_ORIENTATION_TAG not in getattr(
+        image, "tag_v2", {EXIF_ORIENTATION_TAG: None}
+    )
+    if pillow_turned and not _keeps_tiff_orientation(image, annotation.image_data is not None):
+        for op in _INVERSE_OPS[tiff_orientation]:
+            image = image.transpose(op)
+        pillow_turned = False
     oriented = apply_orientation(image, orientation)
     declared = (annotation.image_height, annotation.image_width)
     actual = (oriented.height, oriented.width)
@@ -280,32 +404,56 @@ def load_image(annotation: Annotation, *, max_pixels: int = DEFAULT_MAX_PIXELS) 
                 f"{name} is {want} but the image {origin} is {got} (height×width "
                 f"{actual[0]}×{actual[1]} after EXIF orientation)",
             )
-    return LoadedImage(oriented, data, source_format, needs_reorient=orientation != 1)
+    return LoadedImage(
+        oriented,
+        data,
+        source_format,
+        needs_reorient=orientation != 1 or pillow_turned,
+        carries_orientation=carries_orientation,
+    )
+
+
+def check_extent(shapes: Sequence[Shape], size: tuple[int, int], where: str = "") -> None:
+    """Reject points absurdly far outside an image of ``size`` (H, W); near ones are clipped."""
+    height, width = size
+    margin = max(MAX_OUTSIDE_IMAGE_SIZES * max(height, width), MIN_OUTSIDE_MARGIN)
+    for index, shape in enumerate(shapes):
+        for number, (x, y) in enumerate(shape.points):
+            if not (-margin <= x <= width + margin and -margin <= y <= height + margin):
+                raise AnnotationError(
+                    f"{where}shapes[{index}] ({shape.shape_type} {shape.label!r}): "
+                    f"points[{number}] ({x:g}, {y:g}) lies more than {margin} pixels outside "
+                    f"the {height}×{width} image; fix or delete the shape"
+                )
 
 
 def read_image_header(path: Path) -> tuple[int, int]:
     """(height, width) of an image file in labelme's display frame, without decoding pixels."""
-    with PIL.Image.open(path) as image:
+    with _pixel_limit_lifted(), PIL.Image.open(path) as image:
         width, height = image.size
         if exif_orientation(image) in (5, 6, 7, 8):
+            width, height = height, width
+        # Pillow reports a TIFF's size already turned by its tag; labelme's tifffile
+        # path (16-bit, float) does not turn it.
+        if _tiff_orientation(image) in (5, 6, 7, 8) and not _keeps_tiff_orientation(
+            image, embedded=False
+        ):
             width, height = height, width
     return height, width
 
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "LABELME_PILLOW_MODES",
     "SHAPE_TYPES",
     "Annotation",
     "LoadedImage",
     "Shape",
     "apply_orientation",
+    "check_extent",
     "exif_orientation",
     "load_image",
     "parse_annotation",
     "read_annotation",
     "read_image_header",
 ]
-
-# segkit applies its own --max-pixels check before decoding; PIL's global limit would
-# otherwise raise first with a message that names neither the file nor the option.
-PIL.Image.MAX_IMAGE_PIXELS = None

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from segkit.cli._common import console, err_console, handle_errors, print_json, progress_bar
@@ -14,7 +15,8 @@ from segkit.labelme import DEFAULT_MAX_PIXELS
 
 
 def _render(summary: ConvertSummary) -> None:
-    table = Table(title=f"segkit convert → {summary.output}", show_header=False)
+    # Paths and labels are user data: escape them so "[" is never read as markup.
+    table = Table(title=f"segkit convert → {escape(str(summary.output))}", show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_row("images in dataset", str(summary.images))
@@ -27,10 +29,11 @@ def _render(summary: ConvertSummary) -> None:
         table.add_row(f"shapes: {kind}", str(count))
     total = sum(summary.class_pixels.values()) or 1
     for name, pixels in summary.class_pixels.items():
-        table.add_row(f"pixels: {name}", f"{pixels} ({100 * pixels / total:.1f}%)")
+        table.add_row(f"pixels: {escape(name)}", f"{pixels} ({100 * pixels / total:.1f}%)")
     console.print(table)
     if summary.labels_discovered:
-        console.print(f"classes (discovered, written to labels.txt): {', '.join(summary.classes)}")
+        names = escape(", ".join(summary.classes))
+        console.print(f"classes (discovered, written to labels.txt): {names}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -80,7 +83,14 @@ def register(app: typer.Typer) -> None:
         ] = DEFAULT_MAX_PIXELS,
         as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     ) -> None:
-        """Convert labelme annotations into a Pascal-VOC dataset with palette PNG masks."""
+        """Convert labelme annotations into a Pascal-VOC dataset with palette PNG masks.
+
+        Writes JPEGImages/ (JPEG bytes copied when no rotation is needed), palette PNG
+        SegmentationClass/ and SegmentationObject/ (0 background, 255 ignore),
+        labels.txt, class_names.txt and segkit.json. An image with more than 254
+        instances gets a 16-bit grayscale SegmentationObject PNG (65535 = ignore).
+        A re-run converts only what changed.
+        """
         with progress_bar("converting", quiet=as_json) as progress:
             summary = convert(
                 input_dir,
@@ -114,7 +124,7 @@ def register(app: typer.Typer) -> None:
             _render(summary)
         for failure in summary.failures:
             err_console.print(
-                f"[red]error:[/] {failure}", soft_wrap=True, markup=True, highlight=False
+                f"[red]error:[/] {escape(failure)}", soft_wrap=True, markup=True, highlight=False
             )
         if summary.failures:
             raise typer.Exit(1)
