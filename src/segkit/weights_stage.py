@@ -1,0 +1,797 @@
+"""Stage ``segkit weights``: class statistics, class weights and per-image weight maps.
+
+The file shell around :mod:`segkit.weights`. It reads the ``SegmentationClass`` masks
+of one split (``train`` by default; all images when the dataset has no split files),
+counts pixels per class in worker processes, derives class weights with the chosen
+scheme and writes, in the dataset folder:
+
+- ``weights.json``: the statistics, the class weights (``class_weights[c]`` is the
+  weight of class id ``c``), ``pos_weight`` for binary tasks, the parameters, and per
+  image the input hashes that make re-runs incremental (see :func:`load_weights`);
+- with ``border``: ``SegmentationWeights/<id>.npy``, one ``(H, W)`` float16 map
+  ``w(x) = w_c(x) + w0 * exp(-(d1 + d2)**2 / (2 sigma**2))`` per image of the split
+  (float32 if a weight exceeds float16's range), 0 on ignore pixels;
+- with ``viz``: ``SegmentationWeightsVisualization/<id>.png`` heat maps;
+- the ``"weights"`` key of ``segkit.json`` when the dataset has a manifest (a hand-made
+  VOC folder gets ``weights.json`` only).
+
+Objects for the border term come from ``SegmentationObject/<id>.png`` when it exists,
+otherwise from the 8-connected components of each class in the class mask.
+
+Every mask is read and checked before anything is written, so bad input leaves the
+folder as it was. Re-runs skip masks and maps whose input bytes (SHA-256) and options
+are unchanged; a change of the class weights (new training images, another scheme)
+rewrites every map, since each map holds the final per-pixel weight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import PIL.Image
+from numpy.typing import NDArray
+
+from segkit import __version__
+from segkit._io import atomic_write_bytes, atomic_write_json, atomic_write_with, sha256_file
+from segkit.dataset import Dataset, Sample, open_dataset
+from segkit.errors import DatasetError, OptionError
+from segkit.manifest import update_manifest
+from segkit.parallel import ProgressCallback, parallel_map
+from segkit.voc import (
+    CLASS_DIR,
+    IGNORE_INDEX,
+    MANIFEST_NAME,
+    OBJECT_DIR,
+    SPLITS_DIR,
+    WEIGHTS_DIR,
+    read_mask,
+)
+from segkit.weights import (
+    DEFAULT_BETA,
+    DEFAULT_SIGMA,
+    DEFAULT_TOLERANCE,
+    DEFAULT_W0,
+    ClassStats,
+    border_cutoff,
+    check_scheme,
+    normalize_class_weights,
+    objects_from_classes,
+    objects_from_instances,
+    out_of_range_ids,
+    pos_weight,
+    raw_class_weights,
+    stats_from_histogram,
+    weight_map,
+)
+
+WEIGHTS_FILE = "weights.json"
+VIZ_DIR = "SegmentationWeightsVisualization"
+SCHEMA_VERSION = 1
+#: ``--split`` value that means every image with a class mask.
+ALL_IMAGES = "all"
+#: Marks a maps folder as written by this stage, so its stale files may be removed.
+_MARKER = ".segkit-weights"
+#: Bump when the content of a map changes for the same inputs and options.
+_MAP_VERSION = 1
+_FLOAT16_MAX = 65504.0
+_BORDER_ON = ("background", "all")
+
+
+@dataclass(frozen=True)
+class WeightsOptions:
+    """Options of :func:`compute_weights` (the CLI flags one to one).
+
+    ``split=None`` means ``train`` when the dataset has split files, else every image.
+    ``workers=None`` uses every core.
+    """
+
+    split: str | None = None
+    scheme: str = "median-frequency"
+    beta: float = DEFAULT_BETA
+    border: bool = False
+    w0: float = DEFAULT_W0
+    sigma: float = DEFAULT_SIGMA
+    border_on: str = "background"
+    viz: bool = False
+    force: bool = False
+    workers: int | None = None
+    tolerance: float = DEFAULT_TOLERANCE
+
+
+@dataclass(frozen=True)
+class ClassSummary:
+    """One row of the statistics table."""
+
+    id: int
+    name: str
+    pixels: int
+    images: int
+    frequency: float
+    weight: float
+    raw_weight: float | None
+
+
+@dataclass(frozen=True)
+class WeightsSummary:
+    """What :func:`compute_weights` computed and wrote."""
+
+    root: Path
+    weights_file: Path
+    split: str | None
+    num_images: int
+    scheme: str
+    beta: float | None
+    classes: tuple[ClassSummary, ...]
+    pos_weight: float | None
+    labelled_pixels: int
+    ignored_pixels: int
+    maps_dir: Path | None
+    maps_written: int
+    maps_unchanged: int
+    maps_removed: int
+    viz_written: int
+    objects_from_instances: int
+    objects_from_components: int
+    masks_reused: int
+    manifest_updated: bool
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def class_weights(self) -> list[float]:
+        """Weights in class-id order."""
+        return [row.weight for row in self.classes]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (``--json``)."""
+        data = asdict(self)
+        data["root"] = str(self.root)
+        data["weights_file"] = str(self.weights_file)
+        data["maps_dir"] = None if self.maps_dir is None else str(self.maps_dir)
+        data["classes"] = [asdict(row) for row in self.classes]
+        data["class_weights"] = self.class_weights
+        data["notes"] = list(self.notes)
+        return data
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """The parts of ``weights.json`` that training reads (see :func:`load_weights`)."""
+
+    path: Path
+    class_weights: tuple[float, ...]
+    pos_weight: float | None
+    scheme: str
+    split: str | None
+    classes: tuple[str, ...]
+    maps: dict[str, Path]
+    border: dict[str, Any] | None
+
+
+# -- public readers for later stages ---------------------------------------------------
+
+
+def weights_path(root: Path) -> Path:
+    """Where ``weights.json`` of the dataset at ``root`` lives."""
+    return Path(root) / WEIGHTS_FILE
+
+
+def weight_map_path(root: Path, sample_id: str) -> Path:
+    """Where the weight map of ``sample_id`` is written: ``SegmentationWeights/<id>.npy``."""
+    return Path(root) / WEIGHTS_DIR / f"{sample_id}.npy"
+
+
+def load_weights(root: Path) -> WeightsFile:
+    """Read ``weights.json`` of the dataset at ``root``.
+
+    Raises :class:`DatasetError` naming the file when it is missing or malformed.
+    """
+    path = weights_path(root)
+    if not path.is_file():
+        raise DatasetError(f"{path}: not found; run `segkit weights {root}` first")
+    data = _read_json(path)
+    if data is None:
+        raise DatasetError(f"{path}: not valid JSON; run `segkit weights {root} --force`")
+    try:
+        weights = tuple(float(w) for w in data["class_weights"])
+        classes = tuple(str(c["name"]) for c in data["classes"])
+        maps = {str(k): Path(root) / str(v) for k, v in (data.get("maps") or {}).items()}
+        pos = data.get("pos_weight")
+        return WeightsFile(
+            path=path,
+            class_weights=weights,
+            pos_weight=None if pos is None else float(pos),
+            scheme=str(data["scheme"]),
+            split=data.get("split"),
+            classes=classes,
+            maps=maps,
+            border=data.get("border"),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise DatasetError(
+            f"{path}: malformed ({error!r}); run `segkit weights --force`"
+        ) from error
+
+
+def read_weight_map(path: Path) -> NDArray[np.float32]:
+    """Load one ``.npy`` weight map as float32 ``(H, W)``."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"{path}: cannot read weight map ({error})") from error
+    if array.ndim != 2:
+        raise DatasetError(f"{path}: weight map must be 2-D, got shape {array.shape}")
+    return array.astype(np.float32)
+
+
+# -- workers ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ScanTask:
+    id: str
+    class_mask: str
+    object_mask: str | None
+    check_objects: bool
+    known_class_sha: str | None
+    known_histogram: dict[str, int] | None
+    known_object_sha: str | None
+    known_shape: tuple[int, int] | None
+
+
+@dataclass(frozen=True)
+class _Scan:
+    id: str
+    error: str | None = None
+    class_sha: str = ""
+    object_sha: str | None = None
+    histogram: dict[int, int] = field(default_factory=dict)
+    shape: tuple[int, int] = (0, 0)
+    reused: bool = False
+
+
+def _scan_mask(task: _ScanTask) -> _Scan:
+    """Hash and count one class mask (reusing known counts for identical bytes); check
+    its instance mask when the border term will need it."""
+    try:
+        class_sha = sha256_file(Path(task.class_mask))
+        reused = task.known_histogram is not None and class_sha == task.known_class_sha
+        shape = task.known_shape if reused else None
+        if reused and task.known_histogram is not None:
+            histogram = {int(k): int(v) for k, v in task.known_histogram.items() if int(v) > 0}
+        else:
+            mask = read_mask(Path(task.class_mask))
+            counts = np.bincount(mask.ravel())
+            histogram = {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
+            shape = (int(mask.shape[0]), int(mask.shape[1]))
+        if shape is None:
+            shape = _mask_shape(Path(task.class_mask))
+        object_sha = None
+        if task.check_objects and task.object_mask is not None:
+            object_sha = sha256_file(Path(task.object_mask))
+            if not (reused and object_sha == task.known_object_sha):
+                objects = read_mask(Path(task.object_mask))
+                if objects.shape != shape:
+                    return _Scan(
+                        task.id,
+                        error=f"{task.object_mask}: size {objects.shape[1]}x{objects.shape[0]} "
+                        f"differs from the class mask's {shape[1]}x{shape[0]}",
+                    )
+    except OSError as error:
+        return _Scan(task.id, error=f"{error.filename}: cannot read ({error.strerror})")
+    except DatasetError as error:
+        return _Scan(task.id, error=str(error))
+    if shape[0] * shape[1] == 0:
+        return _Scan(task.id, error=f"{task.class_mask}: empty mask (0 pixels)")
+    return _Scan(task.id, None, class_sha, object_sha, histogram, shape, reused)
+
+
+def _mask_shape(path: Path) -> tuple[int, int]:
+    try:
+        with PIL.Image.open(path) as image:
+            return image.height, image.width
+    except (OSError, SyntaxError, ValueError) as error:
+        raise DatasetError(f"{path}: cannot read mask ({error})") from error
+
+
+@dataclass(frozen=True)
+class _MapTask:
+    id: str
+    class_mask: str
+    object_mask: str | None
+    weights: tuple[float, ...]
+    border: bool
+    w0: float
+    sigma: float
+    border_on: str
+    tolerance: float
+    map_path: str | None
+    viz_path: str | None
+    viz_max: float
+    dtype: str
+
+
+@dataclass(frozen=True)
+class _MapResult:
+    id: str
+    map_written: bool
+    viz_written: bool
+
+
+def _make_map(task: _MapTask) -> _MapResult:
+    class_mask = read_mask(Path(task.class_mask))
+    objects = ignore = None
+    if task.border:
+        if task.object_mask is not None:
+            objects, ignore = objects_from_instances(read_mask(Path(task.object_mask)))
+        else:
+            objects = objects_from_classes(class_mask)
+    weights = np.asarray(task.weights, dtype=np.float64)
+    result = weight_map(
+        class_mask,
+        weights,
+        objects,
+        w0=task.w0,
+        sigma=task.sigma,
+        border_on=task.border_on,
+        ignore=ignore,
+        tolerance=task.tolerance,
+    )
+    if task.map_path is not None:
+        stored = result.astype(task.dtype)
+        atomic_write_with(Path(task.map_path), lambda handle: np.save(handle, stored))
+    if task.viz_path is not None:
+        atomic_write_bytes(Path(task.viz_path), heat_map_png(result, task.viz_max))
+    return _MapResult(task.id, task.map_path is not None, task.viz_path is not None)
+
+
+# -- visualisation -----------------------------------------------------------------------
+
+# Anchor colours of the heat map, low to high: black, violet, red, orange, pale yellow.
+_HEAT_ANCHORS = np.array(
+    [[0, 0, 0], [70, 20, 120], [200, 40, 70], [250, 150, 30], [255, 250, 210]], dtype=np.float64
+)
+
+
+def _heat_lut() -> NDArray[np.uint8]:
+    positions = np.linspace(0.0, 1.0, len(_HEAT_ANCHORS))
+    levels = np.linspace(0.0, 1.0, 256)
+    channels = [np.interp(levels, positions, _HEAT_ANCHORS[:, c]) for c in range(3)]
+    return np.round(np.stack(channels, axis=1)).astype(np.uint8)
+
+
+_HEAT_LUT = _heat_lut()
+
+
+def heat_map_png(weights: NDArray[np.floating], vmax: float) -> bytes:
+    """An RGB PNG of ``weights`` on a black-to-yellow scale from 0 to ``vmax``."""
+    scale = 255.0 / vmax if vmax > 0 else 0.0
+    index = np.clip(np.asarray(weights, dtype=np.float32) * scale, 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(_HEAT_LUT[index], mode="RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# -- the stage -------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _check_options(options: WeightsOptions) -> None:
+    check_scheme(options.scheme, beta=options.beta)
+    if options.border_on not in _BORDER_ON:
+        raise OptionError(
+            f"--border-on must be one of {', '.join(_BORDER_ON)}, got {options.border_on!r}"
+        )
+    border_cutoff(options.w0, options.sigma, options.tolerance)  # raises on bad values
+    if options.workers is not None and options.workers < 1:
+        raise OptionError(f"--workers must be at least 1, got {options.workers}")
+
+
+def _choose_samples(
+    dataset: Dataset, split: str | None
+) -> tuple[str | None, list[Sample], list[str]]:
+    """The split name used (``None`` = all images), its samples, and notes."""
+    notes: list[str] = []
+    with_masks = [s for s in dataset.samples if s.class_mask is not None]
+    split_dir = dataset.root / SPLITS_DIR
+    has_splits = split_dir.is_dir() and any(split_dir.glob("*.txt"))
+    if (split is None and not has_splits) or split == ALL_IMAGES:
+        if not with_masks:
+            raise DatasetError(
+                f"{dataset.root / CLASS_DIR}: no class masks; run `segkit convert` first"
+            )
+        if split is None:
+            notes.append(
+                f"no split files in {SPLITS_DIR}/; used all {len(with_masks)} images "
+                "(run `segkit split` to keep validation images out of the statistics)"
+            )
+        skipped = len(dataset.samples) - len(with_masks)
+        if skipped:
+            notes.append(f"{skipped} image(s) without a class mask skipped")
+        return None, with_masks, notes
+    name = split or "train"
+    ids = dataset.read_split(name)
+    if not ids:
+        raise DatasetError(f"{dataset.split_file(name)}: split {name!r} is empty")
+    by_id = {s.id: s for s in dataset.samples}
+    unknown = [i for i in ids if i not in by_id]
+    if unknown:
+        raise DatasetError(
+            f"{dataset.split_file(name)}: {len(unknown)} id(s) not in the dataset: {_short(unknown)}"
+        )
+    missing = [i for i in ids if by_id[i].class_mask is None]
+    if missing:
+        raise DatasetError(
+            f"{dataset.root / CLASS_DIR}: no class mask for {len(missing)} image(s) of split "
+            f"{name!r}: {_short(missing)}"
+        )
+    return name, [by_id[i] for i in dict.fromkeys(ids)], notes
+
+
+def _short(items: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" (and {len(items) - limit} more)" if len(items) > limit else "")
+
+
+def _fail(problems: Sequence[str], total: int) -> DatasetError:
+    shown = "; ".join(problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return DatasetError(
+        f"{len(problems)} of {total} mask(s) cannot be used, nothing written: {shown}{more}"
+    )
+
+
+def _known_records(
+    dataset: Dataset, previous: Mapping[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """Per image: hashes and counts from the previous weights.json, else from the manifest."""
+    known: dict[str, dict[str, Any]] = {}
+    for entry in (dataset.manifest or {}).get("samples", []):
+        if isinstance(entry.get("class_pixels"), dict) and isinstance(
+            entry.get("class_mask_sha256"), str
+        ):
+            known[entry["id"]] = {
+                "class_mask_sha256": entry["class_mask_sha256"],
+                "histogram": entry["class_pixels"],
+            }
+    images = (previous or {}).get("images")
+    if isinstance(images, dict):
+        for sample_id, record in images.items():
+            if isinstance(record, dict) and isinstance(record.get("histogram"), dict):
+                known[sample_id] = record
+    return known
+
+
+def _map_key(scan: _Scan, weights: Sequence[float], options: WeightsOptions, dtype: str) -> str:
+    payload = {
+        "version": _MAP_VERSION,
+        "class": scan.class_sha,
+        "object": scan.object_sha,
+        "weights": [float(w) for w in weights],
+        "border": options.border,
+        "w0": options.w0 if options.border else None,
+        "sigma": options.sigma if options.border else None,
+        "on": options.border_on if options.border else None,
+        "tolerance": options.tolerance if options.border else None,
+        "dtype": dtype,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _check_owned(folder: Path, force: bool) -> None:
+    """Refuse to write into a non-empty folder this stage did not create (unless force)."""
+    if not folder.is_dir() or (folder / _MARKER).exists() or force:
+        return
+    if any(path.name != _MARKER for path in folder.iterdir()):
+        raise DatasetError(
+            f"{folder}: exists and was not written by `segkit weights`; remove it or pass --force"
+        )
+
+
+def _claim(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / _MARKER
+    if not marker.exists():
+        atomic_write_bytes(marker, b"written by segkit weights; stale files here are removed\n")
+
+
+def _remove_stale(folder: Path, keep: set[str], suffix: str) -> int:
+    if not (folder / _MARKER).exists():
+        return 0
+    removed = 0
+    for path in folder.glob(f"*{suffix}"):
+        if path.stem not in keep:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def compute_weights(
+    root: Path, options: WeightsOptions | None = None, *, progress: ProgressCallback | None = None
+) -> WeightsSummary:
+    """Run the stage on the dataset at ``root`` (see the module docstring); never prints.
+
+    ``progress(done, total)`` is called as masks are counted and maps written.
+    """
+    options = options or WeightsOptions()
+    _check_options(options)
+    root = Path(root)
+    dataset = open_dataset(root)
+    split, samples, notes = _choose_samples(dataset, options.split)
+    previous = None if options.force else _read_json(weights_path(root))
+    if weights_path(root).is_file() and previous is None and not options.force:
+        notes.append(f"{WEIGHTS_FILE} was unreadable; everything was recomputed")
+    known = {} if options.force else _known_records(dataset, previous)
+    maps_dir = root / WEIGHTS_DIR
+    viz_dir = root / VIZ_DIR
+    if options.border:
+        _check_owned(maps_dir, options.force)
+    if options.viz:
+        _check_owned(viz_dir, options.force)
+
+    make_maps = options.border or options.viz
+    total_steps = len(samples) * (2 if make_maps else 1)
+
+    def step(offset: int) -> ProgressCallback | None:
+        if progress is None:
+            return None
+        return lambda done, _total: progress(offset + done, total_steps)
+
+    # Pass 1: read, check and count every mask before anything is written.
+    tasks = []
+    for sample in samples:
+        record = known.get(sample.id, {})
+        shape = record.get("shape")
+        tasks.append(
+            _ScanTask(
+                id=sample.id,
+                class_mask=str(sample.class_mask),
+                object_mask=None if sample.object_mask is None else str(sample.object_mask),
+                check_objects=options.border,
+                known_class_sha=record.get("class_mask_sha256"),
+                known_histogram=record.get("histogram"),
+                known_object_sha=record.get("object_mask_sha256"),
+                known_shape=tuple(shape) if isinstance(shape, list) and len(shape) == 2 else None,
+            )
+        )
+    scans = parallel_map(_scan_mask, tasks, workers=options.workers, progress=step(0))
+    problems = [scan.error for scan in scans if scan.error]
+    if problems:
+        raise _fail(problems, len(scans))
+
+    classes = list(dataset.classes)
+    if not classes:
+        top = max((v for scan in scans for v in scan.histogram if v != IGNORE_INDEX), default=0)
+        classes = [str(i) for i in range(top + 1)]
+        notes.append(
+            f"no class names (segkit.json, class_names.txt or labels.txt); "
+            f"classes are the ids 0..{top} found in the masks"
+        )
+    num_classes = len(classes)
+    check_scheme(options.scheme, beta=options.beta, num_classes=num_classes)
+    bad = []
+    for sample, scan in zip(samples, scans, strict=True):
+        histogram = np.zeros(max(256, max(scan.histogram, default=0) + 1), dtype=np.int64)
+        for value, count in scan.histogram.items():
+            histogram[value] = count
+        ids = out_of_range_ids(histogram, num_classes)
+        if ids:
+            bad.append(
+                f"{sample.class_mask}: class ids {ids} out of range 0..{num_classes - 1} "
+                f"({IGNORE_INDEX} = ignore)"
+            )
+    if bad:
+        raise _fail(bad, len(scans))
+
+    stats = ClassStats.empty(num_classes)
+    for scan in scans:
+        histogram = np.zeros(256, dtype=np.int64)
+        for value, count in scan.histogram.items():
+            histogram[value] = count
+        stats = stats + stats_from_histogram(histogram, num_classes)
+    where = f"split {split!r}" if split else "the dataset"
+    if stats.total == 0:
+        raise DatasetError(
+            f"{root / CLASS_DIR}: no labelled pixels in the {len(scans)} mask(s) of {where} "
+            f"(every pixel is {IGNORE_INDEX} = ignore)"
+        )
+    raw = raw_class_weights(stats, options.scheme, beta=options.beta)
+    weights = normalize_class_weights(raw, stats)
+    empty = [classes[c] for c in range(num_classes) if stats.pixels[c] == 0]
+    if empty:
+        notes.append(
+            f"{len(empty)} class(es) without pixels in {where} get the largest weight: {_short(empty)}"
+        )
+
+    # Pass 2: weight maps and heat maps, skipping those whose inputs are unchanged.
+    peak = float(weights.max()) + (options.w0 if options.border else 0.0)
+    dtype = "float16" if peak <= _FLOAT16_MAX else "float32"
+    if options.border and dtype == "float32":
+        notes.append(f"weights up to {peak:.4g} exceed float16; maps are stored as float32")
+    with_instances = sum(1 for s in samples if s.object_mask is not None)
+    maps: dict[str, str] = {}
+    map_keys: dict[str, str] = {}
+    map_tasks = []
+    maps_unchanged = 0
+    previous_images = (previous or {}).get("images")
+    if not isinstance(previous_images, dict):
+        previous_images = {}
+    if make_maps:
+        if options.border:
+            _claim(maps_dir)
+        if options.viz:
+            _claim(viz_dir)
+        for sample, scan in zip(samples, scans, strict=True):
+            key = _map_key(scan, weights.tolist(), options, dtype)
+            map_keys[sample.id] = key
+            old = previous_images.get(sample.id)
+            old = old if isinstance(old, dict) else {}
+            map_file = weight_map_path(root, sample.id)
+            viz_file = viz_dir / f"{sample.id}.png"
+            if options.border:
+                maps[sample.id] = f"{WEIGHTS_DIR}/{sample.id}.npy"
+            need_map = options.border and not (old.get("map_key") == key and map_file.is_file())
+            need_viz = options.viz and not (old.get("viz_key") == key and viz_file.is_file())
+            maps_unchanged += options.border and not need_map
+            if need_map or need_viz:
+                map_tasks.append(
+                    _MapTask(
+                        id=sample.id,
+                        class_mask=str(sample.class_mask),
+                        object_mask=None if sample.object_mask is None else str(sample.object_mask),
+                        weights=tuple(float(w) for w in weights),
+                        border=options.border,
+                        w0=options.w0,
+                        sigma=options.sigma,
+                        border_on=options.border_on,
+                        tolerance=options.tolerance,
+                        map_path=str(map_file) if need_map else None,
+                        viz_path=str(viz_file) if need_viz else None,
+                        viz_max=peak,
+                        dtype=dtype,
+                    )
+                )
+    skipped = len(samples) - len(map_tasks) if make_maps else 0
+    if progress is not None and skipped:
+        progress(len(samples) + skipped, total_steps)
+    results = parallel_map(
+        _make_map, map_tasks, workers=options.workers, progress=step(len(samples) + skipped)
+    )
+    keep = set(maps)
+    removed = _remove_stale(maps_dir, keep, ".npy")
+    if not options.viz:
+        _remove_stale(viz_dir, set(), ".png")
+    else:
+        _remove_stale(viz_dir, {s.id for s in samples}, ".png")
+    if options.border and not with_instances:
+        notes.append(f"no {OBJECT_DIR} masks; objects are the 8-connected components of each class")
+    elif options.border and with_instances < len(samples):
+        notes.append(
+            f"{len(samples) - with_instances} image(s) without an instance mask: objects are "
+            "the 8-connected components of each class there"
+        )
+
+    border = None
+    if options.border:
+        border = {
+            "w0": options.w0,
+            "sigma": options.sigma,
+            "on": options.border_on,
+            "tolerance": options.tolerance,
+            "cutoff_px": border_cutoff(options.w0, options.sigma, options.tolerance),
+            "dir": WEIGHTS_DIR,
+            "dtype": dtype,
+            "ignore_weight": 0.0,
+        }
+    frequencies = stats.frequencies
+    rows = tuple(
+        ClassSummary(
+            id=c,
+            name=classes[c],
+            pixels=int(stats.pixels[c]),
+            images=int(stats.images[c]),
+            frequency=float(frequencies[c]),
+            weight=float(weights[c]),
+            raw_weight=None if math.isnan(raw[c]) else float(raw[c]),
+        )
+        for c in range(num_classes)
+    )
+    binary = pos_weight(stats)
+    scheme_beta = options.beta if options.scheme == "effective-number" else None
+    images_record = {}
+    for sample, scan in zip(samples, scans, strict=True):
+        entry: dict[str, Any] = {
+            "class_mask": sample.class_mask.relative_to(root).as_posix()
+            if sample.class_mask
+            else None,
+            "class_mask_sha256": scan.class_sha,
+            "shape": list(scan.shape),
+            "histogram": {str(k): v for k, v in sorted(scan.histogram.items())},
+        }
+        if options.border:
+            entry["object_mask_sha256"] = scan.object_sha
+            entry["objects"] = "instances" if sample.object_mask is not None else "components"
+            entry["map"] = maps[sample.id]
+            entry["map_key"] = map_keys[sample.id]
+        if options.viz:
+            entry["viz"] = f"{VIZ_DIR}/{sample.id}.png"
+            entry["viz_key"] = map_keys[sample.id]
+        images_record[sample.id] = entry
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "segkit_version": __version__,
+        "split": split,
+        "num_images": len(samples),
+        "scheme": options.scheme,
+        "beta": scheme_beta,
+        "normalisation": "pixel-weighted mean of the class weights over labelled pixels = 1",
+        "zero_pixel_rule": "largest weight of the classes with pixels",
+        "ignore_index": IGNORE_INDEX,
+        "labelled_pixels": stats.total,
+        "ignored_pixels": stats.ignored,
+        "class_weights": [float(w) for w in weights],
+        "pos_weight": binary,
+        "classes": [asdict(row) for row in rows],
+        "border": border,
+        "maps": maps or None,
+        "images": images_record,
+    }
+    atomic_write_json(weights_path(root), document)
+
+    manifest_updated = False
+    if dataset.manifest is not None:
+        update_manifest(
+            root,
+            weights={
+                "file": WEIGHTS_FILE,
+                "weights_sha256": sha256_file(weights_path(root)),
+                "split": split,
+                "num_images": len(samples),
+                "scheme": options.scheme,
+                "beta": scheme_beta,
+                "class_weights": [float(w) for w in weights],
+                "pos_weight": binary,
+                "weight_maps": WEIGHTS_DIR if options.border else None,
+                "border": border,
+            },
+        )
+        manifest_updated = True
+    else:
+        notes.append(f"no {MANIFEST_NAME} in the dataset; wrote {WEIGHTS_FILE} only")
+
+    return WeightsSummary(
+        root=root,
+        weights_file=weights_path(root),
+        split=split,
+        num_images=len(samples),
+        scheme=options.scheme,
+        beta=scheme_beta,
+        classes=rows,
+        pos_weight=binary,
+        labelled_pixels=stats.total,
+        ignored_pixels=stats.ignored,
+        maps_dir=maps_dir if options.border else None,
+        maps_written=sum(1 for r in results if r.map_written),
+        maps_unchanged=maps_unchanged,
+        maps_removed=removed,
+        viz_written=sum(1 for r in results if r.viz_written),
+        objects_from_instances=with_instances if options.border else 0,
+        objects_from_components=len(samples) - with_instances if options.border else 0,
+        masks_reused=sum(1 for scan in scans if scan.reused),
+        manifest_updated=manifest_updated,
+        notes=tuple(notes),
+    )
