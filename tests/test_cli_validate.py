@@ -373,3 +373,9 @@ def test_dataset_from_segkit_convert_validates_clean(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     code, report = run_json(out)
     assert (code, report["findings"]) == (0, []), report
+    # ... and still after segkit split wrote its lists (plain, then cross-validation folds).
+    for options in (["--val", "0.3", "--test", "0.2"], ["--folds", "2", "--reshuffle"]):
+        result = runner.invoke(app, ["split", str(out), *options])
+        assert result.exit_code == 0, result.output
+        code, report = run_json(out)
+        assert (code, report["findings"]) == (0, []), (options, report)

@@ -212,6 +212,26 @@ def test_split_checks() -> None:
     ]
 
 
+def test_fold_files_must_keep_train_val_and_test_apart() -> None:
+    known = ["a", "b", "c", "d"]
+    folds = {
+        "fold0_train": ["a", "b"],
+        "fold0_val": ["c"],
+        "fold1_train": ["a", "c"],
+        "fold1_val": ["b"],
+        "test": ["d"],
+    }
+    assert split_findings(known, folds) == []
+    folds["fold1_train"] = ["a", "b", "c"]
+    folds["fold0_val"] = ["c", "d"]
+    assert sorted(pairs(split_findings(known, folds))) == [
+        ("split-overlap", "ImageSets/Segmentation/fold1_val.txt"),
+        ("split-overlap", "ImageSets/Segmentation/test.txt"),
+    ]
+    # A stem listed only in fold files is not "in no split" of train/val/test.
+    assert split_findings(known, {"fold0_train": known, "fold0_val": []}) == []
+
+
 def test_duplicates_within_and_across_splits() -> None:
     files = {k: f"JPEGImages/{k}.jpg" for k in "abcd"}
     sha = {"a": "1", "b": "1", "c": "2", "d": "2"}

@@ -35,8 +35,10 @@ duplicate-image            warning   byte-identical images (within one split, or
 split-leakage              error     byte-identical images in different splits
 near-duplicate             warning   images within the perceptual-hash distance
 split-unknown-stem         error     a split file names a stem that has no files
-split-overlap              error     a stem in two of train / val / test
+split-overlap              error     a stem in two of train / val / test (or of one
+                                     fold's train / val and test)
 split-unassigned           warning   labelled stems in none of train / val / test
+                                     (nor in any fold file)
 split-trainval-mismatch    error     trainval.txt is not exactly train ∪ val
 manifest-mismatch          error     a file (or the class list) differs from segkit.json
 manifest-missing-file      error     segkit.json lists a file that is not on disk
@@ -54,6 +56,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import zlib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -125,6 +128,7 @@ SEVERITY: dict[str, str] = {
 #: The splits that must partition the labelled stems.
 PARTITION_SPLITS = ("train", "val", "test")
 
+_FOLD_VAL = re.compile(r"^fold(\d+)_val$")
 _EXIF_ORIENTATION_TAG = 0x0112
 _ORIENTATION_NAMES = {
     2: "mirrored left-right",
@@ -459,19 +463,32 @@ def split_findings(
                 )
             )
     partition = [name for name in PARTITION_SPLITS if name in splits]
-    for index, first in enumerate(partition):
-        for second in partition[index + 1 :]:
-            both = sorted(set(splits[first]) & set(splits[second]))
-            if both:
-                findings.append(
-                    finding(
-                        "split-overlap",
-                        path(second),
-                        f"in both {first} and {second}: {_short_list(both)} ({_count(len(both), 'stem')})",
+    disjoint = [partition]
+    # Cross-validation folds as segkit split writes them: each fold's train and val
+    # must not share a stem, nor either share one with the held-out test list.
+    for name in sorted(splits):
+        match = _FOLD_VAL.match(name)
+        if match and f"fold{match.group(1)}_train" in splits:
+            held = ["test"] if "test" in splits else []
+            disjoint.append([f"fold{match.group(1)}_train", name, *held])
+    reported: set[tuple[str, str]] = set()
+    for names in disjoint:
+        for index, first in enumerate(names):
+            for second in names[index + 1 :]:
+                both = sorted(set(splits[first]) & set(splits[second]))
+                if both and (first, second) not in reported:
+                    reported.add((first, second))
+                    findings.append(
+                        finding(
+                            "split-overlap",
+                            path(second),
+                            f"in both {first} and {second}: {_short_list(both)} "
+                            f"({_count(len(both), 'stem')})",
+                        )
                     )
-                )
     if partition:
-        assigned = set().union(*(splits[name] for name in partition))
+        assigned_from = {name for group in disjoint for name in group}
+        assigned = set().union(*(splits[name] for name in assigned_from))
         unassigned = sorted(labelled - assigned)
         if unassigned:
             findings.append(
@@ -479,7 +496,8 @@ def split_findings(
                     "split-unassigned",
                     SPLITS_DIR,
                     f"{_count(len(unassigned), 'labelled stem')} in none of "
-                    f"{', '.join(partition)}: {_short_list(unassigned)}; re-run segkit split",
+                    f"{'/'.join(sorted(assigned_from))}: {_short_list(unassigned)}; "
+                    "re-run segkit split to place them",
                 )
             )
     if "trainval" in splits and ("train" in splits or "val" in splits):
@@ -1052,7 +1070,7 @@ def validate(
     findings += near_duplicate_findings(
         dhashes, image_sha256, files, split_of, max_distance=near_duplicate_distance
     )
-    labelled = [s.id for s in dataset.samples if s.class_mask is not None]
+    labelled = [s.id for s in dataset.samples if s.image is not None and s.class_mask is not None]
     findings += split_findings(dataset.ids, splits, labelled_ids=labelled)
 
     class_file = _class_list_file(root, dataset.manifest)
