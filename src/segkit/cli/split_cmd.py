@@ -19,13 +19,11 @@ def _table(summary: SplitSummary) -> Table:
         "class columns: share of the class's labelled pixels in the split (images containing it)"
     )
     if summary.folds:
-        caption += f"; fold k trains on the other {summary.folds - 1} folds"
+        caption += "; fold k validates on its row and trains on the other folds"
     table = Table(title=title, caption=caption, header_style="bold")
     table.add_column("split", no_wrap=True)
-    table.add_column("images", justify="right")
-    table.add_column("share", justify="right")
-    table.add_column("target", justify="right")
-    table.add_column("groups", justify="right")
+    for header in ("images", "share", "target", "groups"):
+        table.add_column(header, justify="right", min_width=len(header))
     for name in summary.class_names.values():
         table.add_column(escape(name), justify="right")
     total = summary.images
@@ -124,5 +122,12 @@ def register(app: typer.Typer) -> None:
         kept = f"kept {summary.kept}, placed {summary.placed}" if summary.kept else ""
         groups_line = f"{summary.images} images in {summary.groups} groups ({summary.grouping})"
         console.print(", ".join(part for part in (groups_line, kept) if part), soft_wrap=True)
-        files = ", ".join(summary.written) if summary.written else "split files already up to date"
+        if summary.written:
+            folder = f"{Path(summary.written[0]).parent}/"
+            names = " ".join(Path(path).name for path in summary.written)
+            files = f"wrote {folder} {names}"
+        else:
+            files = "split files already up to date"
+        if summary.removed:
+            files += f"; removed {' '.join(Path(path).name for path in summary.removed)}"
         console.print(f"{escape(files)}; recorded in {summary.record}", soft_wrap=True)
