@@ -301,7 +301,7 @@ def test_exif_detail_names_the_mask_frame(tmp_path: Path) -> None:
     root = make_voc(tmp_path / "b")
     rotated_with_exif(3)(root)
     [item] = run_json(root)[1]["findings"]
-    assert "unknown" in item["detail"]
+    assert "cannot tell which frame" in item["detail"]
     write_manifest(root)
     [item] = run_json(root)[1]["findings"]
     assert "EXIF-oriented frame" in item["detail"]

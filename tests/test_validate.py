@@ -189,7 +189,7 @@ def test_geometry_sizes_and_exif_frames() -> None:
     [(_, _, detail)] = geometry_issues((24, 16), 8, {"m.png": (24, 16)})
     assert "stored pixel frame" in detail
     [(_, _, detail)] = geometry_issues((24, 16), 3, {"m.png": (24, 16)})
-    assert "unknown" in detail
+    assert "cannot tell which frame" in detail
     [(_, _, detail)] = geometry_issues(
         (24, 16), 3, {"m.png": (24, 16)}, labels_in_oriented_frame=True
     )
@@ -288,6 +288,19 @@ def test_clean_variants(tmp_path: Path) -> None:
     assert validate_dataset(with_manifest, workers=1) == []
 
 
+def test_clean_voc_with_labelme_labels_grayscale_masks_png_images(tmp_path: Path) -> None:
+    root = make_voc(tmp_path, object_masks=False)
+    (root / "class_names.txt").unlink()
+    (root / "labels.txt").write_text("__ignore__\n_background_\ncat\ndog\n", encoding="utf-8")
+    for index, stem in enumerate(STEMS):
+        (root / f"JPEGImages/{stem}.jpg").unlink()
+        PIL.Image.fromarray(image_pixels(index)).save(root / f"JPEGImages/{stem}.png")
+        PIL.Image.fromarray(masks_for(index)[0], mode="L").save(
+            root / f"SegmentationClass/{stem}.png"
+        )
+    assert validate_dataset(root, workers=1) == []
+
+
 def test_sixteen_bit_instance_mask_is_accepted(tmp_path: Path) -> None:
     root = make_voc(tmp_path)
     _, obj = masks_for(0)
@@ -312,7 +325,9 @@ def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
     }
 
 
-def test_validate_never_modifies_the_dataset(tmp_path: Path) -> None:
+def test_validate_never_modifies_the_dataset_nor_prints(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     root = make_voc(tmp_path)
     write_manifest(root)
     (root / "SegmentationClass/s1.png").write_bytes(b"")
@@ -320,6 +335,7 @@ def test_validate_never_modifies_the_dataset(tmp_path: Path) -> None:
     before = _snapshot(root)
     assert validate_dataset(root, workers=2)
     assert _snapshot(root) == before
+    assert capfd.readouterr() == ("", "")
 
 
 def test_parallel_and_serial_agree(tmp_path: Path) -> None:

@@ -427,8 +427,8 @@ def _orientation_detail(orientation: int, frames: set[str]) -> str:
             "(OpenCV imread, exif_transpose) pair it with rotated pixels" + fix
         )
     return (
-        head + "image and mask sizes agree, so which frame the mask is in is unknown; "
-        "loaders that apply EXIF and loaders that ignore it disagree" + fix
+        head + "the sizes cannot tell which frame the mask is in, but loaders that apply "
+        "EXIF and loaders that ignore it see different pixels for the same mask" + fix
     )
 
 
