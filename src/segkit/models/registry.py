@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import statistics
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -60,37 +59,37 @@ _SPECS: dict[str, ModelSpec] = {
             "unet",
             UNet,
             {"base_channels": 64, "depth": 4},
-            "U-Net as in the paper (width 64, depth 4) with BatchNorm and same padding",
+            "paper U-Net (width 64, depth 4) + BatchNorm, same padding",
         ),
         ModelSpec(
             "unet-small",
             UNet,
             {"base_channels": 32, "depth": 4},
-            "U-Net, width 32: a quarter of the parameters, trains on a CPU",
+            "U-Net width 32: ¼ of the parameters, for CPU training",
         ),
         ModelSpec(
             "unet-tiny",
             UNet,
             {"base_channels": 16, "depth": 4},
-            "U-Net, width 16: CPU training in minutes, quick experiments",
+            "U-Net width 16: CPU training in minutes",
         ),
         ModelSpec(
             "unet-valid",
             UNet,
             {"base_channels": 64, "depth": 4, "padding": "valid", "batch_norm": False},
-            "The paper's exact U-Net: valid padding (572→388), no BatchNorm",
+            "paper-exact U-Net: valid padding (572→388), no BatchNorm",
         ),
         ModelSpec(
             "unetpp",
             UNetPlusPlus,
             {"base_channels": 32, "depth": 4, "deep_supervision": True},
-            "UNet++ as in the paper (width 32, depth 4), deep supervision, prunable",
+            "paper UNet++ (width 32), deep supervision, prunable",
         ),
         ModelSpec(
             "unetpp-small",
             UNetPlusPlus,
             {"base_channels": 16, "depth": 4, "deep_supervision": True},
-            "UNet++, width 16, deep supervision, prunable",
+            "UNet++ width 16, deep supervision, prunable",
         ),
     )
 }
@@ -224,7 +223,11 @@ def describe_model(
 def measure_latency(
     model: nn.Module, input_shape: tuple[int, ...], *, repeats: int = 5, warmup: int = 1
 ) -> float:
-    """Median wall time in seconds of an eval-mode forward pass on the model's device."""
+    """Best-of-``repeats`` wall time in seconds of an eval-mode forward pass.
+
+    The minimum, not the mean, because other processes on a shared machine only ever
+    add time.
+    """
     check = repeats if isinstance(repeats, int) and not isinstance(repeats, bool) else 0
     if check < 1:
         raise ValueError(f"repeats must be an integer >= 1; got {repeats!r}")
@@ -242,7 +245,7 @@ def measure_latency(
             if index >= warmup:
                 times.append(time.perf_counter() - start)
     model.train(was_training)
-    return statistics.median(times)
+    return min(times)
 
 
 @dataclass(frozen=True)
