@@ -251,7 +251,7 @@ def test_near_duplicates_skip_exact_copies() -> None:
     exact = {"a": "x", "b": "x", "c": "y", "d": "z"}
     [near] = near_duplicate_findings(hashes, exact, files, {}, max_distance=1)
     assert (near.check, near.file) == ("near-duplicate", "a.jpg")
-    assert "c.jpg (1 bits)" in near.detail and "b.jpg" not in near.detail
+    assert "c.jpg (1 bits apart)" in near.detail and "b.jpg" not in near.detail
     assert near_duplicate_findings(hashes, exact, files, {}, max_distance=0) == []
 
 

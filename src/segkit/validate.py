@@ -59,7 +59,7 @@ import os
 import re
 import struct
 import zlib
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,8 +72,13 @@ from numpy.typing import NDArray
 from segkit._io import sha256_bytes
 from segkit.dataset import Dataset, Sample, open_dataset
 from segkit.errors import DatasetError
-from segkit.imagehash import DEFAULT_MAX_DISTANCE, HASH_BITS, difference_hash, hamming_distance
-from segkit.imagehash import near_duplicate_groups as _near_groups
+from segkit.imagehash import (
+    DEFAULT_MAX_DISTANCE,
+    HASH_BITS,
+    difference_hash,
+    hamming_distance,
+    near_duplicate_groups,
+)
 from segkit.parallel import ProgressCallback, parallel_map
 from segkit.voc import (
     CLASS_DIR,
@@ -582,11 +587,11 @@ def near_duplicate_findings(
         representative.setdefault(image_sha256.get(sample_id, sample_id), sample_id)
     hashes = {sample_id: dhashes[sample_id] for sample_id in representative.values()}
     findings = []
-    for group in _near_groups(hashes, max_distance):
+    for group in near_duplicate_groups(hashes, max_distance):
         members = sorted(group, key=lambda m: files[m])
         first = hashes[members[0]]
         others = _short_list(
-            [f"{files[m]} ({hamming_distance(first, hashes[m])} bits)" for m in members[1:]]
+            [f"{files[m]} ({hamming_distance(first, hashes[m])} bits apart)" for m in members[1:]]
         )
         splits = _where(members, split_of)
         across = f"; they span splits {', '.join(splits)}" if len(splits) > 1 else ""
@@ -594,7 +599,8 @@ def near_duplicate_findings(
             finding(
                 "near-duplicate",
                 files[members[0]],
-                f"perceptual hash within {max_distance} of {HASH_BITS} bits of {others}{across}",
+                f"near-identical to {others} by perceptual hash (limit {max_distance} of "
+                f"{HASH_BITS} bits){across}",
             )
         )
     return findings
@@ -1097,7 +1103,7 @@ def validate_dataset(
     *,
     workers: int | None = None,
     near_duplicate_distance: int = DEFAULT_MAX_DISTANCE,
-    progress: Callable[[int, int], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> list[Finding]:
     """Open the VOC folder at ``root`` and check it (see ``validate``)."""
     return validate(
