@@ -216,6 +216,16 @@ def _fingerprint(options: dict) -> str:
     return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _file_fingerprint(options: dict, labels: list[str], ids: Mapping[str, int]) -> str:
+    """Options as far as they decide one file's outputs: only the ids of its own labels.
+
+    So a label appended to the list (say, discovered in a new file) leaves every
+    other file up to date.
+    """
+    used = {label: ids.get(label) for label in sorted(set(labels))}
+    return _fingerprint({**{k: v for k, v in options.items() if k != "labels"}, "ids": used})
+
+
 _OUTPUT_KEYS = ("image", "class_mask", "object_mask", "visualization")
 
 
@@ -310,7 +320,6 @@ def convert(
 
     policy = LabelPolicy(ids, mapping, unknown_label)
     options = _options(label_set, policy, image_format, viz)
-    fingerprint = _fingerprint(options)
     previous_samples = {
         sample.get("source"): sample for sample in (previous_manifest or {}).get("samples", [])
     }
@@ -328,7 +337,7 @@ def convert(
             image_format=image_format,
             viz=viz,
             max_pixels=max_pixels,
-            fingerprint=fingerprint,
+            fingerprint=_file_fingerprint(options, found.get(rel.as_posix(), []), ids),
             previous=None if force else previous_samples.get(rel.as_posix()),
         )
         for path, rel, stem in zip(sources, relatives, stems, strict=True)
@@ -346,13 +355,13 @@ def convert(
 
 
 def _kept_after_cancel(
-    output: Path, job: Job, previous: dict[str, Any] | None, fingerprint: str
+    output: Path, job: Job, previous: dict[str, Any] | None
 ) -> dict[str, Any] | None:
     """The earlier sample of a file ``--fail-fast`` never reached, if it still holds."""
     if (
         previous is None
         or previous.get("id") != job.stem
-        or previous.get("options_fingerprint") != fingerprint
+        or previous.get("options_fingerprint") != job.fingerprint
         or not all((output / relative).is_file() for relative in _output_paths(previous))
     ):
         return None
@@ -369,7 +378,6 @@ def _finish(
     options: dict[str, Any],
 ) -> ConvertSummary:
     summary = ConvertSummary(output, label_set.names, labels_discovered=discovered)
-    fingerprint = _fingerprint(options)
     samples = []
     # Files --fail-fast never reached, or reached while already stopping: their earlier
     # outputs stay listed if still valid; anything else under their id is removed.
@@ -377,7 +385,7 @@ def _finish(
     for job, outcome in zip(jobs, outcomes, strict=True):
         if outcome is None:
             previous = previous_samples.get(job.source_rel)
-            kept = _kept_after_cancel(output, job, previous, fingerprint)
+            kept = _kept_after_cancel(output, job, previous)
             if kept is not None:
                 samples.append(kept)
             else:
