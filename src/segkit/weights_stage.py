@@ -569,13 +569,10 @@ def compute_weights(
             )
         )
     scans = parallel_map(_scan_mask, tasks, workers=options.workers, progress=step(0))
-    problems = [scan.error for scan in scans if scan.error]
-    if problems:
-        raise _fail(problems, len(scans))
-
     classes = list(dataset.classes)
     if not classes:
-        top = max((v for scan in scans for v in scan.histogram if v != IGNORE_INDEX), default=0)
+        found = [v for scan in scans for v in scan.histogram if v < IGNORE_INDEX]
+        top = max(found, default=0)
         classes = [str(i) for i in range(top + 1)]
         notes.append(
             f"no class names (segkit.json, class_names.txt or labels.txt); "
@@ -583,19 +580,23 @@ def compute_weights(
         )
     num_classes = len(classes)
     check_scheme(options.scheme, beta=options.beta, num_classes=num_classes)
-    bad = []
+    # Every problem of every mask, in sample order, before anything is written.
+    problems = []
     for sample, scan in zip(samples, scans, strict=True):
+        if scan.error:
+            problems.append(scan.error)
+            continue
         histogram = np.zeros(max(256, max(scan.histogram, default=0) + 1), dtype=np.int64)
         for value, count in scan.histogram.items():
             histogram[value] = count
         ids = out_of_range_ids(histogram, num_classes)
         if ids:
-            bad.append(
-                f"{sample.class_mask}: class ids {ids} out of range 0..{num_classes - 1} "
-                f"({IGNORE_INDEX} = ignore)"
+            problems.append(
+                f"{sample.class_mask}: class id(s) {_short([str(i) for i in ids])} out of range "
+                f"0..{num_classes - 1} ({IGNORE_INDEX} = ignore)"
             )
-    if bad:
-        raise _fail(bad, len(scans))
+    if problems:
+        raise _fail(problems, len(scans))
 
     stats = ClassStats.empty(num_classes)
     for scan in scans:
