@@ -262,11 +262,12 @@ def _scan_mask(task: _ScanTask) -> _Scan:
     its instance mask when the border term will need it."""
     try:
         class_sha = sha256_file(Path(task.class_mask))
-        reused = task.known_histogram is not None and class_sha == task.known_class_sha
+        histogram = None
+        if task.known_histogram is not None and class_sha == task.known_class_sha:
+            histogram = _known_histogram(task.known_histogram)
+        reused = histogram is not None
         shape = task.known_shape if reused else None
-        if reused and task.known_histogram is not None:
-            histogram = {int(k): int(v) for k, v in task.known_histogram.items() if int(v) > 0}
-        else:
+        if histogram is None:
             mask = read_mask(Path(task.class_mask))
             counts = np.bincount(mask.ravel())
             histogram = {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
@@ -291,6 +292,17 @@ def _scan_mask(task: _ScanTask) -> _Scan:
     if shape[0] * shape[1] == 0:
         return _Scan(task.id, error=f"{task.class_mask}: empty mask (0 pixels)")
     return _Scan(task.id, None, class_sha, object_sha, histogram, shape, reused)
+
+
+def _known_histogram(known: Mapping[str, Any]) -> dict[int, int] | None:
+    """Counts recorded by an earlier run, or ``None`` when the record is not usable."""
+    try:
+        histogram = {int(k): int(v) for k, v in known.items()}
+    except (TypeError, ValueError):
+        return None
+    if any(k < 0 or v < 0 for k, v in histogram.items()):
+        return None
+    return {k: v for k, v in histogram.items() if v > 0}
 
 
 def _mask_shape(path: Path) -> tuple[int, int]:
@@ -520,38 +532,18 @@ def _remove_stale(folder: Path, keep: set[str], suffix: str) -> int:
     return removed
 
 
-def compute_weights(
-    root: Path, options: WeightsOptions | None = None, *, progress: ProgressCallback | None = None
-) -> WeightsSummary:
-    """Run the stage on the dataset at ``root`` (see the module docstring); never prints.
+def _offset(progress: ProgressCallback | None, offset: int, total: int) -> ProgressCallback | None:
+    if progress is None:
+        return None
+    return lambda done, _total: progress(offset + done, total)
 
-    ``progress(done, total)`` is called as masks are counted and maps written.
-    """
-    options = options or WeightsOptions()
-    _check_options(options)
-    root = Path(root)
-    dataset = open_dataset(root)
-    split, samples, notes = _choose_samples(dataset, options.split)
-    previous = None if options.force else _read_json(weights_path(root))
-    if weights_path(root).is_file() and previous is None and not options.force:
-        notes.append(f"{WEIGHTS_FILE} was unreadable; everything was recomputed")
-    known = {} if options.force else _known_records(dataset, previous)
-    maps_dir = root / WEIGHTS_DIR
-    viz_dir = root / VIZ_DIR
-    if options.border:
-        _check_owned(maps_dir, options.force)
-    if options.viz:
-        _check_owned(viz_dir, options.force)
 
-    make_maps = options.border or options.viz
-    total_steps = len(samples) * (2 if make_maps else 1)
-
-    def step(offset: int) -> ProgressCallback | None:
-        if progress is None:
-            return None
-        return lambda done, _total: progress(offset + done, total_steps)
-
-    # Pass 1: read, check and count every mask before anything is written.
+def _scan_all(
+    samples: Sequence[Sample],
+    known: Mapping[str, Mapping[str, Any]],
+    options: WeightsOptions,
+    progress: ProgressCallback | None,
+) -> list[_Scan]:
     tasks = []
     for sample in samples:
         record = known.get(sample.id, {})
@@ -568,28 +560,35 @@ def compute_weights(
                 known_shape=tuple(shape) if isinstance(shape, list) and len(shape) == 2 else None,
             )
         )
-    scans = parallel_map(_scan_mask, tasks, workers=options.workers, progress=step(0))
-    classes = list(dataset.classes)
-    if not classes:
-        found = [v for scan in scans for v in scan.histogram if v < IGNORE_INDEX]
-        top = max(found, default=0)
-        classes = [str(i) for i in range(top + 1)]
-        notes.append(
-            f"no class names (segkit.json, class_names.txt or labels.txt); "
-            f"classes are the ids 0..{top} found in the masks"
-        )
-    num_classes = len(classes)
-    check_scheme(options.scheme, beta=options.beta, num_classes=num_classes)
-    # Every problem of every mask, in sample order, before anything is written.
+    return parallel_map(_scan_mask, tasks, workers=options.workers, progress=progress)
+
+
+def _class_names(dataset: Dataset, scans: Sequence[_Scan], notes: list[str]) -> list[str]:
+    if dataset.classes:
+        return list(dataset.classes)
+    top = max((v for scan in scans for v in scan.histogram if v < IGNORE_INDEX), default=0)
+    notes.append(
+        "no class names (segkit.json, class_names.txt or labels.txt); "
+        f"classes are the ids 0..{top} found in the masks"
+    )
+    return [str(i) for i in range(top + 1)]
+
+
+def _histogram(scan: _Scan) -> NDArray[np.int64]:
+    histogram = np.zeros(max(256, max(scan.histogram, default=0) + 1), dtype=np.int64)
+    for value, count in scan.histogram.items():
+        histogram[value] = count
+    return histogram
+
+
+def _check_scans(samples: Sequence[Sample], scans: Sequence[_Scan], num_classes: int) -> None:
+    """Raise one line naming every mask that cannot be used, in sample order."""
     problems = []
     for sample, scan in zip(samples, scans, strict=True):
         if scan.error:
             problems.append(scan.error)
             continue
-        histogram = np.zeros(max(256, max(scan.histogram, default=0) + 1), dtype=np.int64)
-        for value, count in scan.histogram.items():
-            histogram[value] = count
-        ids = out_of_range_ids(histogram, num_classes)
+        ids = out_of_range_ids(_histogram(scan), num_classes)
         if ids:
             problems.append(
                 f"{sample.class_mask}: class id(s) {_short([str(i) for i in ids])} out of range "
@@ -598,13 +597,141 @@ def compute_weights(
     if problems:
         raise _fail(problems, len(scans))
 
-    stats = ClassStats.empty(num_classes)
-    for scan in scans:
-        histogram = np.zeros(256, dtype=np.int64)
-        for value, count in scan.histogram.items():
-            histogram[value] = count
-        stats = stats + stats_from_histogram(histogram, num_classes)
+
+@dataclass
+class _MapPlan:
+    tasks: list[_MapTask]
+    keys: dict[str, str]
+    maps: dict[str, str]
+    unchanged: int
+    dtype: str
+
+
+def _plan_maps(
+    root: Path,
+    samples: Sequence[Sample],
+    scans: Sequence[_Scan],
+    weights: NDArray[np.float64],
+    options: WeightsOptions,
+    previous: Mapping[str, Any] | None,
+) -> _MapPlan:
+    """Which maps and heat maps to (re)write; the rest are up to date."""
+    peak = float(weights.max()) + (options.w0 if options.border else 0.0)
+    plan = _MapPlan([], {}, {}, 0, "float16" if peak <= _FLOAT16_MAX else "float32")
+    if not (options.border or options.viz):
+        return plan
+    old_images = (previous or {}).get("images")
+    old_images = old_images if isinstance(old_images, dict) else {}
+    weight_list = [float(w) for w in weights]
+    for sample, scan in zip(samples, scans, strict=True):
+        key = _map_key(scan, weight_list, options, plan.dtype)
+        plan.keys[sample.id] = key
+        old = old_images.get(sample.id)
+        old = old if isinstance(old, dict) else {}
+        map_file = weight_map_path(root, sample.id)
+        viz_file = root / VIZ_DIR / f"{sample.id}.png"
+        if options.border:
+            plan.maps[sample.id] = f"{WEIGHTS_DIR}/{sample.id}.npy"
+        need_map = options.border and not (old.get("map_key") == key and map_file.is_file())
+        need_viz = options.viz and not (old.get("viz_key") == key and viz_file.is_file())
+        if options.border and not need_map:
+            plan.unchanged += 1
+        if need_map or need_viz:
+            plan.tasks.append(
+                _MapTask(
+                    id=sample.id,
+                    class_mask=str(sample.class_mask),
+                    object_mask=None if sample.object_mask is None else str(sample.object_mask),
+                    weights=tuple(weight_list),
+                    border=options.border,
+                    w0=options.w0,
+                    sigma=options.sigma,
+                    border_on=options.border_on,
+                    tolerance=options.tolerance,
+                    map_path=str(map_file) if need_map else None,
+                    viz_path=str(viz_file) if need_viz else None,
+                    viz_max=peak,
+                    dtype=plan.dtype,
+                )
+            )
+    return plan
+
+
+def _border_record(options: WeightsOptions, dtype: str) -> dict[str, Any] | None:
+    if not options.border:
+        return None
+    return {
+        "w0": options.w0,
+        "sigma": options.sigma,
+        "on": options.border_on,
+        "tolerance": options.tolerance,
+        "cutoff_px": border_cutoff(options.w0, options.sigma, options.tolerance),
+        "dir": WEIGHTS_DIR,
+        "dtype": dtype,
+        "ignore_weight": 0.0,
+    }
+
+
+def _image_records(
+    root: Path,
+    samples: Sequence[Sample],
+    scans: Sequence[_Scan],
+    plan: _MapPlan,
+    options: WeightsOptions,
+) -> dict[str, dict[str, Any]]:
+    """Per image: what a re-run needs to skip unchanged work."""
+    records = {}
+    for sample, scan in zip(samples, scans, strict=True):
+        entry: dict[str, Any] = {
+            "class_mask": Path(str(sample.class_mask)).relative_to(root).as_posix(),
+            "class_mask_sha256": scan.class_sha,
+            "shape": list(scan.shape),
+            "histogram": {str(k): v for k, v in sorted(scan.histogram.items())},
+        }
+        if options.border:
+            entry["object_mask_sha256"] = scan.object_sha
+            entry["objects"] = "instances" if sample.object_mask is not None else "components"
+            entry["map"] = plan.maps[sample.id]
+            entry["map_key"] = plan.keys[sample.id]
+        if options.viz:
+            entry["viz"] = f"{VIZ_DIR}/{sample.id}.png"
+            entry["viz_key"] = plan.keys[sample.id]
+        records[sample.id] = entry
+    return records
+
+
+def compute_weights(
+    root: Path, options: WeightsOptions | None = None, *, progress: ProgressCallback | None = None
+) -> WeightsSummary:
+    """Run the stage on the dataset at ``root`` (see the module docstring); never prints.
+
+    ``progress(done, total)`` is called as masks are counted and maps written.
+    """
+    options = options or WeightsOptions()
+    _check_options(options)
+    root = Path(root)
+    dataset = open_dataset(root)
+    split, samples, notes = _choose_samples(dataset, options.split)
     where = f"split {split!r}" if split else "the dataset"
+    previous = None if options.force else _read_json(weights_path(root))
+    if previous is None and not options.force and weights_path(root).is_file():
+        notes.append(f"{WEIGHTS_FILE} was unreadable; everything was recomputed")
+    maps_dir, viz_dir = root / WEIGHTS_DIR, root / VIZ_DIR
+    if options.border:
+        _check_owned(maps_dir, options.force)
+    if options.viz:
+        _check_owned(viz_dir, options.force)
+    total_steps = len(samples) * (2 if options.border or options.viz else 1)
+
+    # Pass 1: read, check and count every mask before anything is written.
+    known = {} if options.force else _known_records(dataset, previous)
+    scans = _scan_all(samples, known, options, _offset(progress, 0, total_steps))
+    classes = _class_names(dataset, scans, notes)
+    check_scheme(options.scheme, beta=options.beta, num_classes=len(classes))
+    _check_scans(samples, scans, len(classes))
+    stats = ClassStats.empty(len(classes))
+    for scan in scans:
+        stats = stats + stats_from_histogram(_histogram(scan), len(classes))
     if stats.total == 0:
         raise DatasetError(
             f"{root / CLASS_DIR}: no labelled pixels in the {len(scans)} mask(s) of {where} "
@@ -612,92 +739,40 @@ def compute_weights(
         )
     raw = raw_class_weights(stats, options.scheme, beta=options.beta)
     weights = normalize_class_weights(raw, stats)
-    empty = [classes[c] for c in range(num_classes) if stats.pixels[c] == 0]
+    empty = [name for name, n in zip(classes, stats.pixels, strict=True) if n == 0]
     if empty:
         notes.append(
-            f"{len(empty)} class(es) without pixels in {where} get the largest weight: {_short(empty)}"
+            f"{len(empty)} class(es) without pixels in {where} get the largest weight: "
+            f"{_short(empty)}"
         )
 
-    # Pass 2: weight maps and heat maps, skipping those whose inputs are unchanged.
-    peak = float(weights.max()) + (options.w0 if options.border else 0.0)
-    dtype = "float16" if peak <= _FLOAT16_MAX else "float32"
-    if options.border and dtype == "float32":
-        notes.append(f"weights up to {peak:.4g} exceed float16; maps are stored as float32")
-    with_instances = sum(1 for s in samples if s.object_mask is not None)
-    maps: dict[str, str] = {}
-    map_keys: dict[str, str] = {}
-    map_tasks = []
-    maps_unchanged = 0
-    previous_images = (previous or {}).get("images")
-    if not isinstance(previous_images, dict):
-        previous_images = {}
-    if make_maps:
-        if options.border:
-            _claim(maps_dir)
-        if options.viz:
-            _claim(viz_dir)
-        for sample, scan in zip(samples, scans, strict=True):
-            key = _map_key(scan, weights.tolist(), options, dtype)
-            map_keys[sample.id] = key
-            old = previous_images.get(sample.id)
-            old = old if isinstance(old, dict) else {}
-            map_file = weight_map_path(root, sample.id)
-            viz_file = viz_dir / f"{sample.id}.png"
-            if options.border:
-                maps[sample.id] = f"{WEIGHTS_DIR}/{sample.id}.npy"
-            need_map = options.border and not (old.get("map_key") == key and map_file.is_file())
-            need_viz = options.viz and not (old.get("viz_key") == key and viz_file.is_file())
-            maps_unchanged += options.border and not need_map
-            if need_map or need_viz:
-                map_tasks.append(
-                    _MapTask(
-                        id=sample.id,
-                        class_mask=str(sample.class_mask),
-                        object_mask=None if sample.object_mask is None else str(sample.object_mask),
-                        weights=tuple(float(w) for w in weights),
-                        border=options.border,
-                        w0=options.w0,
-                        sigma=options.sigma,
-                        border_on=options.border_on,
-                        tolerance=options.tolerance,
-                        map_path=str(map_file) if need_map else None,
-                        viz_path=str(viz_file) if need_viz else None,
-                        viz_max=peak,
-                        dtype=dtype,
-                    )
-                )
-    skipped = len(samples) - len(map_tasks) if make_maps else 0
-    if progress is not None and skipped:
-        progress(len(samples) + skipped, total_steps)
-    results = parallel_map(
-        _make_map, map_tasks, workers=options.workers, progress=step(len(samples) + skipped)
-    )
-    keep = set(maps)
-    removed = _remove_stale(maps_dir, keep, ".npy")
-    if not options.viz:
-        _remove_stale(viz_dir, set(), ".png")
-    else:
-        _remove_stale(viz_dir, {s.id for s in samples}, ".png")
-    if options.border and not with_instances:
-        notes.append(f"no {OBJECT_DIR} masks; objects are the 8-connected components of each class")
-    elif options.border and with_instances < len(samples):
-        notes.append(
-            f"{len(samples) - with_instances} image(s) without an instance mask: objects are "
-            "the 8-connected components of each class there"
-        )
-
-    border = None
+    # Pass 2: weight maps and heat maps whose inputs or options changed.
+    plan = _plan_maps(root, samples, scans, weights, options, previous)
+    if options.border and plan.dtype == "float32":
+        notes.append("weights exceed float16's range; maps are stored as float32")
     if options.border:
-        border = {
-            "w0": options.w0,
-            "sigma": options.sigma,
-            "on": options.border_on,
-            "tolerance": options.tolerance,
-            "cutoff_px": border_cutoff(options.w0, options.sigma, options.tolerance),
-            "dir": WEIGHTS_DIR,
-            "dtype": dtype,
-            "ignore_weight": 0.0,
-        }
+        _claim(maps_dir)
+    if options.viz:
+        _claim(viz_dir)
+    done_already = len(samples) - len(plan.tasks) if options.border or options.viz else 0
+    if progress is not None and done_already:
+        progress(len(samples) + done_already, total_steps)
+    results = parallel_map(
+        _make_map,
+        plan.tasks,
+        workers=options.workers,
+        progress=_offset(progress, len(samples) + done_already, total_steps),
+    )
+    removed = _remove_stale(maps_dir, set(plan.maps), ".npy")
+    _remove_stale(viz_dir, set(plan.keys) if options.viz else set(), ".png")
+    with_instances = sum(1 for sample in samples if sample.object_mask is not None)
+    if options.border and with_instances < len(samples):
+        notes.append(
+            f"{len(samples) - with_instances} of {len(samples)} image(s) have no "
+            f"{OBJECT_DIR} mask; their objects are the 8-connected components of each class"
+        )
+
+    border = _border_record(options, plan.dtype)
     frequencies = stats.frequencies
     rows = tuple(
         ClassSummary(
@@ -709,51 +784,32 @@ def compute_weights(
             weight=float(weights[c]),
             raw_weight=None if math.isnan(raw[c]) else float(raw[c]),
         )
-        for c in range(num_classes)
+        for c in range(len(classes))
     )
     binary = pos_weight(stats)
-    scheme_beta = options.beta if options.scheme == "effective-number" else None
-    images_record = {}
-    for sample, scan in zip(samples, scans, strict=True):
-        entry: dict[str, Any] = {
-            "class_mask": sample.class_mask.relative_to(root).as_posix()
-            if sample.class_mask
-            else None,
-            "class_mask_sha256": scan.class_sha,
-            "shape": list(scan.shape),
-            "histogram": {str(k): v for k, v in sorted(scan.histogram.items())},
-        }
-        if options.border:
-            entry["object_mask_sha256"] = scan.object_sha
-            entry["objects"] = "instances" if sample.object_mask is not None else "components"
-            entry["map"] = maps[sample.id]
-            entry["map_key"] = map_keys[sample.id]
-        if options.viz:
-            entry["viz"] = f"{VIZ_DIR}/{sample.id}.png"
-            entry["viz_key"] = map_keys[sample.id]
-        images_record[sample.id] = entry
-    document = {
-        "schema_version": SCHEMA_VERSION,
-        "segkit_version": __version__,
-        "split": split,
-        "num_images": len(samples),
-        "scheme": options.scheme,
-        "beta": scheme_beta,
-        "normalisation": "pixel-weighted mean of the class weights over labelled pixels = 1",
-        "zero_pixel_rule": "largest weight of the classes with pixels",
-        "ignore_index": IGNORE_INDEX,
-        "labelled_pixels": stats.total,
-        "ignored_pixels": stats.ignored,
-        "class_weights": [float(w) for w in weights],
-        "pos_weight": binary,
-        "classes": [asdict(row) for row in rows],
-        "border": border,
-        "maps": maps or None,
-        "images": images_record,
-    }
-    atomic_write_json(weights_path(root), document)
-
-    manifest_updated = False
+    beta = options.beta if options.scheme == "effective-number" else None
+    atomic_write_json(
+        weights_path(root),
+        {
+            "schema_version": SCHEMA_VERSION,
+            "segkit_version": __version__,
+            "split": split,
+            "num_images": len(samples),
+            "scheme": options.scheme,
+            "beta": beta,
+            "normalisation": "pixel-weighted mean of the class weights over labelled pixels = 1",
+            "zero_pixel_rule": "largest weight of the classes with pixels",
+            "ignore_index": IGNORE_INDEX,
+            "labelled_pixels": stats.total,
+            "ignored_pixels": stats.ignored,
+            "class_weights": [row.weight for row in rows],
+            "pos_weight": binary,
+            "classes": [asdict(row) for row in rows],
+            "border": border,
+            "maps": plan.maps or None,
+            "images": _image_records(root, samples, scans, plan, options),
+        },
+    )
     if dataset.manifest is not None:
         update_manifest(
             root,
@@ -763,14 +819,13 @@ def compute_weights(
                 "split": split,
                 "num_images": len(samples),
                 "scheme": options.scheme,
-                "beta": scheme_beta,
-                "class_weights": [float(w) for w in weights],
+                "beta": beta,
+                "class_weights": [row.weight for row in rows],
                 "pos_weight": binary,
                 "weight_maps": WEIGHTS_DIR if options.border else None,
                 "border": border,
             },
         )
-        manifest_updated = True
     else:
         notes.append(f"no {MANIFEST_NAME} in the dataset; wrote {WEIGHTS_FILE} only")
 
@@ -780,19 +835,19 @@ def compute_weights(
         split=split,
         num_images=len(samples),
         scheme=options.scheme,
-        beta=scheme_beta,
+        beta=beta,
         classes=rows,
         pos_weight=binary,
         labelled_pixels=stats.total,
         ignored_pixels=stats.ignored,
         maps_dir=maps_dir if options.border else None,
         maps_written=sum(1 for r in results if r.map_written),
-        maps_unchanged=maps_unchanged,
+        maps_unchanged=plan.unchanged,
         maps_removed=removed,
         viz_written=sum(1 for r in results if r.viz_written),
         objects_from_instances=with_instances if options.border else 0,
         objects_from_components=len(samples) - with_instances if options.border else 0,
         masks_reused=sum(1 for scan in scans if scan.reused),
-        manifest_updated=manifest_updated,
+        manifest_updated=dataset.manifest is not None,
         notes=tuple(notes),
     )
