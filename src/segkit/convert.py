@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -243,15 +244,31 @@ def _stem_outputs(stem: str) -> list[str]:
     ]
 
 
-def _remove_outputs(output: Path, relatives: list[str], keep: set[str]) -> None:
-    """Delete ``relatives`` below ``output``, except paths in ``keep`` (casefolded).
+def _is_kept(output: Path, relative: str, keep: Mapping[str, str]) -> bool:
+    """Whether ``relative`` is an output of this run, or the same file as one.
 
-    ``keep`` holds the outputs of this run's samples: on a case-insensitive file system
-    a stale ``Scene.jpg`` and a fresh ``scene.jpg`` are one file.
+    ``keep`` maps casefolded kept paths to the paths themselves.
+    """
+    kept = keep.get(relative.casefold())
+    if kept is None:
+        return False
+    if kept == relative:
+        return True
+    try:
+        return os.path.samefile(output / relative, output / kept)
+    except OSError:
+        return False
+
+
+def _remove_outputs(output: Path, relatives: list[str], keep: Mapping[str, str]) -> None:
+    """Delete ``relatives`` below ``output``, except this run's outputs (``keep``).
+
+    A stale ``Scene.jpg`` and a fresh ``scene.jpg`` are one file on a case-insensitive
+    file system, and two on others; only the second case deletes the stale one.
     """
     root = output.resolve()
     for relative in relatives:
-        if relative.casefold() in keep:
+        if _is_kept(output, relative, keep):
             continue
         target = (output / relative).resolve()
         # The manifest is a file users can edit: never delete outside the dataset.
@@ -400,7 +417,9 @@ def _finish(
             summary.converted += not outcome.skipped
     # Outputs of sources that are gone or now fail would misstate the data: remove them.
     kept_sources = {sample["source"] for sample in samples}
-    keep = {relative.casefold() for sample in samples for relative in _output_paths(sample)}
+    keep = {
+        relative.casefold(): relative for sample in samples for relative in _output_paths(sample)
+    }
     stale: list[str] = list(orphans)
     for source, sample in previous_samples.items():
         if source not in kept_sources:
