@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
+import PIL.ImageCms
 import PIL.ImageOps
 import pytest
 from helpers_convert import (
@@ -282,6 +283,17 @@ def test_exif_orientations_2_to_8(tmp_path: Path, image_format: str) -> None:
         assert (cls[0:6, 0:8] == 1).all() and cls.sum() == 6 * 8
 
 
+def test_rotated_jpeg_keeps_its_colour_profile(tmp_path: Path) -> None:
+    profile = PIL.ImageCms.ImageCmsProfile(PIL.ImageCms.createProfile("sRGB")).tobytes()
+    data = encode(gradient(20, 12), "JPEG", exif=exif_bytes(6), icc_profile=profile)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in/p.jpg").write_bytes(data)
+    write_json(tmp_path / "in/p.json", labelme_doc([], image_path="p.jpg", size=(20, 12)))
+    convert_ok(tmp_path / "in", tmp_path / "out")
+    with PIL.Image.open(tmp_path / "out/JPEGImages/p.jpg") as image:
+        assert image.size == (12, 20) and image.info.get("icc_profile") == profile
+
+
 def test_declared_size_in_stored_frame_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
@@ -513,6 +525,18 @@ def test_discovered_labels_are_sorted_then_stable(tmp_path: Path) -> None:
     assert read_array(out / "SegmentationClass/one.png")[5, 5] == 2  # zebra still 2
 
 
+def test_deleted_labels_txt_falls_back_to_the_manifest(tmp_path: Path) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    add_sample(folder, "one", [shape("zebra", "point", [[5, 5]])])
+    convert_ok(folder, out)
+    add_sample(folder, "two", [shape("aardvark", "point", [[5, 5]])])
+    convert_ok(folder, out)  # aardvark appended after zebra
+    (out / "labels.txt").unlink()
+    summary = convert_ok(folder, out)
+    assert summary["classes"] == ["_background_", "zebra", "aardvark"]
+    assert (summary["converted"], summary["up_to_date"]) == (0, 2)
+
+
 def test_unknown_label_fails_before_writing(tmp_path: Path, labels_file: Path) -> None:
     _two_label_folder(tmp_path / "in")
     add_sample(tmp_path / "in/sub", "c", [shape("dog", "point", [[5, 5]])])
@@ -712,6 +736,18 @@ def test_output_folder_rules(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "not a folder" in result.stderr
     result = run(*convert_args(tmp_path / "nowhere", tmp_path / "o"))
     assert result.exit_code == 1 and "input folder not found" in result.stderr
+    result = run(*convert_args(folder / "a.json", tmp_path / "o"))
+    assert result.exit_code == 1 and "a.json: is not a folder" in result.stderr
+
+
+def test_json_suffix_in_any_case_and_hidden_folders(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    add_sample(folder, "shout")
+    (folder / "shout.json").rename(folder / "SHOUT.JSON")
+    add_sample(folder / ".backup", "old")  # hidden folders are skipped
+    summary = convert_ok(folder, tmp_path / "out")
+    assert summary["images"] == 1
+    assert [s["source"] for s in manifest(tmp_path / "out")["samples"]] == ["SHOUT.JSON"]
 
 
 def test_output_inside_input(tmp_path: Path) -> None:

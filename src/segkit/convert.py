@@ -63,9 +63,14 @@ class ConvertSummary:
 
 
 def find_annotations(input_dir: Path, exclude: Path | None = None) -> list[Path]:
-    """labelme JSON files below ``input_dir`` (recursive, sorted), skipping hidden entries."""
+    """labelme JSON files below ``input_dir`` (recursive, sorted), skipping hidden entries.
+
+    The suffix matches in any case (``.JSON`` from Windows tools too).
+    """
     found = []
-    for path in sorted(input_dir.rglob("*.json")):
+    for path in sorted(input_dir.rglob("*")):
+        if path.suffix.lower() != ".json":
+            continue
         relative = path.relative_to(input_dir)
         if any(part.startswith(".") for part in relative.parts) or not path.is_file():
             continue
@@ -310,7 +315,8 @@ def convert(
     if max_pixels <= 0:
         raise OptionError("--max-pixels must be positive")
     if not input_dir.is_dir():
-        raise OptionError(f"{input_dir}: input folder not found")
+        problem = "is not a folder" if input_dir.exists() else "input folder not found"
+        raise OptionError(f"{input_dir}: {problem}")
     previous_manifest = _check_output(input_dir, output, force)
     label_set = resolve_labels(labels)
     sources = find_annotations(input_dir, exclude=output.resolve())
@@ -328,8 +334,12 @@ def convert(
     discovered = label_set is None
     if discovered:
         previous_labels = None
-        if (output / LABELS_NAME).is_file() and previous_manifest is not None:
-            previous_labels = parse_labels((output / LABELS_NAME).read_text("utf-8"), LABELS_NAME)
+        if previous_manifest is not None and (output / LABELS_NAME).is_file():
+            text = (output / LABELS_NAME).read_text("utf-8-sig")
+            previous_labels = parse_labels(text, str(output / LABELS_NAME))
+        elif previous_manifest is not None and previous_manifest["classes"]:
+            # labels.txt was deleted: the manifest still knows the ids in use.
+            previous_labels = parse_labels("\n".join(previous_manifest["classes"]), "segkit.json")
         label_set = _discover_labels(found, previous_labels)
     ids = label_set.to_ids()
     if unknown_label == "error" and any(set(ls) - set(ids) for ls in found.values()):

@@ -132,14 +132,18 @@ def _image_bytes_and_suffix(loaded: LoadedImage, image_format: str) -> tuple[byt
         image.save(buffer, format="TIFF")
         return buffer.getvalue(), ".tif"
     if has_alpha:
-        image.convert("RGBA").save(buffer, format="PNG")
+        icc = image.info.get("icc_profile") if image.mode == "RGBA" else None
+        image.convert("RGBA").save(buffer, format="PNG", icc_profile=icc)
         return buffer.getvalue(), ".png"
     target_mode = "L" if image.mode in ("L", "1") else "RGB"
     converted = image.convert(target_mode) if image.mode != target_mode else image
+    # Keep the colour profile (phone photos are often Display P3) unless the pixels
+    # changed colour space; EXIF is dropped on purpose (its orientation is applied).
+    icc = image.info.get("icc_profile") if converted is image else None
     if image_format == "png":
-        converted.save(buffer, format="PNG")
+        converted.save(buffer, format="PNG", icc_profile=icc)
         return buffer.getvalue(), ".png"
-    converted.save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+    converted.save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=0, icc_profile=icc)
     return buffer.getvalue(), ".jpg"
 
 
