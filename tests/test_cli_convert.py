@@ -688,6 +688,18 @@ def test_rerun_skips_unchanged_and_redoes_changed(tmp_path: Path) -> None:
     assert (summary["converted"], summary["up_to_date"]) == (0, 3)
 
 
+def test_mask_rewritten_by_an_interrupted_run_is_redone(tmp_path: Path) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    add_sample(folder, "a")
+    convert_ok(folder, out, "--labels", "cat")
+    good = (out / "SegmentationClass/a.png").read_bytes()
+    # As if a run with other labels was killed after writing this mask.
+    (out / "SegmentationClass/a.png").write_bytes(encode(PIL.Image.new("P", (32, 24), 7), "PNG"))
+    summary = convert_ok(folder, out, "--labels", "cat")
+    assert summary["converted"] == 1
+    assert (out / "SegmentationClass/a.png").read_bytes() == good
+
+
 def test_changing_viz_adds_and_removes_overlays(tmp_path: Path) -> None:
     folder, out = tmp_path / "in", tmp_path / "out"
     add_sample(folder, "a")

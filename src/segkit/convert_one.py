@@ -13,7 +13,7 @@ import numpy as np
 import PIL.Image
 from numpy.typing import NDArray
 
-from segkit._io import atomic_write_bytes, sha256_bytes
+from segkit._io import atomic_write_bytes, sha256_bytes, sha256_file
 from segkit.errors import AnnotationError
 from segkit.labelme import (
     Annotation,
@@ -173,10 +173,22 @@ def _up_to_date(job: Job, json_sha: str, image_sha: str) -> bool:
         and previous.get("image_source_sha256") == image_sha
         and previous.get("options_fingerprint") == job.fingerprint
     )
-    outputs = [previous.get(key) for key in ("image", "class_mask", "object_mask")]
-    if job.viz:
-        outputs.append(previous.get("visualization"))
-    return same_inputs and all(out and (job.output / out).is_file() for out in outputs)
+    if not same_inputs or not _is_output(job.output, previous.get("image")):
+        return False
+    # An interrupted run may have rewritten a mask under other options before it could
+    # update the manifest; the masks are small, so check their bytes, not just names.
+    checked = ["class_mask", "object_mask", *(["visualization"] if job.viz else [])]
+    for key in checked:
+        relative = previous.get(key)
+        if not _is_output(job.output, relative):
+            return False
+        if sha256_file(job.output / relative) != previous.get(f"{key}_sha256"):
+            return False
+    return True
+
+
+def _is_output(output: Path, relative: object) -> bool:
+    return isinstance(relative, str) and bool(relative) and (output / relative).is_file()
 
 
 def _image_source_sha(annotation: Annotation, raw_json: bytes) -> str:
