@@ -164,6 +164,24 @@ def test_large_and_sparse_ids():
     np.testing.assert_allclose(border_term(sparse), oracle_border(sparse, 10, 5), atol=TOL, rtol=0)
 
 
+def test_wide_sigma_and_sparse_ids():
+    # a cut-off far beyond the image and 16-bit labels take the int32/int64 code paths
+    rng = np.random.default_rng(13)
+    objects = random_disks(rng, (40, 44), 14, max_radius=5)
+    objects[objects > 0] += 65520 - 14
+    got = border_term(objects, w0=10, sigma=60)
+    assert np.abs(got - oracle_border(objects, 10, 60)).max() <= TOL
+
+
+def test_huge_ids():
+    objects = np.array([[0, 10**12, 0, 0, 7, 7]], dtype=np.int64)
+    np.testing.assert_allclose(border_term(objects), oracle_border(objects, 10, 5), atol=TOL)
+    no_background = np.array([[10**12, 10**12 + 1]], dtype=np.int64)
+    np.testing.assert_allclose(
+        border_term(no_background), oracle_border(no_background, 10, 5), atol=TOL
+    )
+
+
 def test_degenerate_shapes():
     assert border_term(np.zeros((0, 5), dtype=np.int32)).shape == (0, 5)
     one_row = np.array([[1, 2, 0, 3]])

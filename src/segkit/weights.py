@@ -38,14 +38,26 @@ Border weight maps
 object. An image with fewer than two objects has no second-nearest object (``d2 = inf``)
 and so no border term.
 
-The straightforward method runs one full-image distance transform per object. Here
-``d1`` and the nearest object's id come from one exact distance transform with indices,
-and ``d2`` from an exact separable pass that keeps, for every pixel, the nearest object
-pixel of any *other* object. That pass only looks ``R = sigma * sqrt(2 ln(w0 / tol))``
-pixels away: where ``d1 + d2 > R`` the true term is below ``tol``, and the term is set to
-0 there. Everywhere else ``d1`` and ``d2`` are exact, so the absolute error of the map is
-at most ``tol`` (default ``1e-4``). The cost is about two full-image distance transforms
-plus ``O(R)`` cheap vectorised passes, whatever the number of objects.
+The straightforward method runs one full-image distance transform per object, so its
+cost grows with the number of objects. Here both distances come from one exact
+separable pass, built like an exact EDT (rows, then columns), that does not depend on
+the number of objects:
+
+1. along each row, every pixel keeps the nearest object pixel, its label, and the
+   nearest pixel whose label differs from that one (two running-maximum scans per
+   direction). That pair answers "nearest pixel in this row whose label is not ``l``"
+   for *any* ``l``;
+2. combining the rows within ``R`` of a pixel gives ``d1`` and its object's label
+   exactly, then ``d2`` exactly: the smallest ``dy**2 + dx**2`` over rows, taking each
+   row's nearest pixel of a label other than the pixel's own nearest object.
+
+The pass only looks ``R = sigma * sqrt(2 ln(w0 / tol))`` pixels away (24 px for the
+defaults): where ``d1 + d2 > R`` the true term is below ``tol`` and the map gets 0 there;
+everywhere else ``d1`` and ``d2`` are exact (integer arithmetic). So the only
+approximation is that cut-off, and the absolute error at every pixel is at most ``tol``
+(default ``1e-4``). The cost is ``O(H * W * R)`` in cheap vectorised steps, about twice a
+single scipy EDT of a 512x512 image with the default ``sigma``, whatever the number of
+objects; it grows linearly with ``sigma``.
 """
 
 from __future__ import annotations
@@ -438,6 +450,10 @@ def _check_where(where: NDArray[np.bool_] | None, shape: tuple[int, ...]) -> NDA
 
 def _compact_labels(objects: NDArray[np.integer]) -> NDArray[np.int32]:
     # Ids 1..N, so that they pack into few bits and compare as int16.
+    top = int(objects.max())
+    if top > max(2**16, objects.size):  # huge ids: a lookup table would not fit
+        ids, labels = np.unique(objects, return_inverse=True)
+        return (labels.reshape(objects.shape) + (ids[0] > 0)).astype(np.int32)
     present = np.bincount(objects.ravel()) > 0
     present[0] = False
     count = int(present.sum())
@@ -495,7 +511,8 @@ class _RowNearest:
     ) -> tuple[NDArray[np.signedinteger], NDArray[np.signedinteger]]:
         """Squared ``d1`` and the nearest object's label, exact where ``d1 <= reach``."""
         bits = self.label_bits
-        dtype = np.int64 if ((2 * (reach + 2) ** 2) << bits) >= 2**31 else np.int32
+        largest = int(self.near_sq.max()) + reach * reach
+        dtype = np.int64 if ((largest + 1) << bits) >= 2**31 else np.int32
         # Distance in the high bits, label in the low bits: one minimum carries both.
         key = (self.near_sq.astype(dtype) << bits) | self.near_label
         best = key.copy()
@@ -597,7 +614,7 @@ def border_term(
         return term
     # Only d1 + d2 <= cutoff matters and d2 >= d1, so both passes stop at the cutoff:
     # d1 (and the nearest label) is needed only up to cutoff / 2, d2 up to the cutoff.
-    reach = math.floor(cutoff)
+    reach = math.floor(min(cutoff, sum(objects.shape)))
     rows = _RowNearest.scan(inside, labels, reach)
     d1_squared, own = rows.nearest_squared(math.floor(cutoff / 2))
     wanted = wanted & (d1_squared <= (cutoff / 2) ** 2)
