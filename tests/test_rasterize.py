@@ -297,6 +297,19 @@ def test_mask_wholly_outside_draws_nothing() -> None:
     assert not classes(shapes, (5, 6)).any()
 
 
+def test_mask_with_reversed_integer_corners_draws_nothing() -> None:
+    # Corners in the wrong order span an empty box; labelme draws nothing and does not
+    # fail, however wide the other side of the box is.
+    shapes = [
+        rect(0.0, 0.0),
+        mask_shape((3.0, 3.0), (1.0, 1.0), np.ones((3, 3))),
+        mask_shape((0.0, 4.0), (5.0, 2.0), np.ones((1, 1))),
+    ]
+    expected = np.zeros((5, 6), dtype=np.uint8)
+    expected[0, 0] = 1
+    np.testing.assert_array_equal(classes(shapes, (5, 6)), expected)
+
+
 def test_mask_bitmap_smaller_than_integer_box_is_an_error() -> None:
     shapes = [rect(0.0, 0.0), mask_shape((1.0, 1.0), (3.0, 3.0), np.ones((2, 2)))]
     with pytest.raises(
@@ -432,6 +445,14 @@ def test_254_instances_fit_8_bits() -> None:
     flat = got.instance_mask.reshape(-1)
     assert flat[:254].tolist() == [*range(1, 254), 0]
     assert flat[-1] == 255
+
+
+def test_255_instances_need_16_bits() -> None:
+    # Instance 255 would read as ignore in an 8-bit mask.
+    got = rasterize(pixel_shapes(255, 16), (16, 16), IDS)
+    assert got.instance_count == 255
+    assert got.instance_mask.dtype == np.uint16
+    assert got.instance_mask.reshape(-1)[:256].tolist() == [*range(1, 256), 0]
 
 
 def test_more_than_254_instances_use_16_bits_with_65535_ignore() -> None:
