@@ -11,7 +11,7 @@ classes; a group always lands in one split whole), in four passes:
    their new items follow them (the split most of the group's kept items are in).
 2. **Coverage**: every class carried by at least as many groups as there are splits
    gets one group in each split that still lacks it, least slack first. This is a
-   depth-first search with a node budget, so a greedy choice cannot use up the last
+   depth-first search with a work budget, so a greedy choice cannot use up the last
    group a rarer class needed; when the search fails it falls back to the greedy
    path and reports what stayed uncovered. A pseudo-class that every group carries
    keeps splits from ending up empty.
@@ -48,8 +48,9 @@ from segkit.errors import DatasetError, OptionError
 
 #: Pseudo-class every group carries: covering it in each split means no split is empty.
 _ANY = -1
-#: Nodes the coverage search may visit before it settles for the greedy path.
-DEFAULT_SEARCH_BUDGET = 20_000
+#: Groups the coverage search may examine before it settles for the greedy path
+#: (bounds its time to about a second however hard the instance).
+DEFAULT_SEARCH_BUDGET = 300_000
 #: Fractions are read as rationals with at most this denominator (0.1 is 1/10).
 _MAX_DENOMINATOR = 1_000_000
 
@@ -148,6 +149,11 @@ class _Placer:
             for label in (*labels[g], _ANY):
                 self.groups_with.setdefault(label, []).append(g)
         self.present: list[Counter[int]] = [Counter() for _ in range(self.k)]
+        # Kept in step by assign/unassign: splits lacking each class, and per split the
+        # number of `tracked` classes it lacks (the classes the current search covers).
+        self.lacking_splits: Counter[int] = Counter(dict.fromkeys(self.groups_with, self.k))
+        self.tracked: frozenset[int] = frozenset()
+        self.lacking = [0] * self.k
         self.unplaced: Counter[int] = Counter(
             {label: len(groups) for label, groups in self.groups_with.items()}
         )
@@ -157,13 +163,22 @@ class _Placer:
             key=lambda label: (label == _ANY, label),
         )
         self.stratified_set = set(self.stratified)
-        self.nodes = 0
+        # Static bounds for pruning the search: no group covers more classes than
+        # `most_covered`, none is smaller than `smallest`.
+        self.most_covered = max(
+            (sum(1 for c in ls if c in self.stratified_set) for ls in labels), default=0
+        )
+        self.smallest = min(self.sizes)
+        self.work = 0
 
     # -- bookkeeping -------------------------------------------------------------------
     def assign(self, g: int, j: int) -> None:
         self.split_of[g] = j
         self.deficit[j] -= self.sizes[g]
         for label in (*self.labels[g], _ANY):
+            if not self.present[j][label]:
+                self.lacking_splits[label] -= 1
+                self.lacking[j] -= label in self.tracked
             self.present[j][label] += 1
             self.unplaced[label] -= 1
 
@@ -174,21 +189,39 @@ class _Placer:
         for label in (*self.labels[g], _ANY):
             self.present[j][label] -= 1
             self.unplaced[label] += 1
+            if not self.present[j][label]:
+                self.lacking_splits[label] += 1
+                self.lacking[j] += label in self.tracked
+
+    def track(self, labels: Collection[int]) -> None:
+        """Count, per split, how many of ``labels`` (other than the pseudo-class) it lacks."""
+        self.tracked = frozenset(label for label in labels if label != _ANY)
+        self.lacking = [
+            sum(1 for label in self.tracked if not self.present[j][label]) for j in range(self.k)
+        ]
 
     def fits(self, g: int, j: int) -> bool:
         return self.sizes[g] <= self.deficit[j]
 
     def missing(self, label: int) -> int:
-        return sum(1 for j in range(self.k) if not self.present[j][label])
+        return self.lacking_splits[label]
 
     # -- pass 2: coverage --------------------------------------------------------------
     def _next_need(
         self, labels: Sequence[int], skip: Collection[tuple[int, int]], prune: bool
     ) -> tuple[int, int] | bool | None:
         """The (class, split) to cover next; ``None`` when done, ``False`` on a dead end."""
+        self.work += len(labels)
+        if prune and self.most_covered:
+            # The classes a split lacks need at least this many more groups; if even the
+            # smallest groups would overfill it, no placement below here can succeed.
+            for j in range(self.k):
+                groups_needed = -(-self.lacking[j] // self.most_covered)
+                if groups_needed * self.smallest > self.deficit[j]:
+                    return False
         best: tuple[tuple[int, ...], tuple[int, int]] | None = None
         for label in labels:
-            missing = self.missing(label)
+            missing = self.lacking_splits[label]
             if not missing:
                 continue
             slack = self.unplaced[label] - missing
@@ -210,6 +243,7 @@ class _Placer:
     def _candidates(self, label: int, j: int) -> list[int]:
         """Unplaced groups carrying ``label`` that fit split ``j``, best first."""
         scored = []
+        self.work += len(self.groups_with[label])
         for g in self.groups_with[label]:
             if self.split_of[g] >= 0 or not self.fits(g, j):
                 continue
@@ -233,8 +267,9 @@ class _Placer:
         """Depth-first search for a placement covering ``labels`` in every split.
 
         Returns ``False`` with every search assignment undone when there is none, or
-        when the node budget runs out first.
+        when ``budget`` (groups examined) runs out first.
         """
+        self.track(labels)
         frames: list[list] = []  # [split, candidate groups, index of the next to try]
         while True:
             need = self._next_need(labels, (), prune=True)
@@ -247,8 +282,8 @@ class _Placer:
                 j, candidates, index = frames[-1]
                 if index:
                     self.unassign(candidates[index - 1])
-                if index < len(candidates) and self.nodes < budget:
-                    self.nodes += 1
+                if index < len(candidates) and self.work < budget:
+                    self.work += 1
                     self.assign(candidates[index], j)
                     frames[-1][2] = index + 1
                     break
@@ -258,6 +293,7 @@ class _Placer:
 
     def _greedy(self, labels: Sequence[int]) -> None:
         """Cover what can be covered, skipping (class, split) pairs with no fitting group."""
+        self.track(labels)
         dead: set[tuple[int, int]] = set()
         while (need := self._next_need(labels, dead, prune=False)) is not None:
             label, j = need  # type: ignore[misc]
