@@ -296,8 +296,23 @@ def test_stale_maps_are_removed(tmp_path: Path):
         "img1",
     ]
     assert sorted(p.stem for p in (tmp_path / VIZ_DIR).glob("*.png")) == ["img0", "img1"]
-    without = run(tmp_path)
-    assert without.maps_removed == 2 and load_weights(tmp_path).maps == {}
+
+
+def test_run_without_border_keeps_maps_only_while_up_to_date(tmp_path: Path):
+    make_voc(tmp_path, 3)
+    run(tmp_path, border=True, sigma=3.0, viz=True)
+    before = mtimes(tmp_path / "SegmentationWeights")
+    table_only = run(tmp_path)
+    assert table_only.maps_unchanged == 3 and table_only.maps_written == 0
+    assert mtimes(tmp_path / "SegmentationWeights") == before
+    assert set(load_weights(tmp_path).maps) == {"img0", "img1", "img2"}
+    assert load_weights(tmp_path).border["sigma"] == 3.0
+    assert len(list((tmp_path / VIZ_DIR).glob("*.png"))) == 3  # left alone without --viz
+    # another scheme changes the class weights: the maps are stale and go
+    other = run(tmp_path, scheme="enet")
+    assert other.maps_removed == 3 and other.maps_dir is None
+    assert any("were removed" in note for note in other.notes)
+    assert load_weights(tmp_path).maps == {} and load_weights(tmp_path).border is None
     assert not list((tmp_path / "SegmentationWeights").glob("*.npy"))
 
 

@@ -21,7 +21,11 @@ otherwise from the 8-connected components of each class in the class mask.
 Every mask is read and checked before anything is written, so bad input leaves the
 folder as it was. Re-runs skip masks and maps whose input bytes (SHA-256) and options
 are unchanged; a change of the class weights (new training images, another scheme)
-rewrites every map, since each map holds the final per-pixel weight.
+rewrites every map, since each map holds the final per-pixel weight. Maps are only
+ever for the images of the chosen split. A run without ``border`` keeps the maps of an
+earlier run while they are still up to date (same masks, class weights and border
+options) and removes them once they are not, so a map on disk is never stale; maps of
+images that left the split are removed too. Heat maps are only touched with ``viz``.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import io
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +46,7 @@ from numpy.typing import NDArray
 from segkit import __version__
 from segkit._io import atomic_write_bytes, atomic_write_json, atomic_write_with, sha256_file
 from segkit.dataset import Dataset, Sample, open_dataset
-from segkit.errors import DatasetError, OptionError
+from segkit.errors import DatasetError, OptionError, SegkitError
 from segkit.manifest import update_manifest
 from segkit.parallel import ProgressCallback, parallel_map
 from segkit.voc import (
@@ -700,6 +704,30 @@ def _image_records(
     return records
 
 
+def _kept_border(
+    previous: Mapping[str, Any] | None, options: WeightsOptions, maps_dir: Path
+) -> WeightsOptions | None:
+    """The options of the maps a run without ``border`` may keep (``None``: nothing to keep)."""
+    if options.border or previous is None or not (maps_dir / _MARKER).exists():
+        return None
+    record = previous.get("border")
+    if not isinstance(record, dict):
+        return None
+    try:
+        kept = replace(
+            options,
+            border=True,
+            w0=float(record["w0"]),
+            sigma=float(record["sigma"]),
+            border_on=str(record["on"]),
+            tolerance=float(record["tolerance"]),
+        )
+        _check_options(kept)
+    except (KeyError, TypeError, ValueError, SegkitError):
+        return None
+    return kept
+
+
 def compute_weights(
     root: Path, options: WeightsOptions | None = None, *, progress: ProgressCallback | None = None
 ) -> WeightsSummary:
@@ -721,11 +749,14 @@ def compute_weights(
         _check_owned(maps_dir, options.force)
     if options.viz:
         _check_owned(viz_dir, options.force)
-    total_steps = len(samples) * (2 if options.border or options.viz else 1)
 
     # Pass 1: read, check and count every mask before anything is written.
     known = {} if options.force else _known_records(dataset, previous)
-    scans = _scan_all(samples, known, options, _offset(progress, 0, total_steps))
+    # A run without --border keeps earlier maps that are still up to date.
+    kept = _kept_border(previous, options, maps_dir)
+    map_options = kept or options
+    total_steps = len(samples) * (2 if map_options.border or options.viz else 1)
+    scans = _scan_all(samples, known, map_options, _offset(progress, 0, total_steps))
     classes = _class_names(dataset, scans, notes)
     check_scheme(options.scheme, beta=options.beta, num_classes=len(classes))
     _check_scans(samples, scans, len(classes))
@@ -747,14 +778,21 @@ def compute_weights(
         )
 
     # Pass 2: weight maps and heat maps whose inputs or options changed.
-    plan = _plan_maps(root, samples, scans, weights, options, previous)
-    if options.border and plan.dtype == "float32":
+    plan = _plan_maps(root, samples, scans, weights, map_options, previous)
+    if kept is not None and any(task.map_path for task in plan.tasks):
+        notes.append(
+            f"the weight maps in {WEIGHTS_DIR}/ no longer match the masks or class weights and "
+            "were removed; run with --border to rebuild them"
+        )
+        map_options = options
+        plan = _plan_maps(root, samples, scans, weights, map_options, previous)
+    if map_options.border and plan.dtype == "float32":
         notes.append("weights exceed float16's range; maps are stored as float32")
-    if options.border:
+    if map_options.border:
         _claim(maps_dir)
     if options.viz:
         _claim(viz_dir)
-    done_already = len(samples) - len(plan.tasks) if options.border or options.viz else 0
+    done_already = len(samples) - len(plan.tasks) if map_options.border or options.viz else 0
     if progress is not None and done_already:
         progress(len(samples) + done_already, total_steps)
     results = parallel_map(
@@ -764,15 +802,16 @@ def compute_weights(
         progress=_offset(progress, len(samples) + done_already, total_steps),
     )
     removed = _remove_stale(maps_dir, set(plan.maps), ".npy")
-    _remove_stale(viz_dir, set(plan.keys) if options.viz else set(), ".png")
+    if options.viz:
+        _remove_stale(viz_dir, set(plan.keys), ".png")
     with_instances = sum(1 for sample in samples if sample.object_mask is not None)
-    if options.border and with_instances < len(samples):
+    if map_options.border and with_instances < len(samples):
         notes.append(
             f"{len(samples) - with_instances} of {len(samples)} image(s) have no "
             f"{OBJECT_DIR} mask; their objects are the 8-connected components of each class"
         )
 
-    border = _border_record(options, plan.dtype)
+    border = _border_record(map_options, plan.dtype)
     frequencies = stats.frequencies
     rows = tuple(
         ClassSummary(
@@ -807,7 +846,7 @@ def compute_weights(
             "classes": [asdict(row) for row in rows],
             "border": border,
             "maps": plan.maps or None,
-            "images": _image_records(root, samples, scans, plan, options),
+            "images": _image_records(root, samples, scans, plan, map_options),
         },
     )
     if dataset.manifest is not None:
@@ -822,7 +861,7 @@ def compute_weights(
                 "beta": beta,
                 "class_weights": [row.weight for row in rows],
                 "pos_weight": binary,
-                "weight_maps": WEIGHTS_DIR if options.border else None,
+                "weight_maps": WEIGHTS_DIR if map_options.border else None,
                 "border": border,
             },
         )
@@ -840,13 +879,13 @@ def compute_weights(
         pos_weight=binary,
         labelled_pixels=stats.total,
         ignored_pixels=stats.ignored,
-        maps_dir=maps_dir if options.border else None,
+        maps_dir=maps_dir if map_options.border else None,
         maps_written=sum(1 for r in results if r.map_written),
         maps_unchanged=plan.unchanged,
         maps_removed=removed,
         viz_written=sum(1 for r in results if r.viz_written),
-        objects_from_instances=with_instances if options.border else 0,
-        objects_from_components=len(samples) - with_instances if options.border else 0,
+        objects_from_instances=with_instances if map_options.border else 0,
+        objects_from_components=len(samples) - with_instances if map_options.border else 0,
         masks_reused=sum(1 for scan in scans if scan.reused),
         manifest_updated=dataset.manifest is not None,
         notes=tuple(notes),
