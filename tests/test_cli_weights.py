@@ -214,6 +214,7 @@ def test_foreign_maps_folder(tmp_path: Path):
         (["--beta", "1.5"], "--beta must be in [0, 1)"),
         (["--scheme", "pos-weight"], "binary tasks"),
         (["--workers", "0"], "--workers must be at least 1"),
+        (["--split", "../../x"], "--split takes a split name"),
     ],
 )
 def test_bad_options(tmp_path: Path, options: list[str], fragment: str):

@@ -440,6 +440,8 @@ def _choose_samples(
             notes.append(f"{skipped} image(s) without a class mask skipped")
         return None, with_masks, notes
     name = split or "train"
+    if not name or any(c in name for c in "/\\") or name.startswith("."):
+        raise OptionError(f"--split takes a split name such as train or val, got {name!r}")
     ids = dataset.read_split(name)
     if not ids:
         raise DatasetError(f"{dataset.split_file(name)}: split {name!r} is empty")
