@@ -166,7 +166,7 @@ def test_exif_frame_matches_exif_transpose(tmp_path: Path, orientation: int, fmt
 
 @pytest.mark.parametrize(
     ("mode", "turned"),
-    [("RGB", True), ("L", True), ("I;16", False), ("F", False)],
+    [("RGB", True), ("L", True), ("RGBA", True), ("I;16", False), ("F", False)],
 )
 def test_tiff_orientation_as_labelme_reads_tiff(tmp_path: Path, mode: str, turned: bool) -> None:
     # labelme 6 opens 8-bit TIFFs with Pillow, which turns them by their orientation tag
@@ -174,7 +174,7 @@ def test_tiff_orientation_as_labelme_reads_tiff(tmp_path: Path, mode: str, turne
     values = np.arange(12 * 20, dtype=np.float64).reshape(12, 20) * 250
     stored = (
         gradient(20, 12, mode)
-        if mode in ("RGB", "L")
+        if mode in ("RGB", "L", "RGBA")
         else PIL.Image.fromarray(values.astype(np.uint16 if mode == "I;16" else np.float32))
     )
     stored.save(tmp_path / "x.tif", tiffinfo={0x0112: 6})

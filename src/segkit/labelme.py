@@ -368,6 +368,8 @@ def load_image(annotation: Annotation, *, max_pixels: int = DEFAULT_MAX_PIXELS) 
         origin = str(image_file)
     try:
         with _pixel_limit_lifted():
+            # Decode from memory, not from the path: Pillow memory-maps raw TIFFs opened
+            # by name and then mis-decodes grey/RGBA/16-bit ones with orientation 5-8.
             image = PIL.Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > max_pixels:
