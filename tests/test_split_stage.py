@@ -379,6 +379,15 @@ def test_inconsistent_previous_split_is_an_error(tmp_path) -> None:
     split_dataset(root, reshuffle=True, workers=1)
 
 
+def test_kept_split_without_room_for_a_new_test_set(tmp_path) -> None:
+    root = make_voc(tmp_path / "voc", simple_masks())
+    split_dataset(root, test=0, workers=1)
+    before = snapshot(root)
+    with pytest.raises(DatasetError, match=r"'test' would be empty; re-run with --reshuffle"):
+        split_dataset(root, test=0.1, workers=1)
+    assert snapshot(root) == before
+
+
 def test_changed_grouping_conflicts_are_kept_and_reported(tmp_path) -> None:
     masks = {f"patient{p}_slice{s}": {0, 1 + s % 3} for p in range(6) for s in range(3)}
     root = make_voc(tmp_path / "voc", masks)

@@ -55,6 +55,16 @@ DEFAULT_SEARCH_BUDGET = 300_000
 _MAX_DENOMINATOR = 1_000_000
 
 
+class EmptySplitError(DatasetError):
+    """A split would get no items: the kept assignment leaves no group for it."""
+
+    def __init__(self, split: str) -> None:
+        super().__init__(
+            f"split {split!r} would be empty: every group is already kept in another split"
+        )
+        self.split = split
+
+
 @dataclass(frozen=True)
 class SplitResult:
     """The outcome of :func:`assign_splits`.
@@ -447,10 +457,7 @@ def assign_splits(
     placer.cover(search_budget)
     for j, name in enumerate(names):
         if not placer.present[j][_ANY]:
-            raise DatasetError(
-                f"split {name!r} would be empty: every group is already placed elsewhere "
-                "(start over without the previous split to rebalance)"
-            )
+            raise EmptySplitError(name)
     placer.stratify()
 
     assignment = {

@@ -41,7 +41,7 @@ from segkit.errors import DatasetError, OptionError
 from segkit.imagehash import hash_image_file, near_duplicate_groups
 from segkit.manifest import load_manifest, update_manifest
 from segkit.parallel import ProgressCallback, parallel_map
-from segkit.split import SplitResult, SplitStats, assign_splits, split_stats
+from segkit.split import EmptySplitError, SplitResult, SplitStats, assign_splits, split_stats
 from segkit.voc import IGNORE_INDEX, MANIFEST_NAME, SPLITS_DIR, read_mask
 
 DEFAULT_VAL = 0.2
@@ -576,22 +576,35 @@ def split_dataset(
         )
         warnings.extend(notes)
 
-    scans = _scan_all(dataset, usable, hash_images=not groups, workers=workers, progress=progress)
+    scans = _scan_all(
+        dataset,
+        usable,
+        hash_images=kind == "near-duplicates",
+        workers=workers,
+        progress=progress,
+    )
     pixels = {scan.stem: dict(scan.pixels) for scan in scans}
-    if not groups:
+    if kind == "near-duplicates":
         groups = groups_from_hashes({scan.stem: scan.image_hash for scan in scans})  # type: ignore[misc]
     classes = {
         stem: [c for c, n in counts.items() if n and c != IGNORE_INDEX]
         for stem, counts in pixels.items()
     }
 
-    result = assign_splits(
-        classes,
-        fractions,
-        seed=seed,
-        groups=groups,
-        previous={stem: split for stem, split in previous.items() if stem in classes},
-    )
+    try:
+        result = assign_splits(
+            classes,
+            fractions,
+            seed=seed,
+            groups=groups,
+            previous={stem: split for stem, split in previous.items() if stem in classes},
+        )
+    except EmptySplitError as error:
+        hint = " (or --test 0)" if error.split == "test" else ""
+        raise DatasetError(
+            f"{root / SPLITS_DIR}: the existing split keeps every image in other splits, "
+            f"so {error.split!r} would be empty; re-run with --reshuffle{hint}"
+        ) from None
     dropped = sum(1 for stem in previous if stem not in classes)
     stats = split_stats(
         result,
