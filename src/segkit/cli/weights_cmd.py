@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Class frequencies and class weights of a split, and optional border weight maps.
 
-        Writes weights.json in the dataset (class_weights[c] is the weight of class id c)
+        Writes weights.json in the dataset (class_weights: one weight per class id, in order)
         and records it in segkit.json when the dataset has one. With --border, also one
         weight map per image: w = w_class + w0 * exp(-(d1 + d2)^2 / (2 sigma^2)), d1/d2
         the distances to the nearest and second-nearest object (SegmentationObject, or
