@@ -79,7 +79,7 @@ from segkit.imagehash import (
     hamming_distance,
     near_duplicate_groups,
 )
-from segkit.parallel import ProgressCallback, parallel_map
+from segkit.parallel import ProgressCallback, default_workers, parallel_map
 from segkit.voc import (
     CLASS_DIR,
     CLASS_NAMES_NAME,
@@ -156,6 +156,7 @@ _DECODE_ERRORS = (
     PIL.Image.DecompressionBombError,
 )
 _LIST_LIMIT = 8
+_MAX_BATCH = 64
 
 #: A problem found in one file before it is attached to a path: (check, detail).
 Issue = tuple[str, str]
@@ -857,6 +858,33 @@ def _check_sample(task: _SampleTask) -> _SampleResult:
 # ---------------------------------------------------------------------------
 
 
+def _check_batch(tasks: Sequence[_SampleTask]) -> list[_SampleResult]:
+    return [_check_sample(task) for task in tasks]
+
+
+def _run_tasks(
+    tasks: Sequence[_SampleTask], *, workers: int | None, progress: ProgressCallback | None
+) -> list[_SampleResult]:
+    """``_check_sample`` over ``tasks`` in worker processes, in batches.
+
+    A sample takes about a millisecond, comparable to a process pool's cost per task,
+    so samples travel in batches; there are still several per worker, to balance load.
+    """
+    pool_size = default_workers() if workers is None else max(1, workers)
+    size = max(1, min(_MAX_BATCH, -(-len(tasks) // (pool_size * 8))))
+    batches = [tasks[start : start + size] for start in range(0, len(tasks), size)]
+    done = 0
+
+    def batch_progress(_: int, __: int) -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(min(done * size, len(tasks)), len(tasks))
+
+    nested = parallel_map(_check_batch, batches, workers=pool_size, progress=batch_progress)
+    return [result for batch in nested for result in batch]
+
+
 def _files_by_stem(folder: Path) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     if folder.is_dir():
@@ -1049,9 +1077,7 @@ def validate(
         _SampleTask(root, sample, dataset.classes, dataset.manifest is not None)
         for sample in dataset.samples
     ]
-    results: list[_SampleResult] = parallel_map(
-        _check_sample, tasks, workers=workers, progress=progress
-    )
+    results = _run_tasks(tasks, workers=workers, progress=progress)
     file_sha256: dict[str, str] = {}
     image_sha256: dict[str, str] = {}
     dhashes: dict[str, int] = {}
