@@ -93,10 +93,12 @@ def _paste_bitmap(canvas: PIL.Image.Image, shape: Shape, ink: int, where: str) -
     (x1, y1), (x2, y2) = corners.round().astype(np.int64).tolist()
     if np.array_equal(corners, np.trunc(corners)):
         box_h, box_w = y2 - y1 + 1, x2 - x1 + 1
+        if box_h <= 0 or box_w <= 0:  # reversed corners: labelme paints nothing
+            return
         if box_h > bitmap.shape[0] or box_w > bitmap.shape[1]:
             raise AnnotationError(
                 f"{where}mask bitmap is {bitmap.shape[0]}×{bitmap.shape[1]} but its corner "
-                f"points span {max(box_h, 0)}×{max(box_w, 0)} pixels"
+                f"points span {box_h}×{box_w} pixels"
             )
     else:
         box_h, box_w = bitmap.shape
@@ -129,16 +131,14 @@ def _index_canvas(shapes: Sequence[Shape], size: tuple[int, int], where: str) ->
 
 def instance_numbers(shapes: Sequence[Shape]) -> list[int]:
     """labelme's instance id (from 1) of each shape: first appearance of (label, group_id)."""
-    numbers: dict[tuple[str, int], int] = {}
+    numbers: dict[tuple[str, object], int] = {}
     result = []
     for shape in shapes:
-        if shape.group_id is None:
-            result.append(len(numbers) + 1)
-            numbers[(shape.label, -1 - len(numbers))] = result[-1]  # a key no other shape has
-        else:
-            key = (shape.label, shape.group_id)
-            numbers.setdefault(key, len(numbers) + 1)
-            result.append(numbers[key])
+        # An ungrouped shape gets a fresh object as its group: a key no other shape can
+        # share (negative group ids are ordinary ids in labelme).
+        group: object = object() if shape.group_id is None else shape.group_id
+        numbers.setdefault((shape.label, group), len(numbers) + 1)
+        result.append(numbers[(shape.label, group)])
     return result
 
 
