@@ -189,11 +189,14 @@ def test_tiff_orientation_as_labelme_reads_tiff(tmp_path: Path, mode: str, turne
     np.testing.assert_array_equal(np.asarray(loaded.image), np.asarray(expected))
 
 
-def test_tiff_image_data_is_not_turned(tmp_path: Path) -> None:
-    data = encode(gradient(20, 12), "TIFF", tiffinfo={0x0112: 6})
-    doc = labelme_doc([], image_path="gone.tif", size=(12, 20), image_data=data)
+def test_tiff_image_data_is_turned_as_qt_shows_it(tmp_path: Path) -> None:
+    stored = gradient(20, 12)
+    data = encode(stored, "TIFF", tiffinfo={0x0112: 6})
+    doc = labelme_doc([], image_path="gone.tif", size=(20, 12), image_data=data)
     loaded = load_image(parse_annotation(tmp_path / "x.json", json.dumps(doc)))
-    np.testing.assert_array_equal(np.asarray(loaded.image), np.asarray(gradient(20, 12)))
+    np.testing.assert_array_equal(
+        np.asarray(loaded.image), np.asarray(stored.transpose(PIL.Image.Transpose.ROTATE_270))
+    )
 
 
 def test_xmp_only_orientation_is_ignored_as_labelme_does(tmp_path: Path) -> None:
@@ -249,3 +252,50 @@ def test_check_extent_clips_near_and_rejects_absurd() -> None:
 def test_write_json_helper_round_trip(tmp_path: Path) -> None:
     path = write_json(tmp_path / "a" / "x.json", doc_with(GOOD_SHAPE))
     assert read_annotation(path).shapes[0].label == "cat"
+
+
+# --- against the labelme app itself (skipped unless labelme and PyQt5 are installed) ----
+
+_XMP_6 = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><tiff:Orientation>6</tiff:Orientation></x:xmpmeta>'
+
+
+def _app_cases() -> dict[str, tuple[bytes, str, bool]]:
+    """name → (encoded image, suffix, embedded as imageData)."""
+    stored = gradient(20, 12)
+    deep = PIL.Image.fromarray((np.arange(240).reshape(12, 20) * 250).astype(np.uint16))
+    cases = {
+        f"jpeg_exif{o}": (encode(stored, "JPEG", exif=exif_bytes(o), quality=95), ".jpg", False)
+        for o in range(1, 9)
+    }
+    cases |= {
+        "png_exif6": (encode(stored, "PNG", exif=exif_bytes(6)), ".png", False),
+        "webp_exif7": (encode(stored, "WEBP", exif=exif_bytes(7), lossless=True), ".webp", False),
+        "jpeg_xmp6": (encode(stored, "JPEG", xmp=_XMP_6, quality=95), ".jpg", False),
+        "tiff_rgb6": (encode(stored, "TIFF", tiffinfo={0x0112: 6}), ".tif", False),
+        "tiff_16bit6": (encode(deep, "TIFF", tiffinfo={0x0112: 6}), ".tif", False),
+        "embedded_jpeg6": (encode(stored, "JPEG", exif=exif_bytes(6), quality=95), ".jpg", True),
+        "embedded_png6": (encode(stored, "PNG", exif=exif_bytes(6)), ".png", True),
+        "embedded_tiff6": (encode(stored, "TIFF", tiffinfo={0x0112: 6}), ".tif", True),
+    }
+    return cases
+
+
+@pytest.mark.parametrize("case", list(_app_cases()))
+def test_frame_matches_what_the_labelme_app_shows(tmp_path: Path, case: str) -> None:
+    label_file = pytest.importorskip("labelme._label_file")
+    qt_gui = pytest.importorskip("PyQt5.QtGui")
+    data, suffix, embedded = _app_cases()[case]
+    (tmp_path / f"x{suffix}").write_bytes(data)
+    doc = labelme_doc([], image_path=f"x{suffix}", size=None, image_data=data if embedded else None)
+    json_path = write_json(tmp_path / "x.json", doc)
+    # What labelme's app does in loadFile: read the label file, hand its bytes to Qt.
+    shown = qt_gui.QImage.fromData(label_file.read_label_file(str(json_path)).image_data)
+    assert not shown.isNull()
+    loaded = load_image(parse_annotation(json_path, json_path.read_bytes()))
+    assert loaded.size == (shown.height(), shown.width())
+    if loaded.image.mode == "RGB":
+        rgb = shown.convertToFormat(qt_gui.QImage.Format_RGB888)
+        pixels = np.frombuffer(rgb.constBits().asstring(rgb.sizeInBytes()), dtype=np.uint8)
+        pixels = pixels.reshape(rgb.height(), rgb.bytesPerLine())[:, : 3 * rgb.width()]
+        ours = np.asarray(loaded.image).reshape(rgb.height(), -1).astype(int)
+        assert np.abs(pixels.astype(int) - ours).mean() < 3  # labelme re-encodes at q95

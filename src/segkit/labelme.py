@@ -341,18 +341,23 @@ def _tiff_orientation(image: PIL.Image.Image) -> int:
 
 
 def _keeps_tiff_orientation(image: PIL.Image.Image, embedded: bool) -> bool:
-    """Whether labelme shows this TIFF turned by its tag, as Pillow loads it."""
-    return not embedded and image.mode in LABELME_PILLOW_MODES
+    """Whether labelme shows this TIFF turned by its tag, as Pillow loads it.
+
+    Embedded TIFF bytes go straight to Qt, whose TIFF reader turns them; a TIFF file
+    is read by Pillow (turned) in 8-bit modes and by tifffile (not turned) otherwise.
+    """
+    return embedded or image.mode in LABELME_PILLOW_MODES
 
 
 def load_image(annotation: Annotation, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Load the annotation's image as the labelme app shows it, and check its declared size.
 
-    ``imageData`` is used as stored (the app shows it without EXIF rotation, and the
-    app itself only embeds already-rotated pixels); an ``imagePath`` image gets its EXIF
-    orientation applied, as the app does when it opens the file. A TIFF's orientation
-    tag is applied when labelme reads it with Pillow (which turns it on load: 8-bit
-    modes) and not when labelme reads it with tifffile (16-bit and float images).
+    ``imageData`` is used without EXIF rotation (the app hands it to Qt, which ignores
+    EXIF, and the app itself only embeds already-rotated pixels); an ``imagePath``
+    image gets its EXIF orientation applied, as the app does when it opens the file.
+    A TIFF's own orientation tag is applied when the app shows the TIFF turned: for
+    ``imageData`` (Qt turns it) and for 8-bit files (Pillow turns them on load), not
+    for 16-bit and float files (labelme reads those with tifffile, which does not).
     """
     path = annotation.path
     image_file = annotation.image_file()
