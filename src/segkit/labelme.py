@@ -393,8 +393,9 @@ def load_image(annotation: Annotation, *, max_pixels: int = DEFAULT_MAX_PIXELS) 
     except _DECODE_ERRORS as error:
         raise _fail(path, "", f"cannot decode image {origin} ({error})") from None
     source_format = image.format or ""
+    # Pillow turns a TIFF by its orientation tag as it loads it, and then drops the tag.
     pillow_turned = tiff_orientation != 1 and EXIF_ORIENTATION_TAG not in getattr(
-        image, "tag_v2", {EXIF_ORIENTATION_TAG: None}
+        image, "tag_v2", {}
     )
     if pillow_turned and not _keeps_tiff_orientation(image, annotation.image_data is not None):
         for op in _INVERSE_OPS[tiff_orientation]:
