@@ -38,7 +38,7 @@ from segkit.voc import (
 UNKNOWN_LABEL_POLICIES = ("error", "ignore", "background", "skip")
 IMAGE_FORMATS = ("jpg", "png")
 #: Bump when the bytes convert writes for the same input change, to invalidate re-run skips.
-OUTPUT_FORMAT_VERSION = 1
+OUTPUT_FORMAT_VERSION = 2
 
 
 @dataclass
