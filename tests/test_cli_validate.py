@@ -379,3 +379,12 @@ def test_dataset_from_segkit_convert_validates_clean(tmp_path: Path) -> None:
         assert result.exit_code == 0, result.output
         code, report = run_json(out)
         assert (code, report["findings"]) == (0, []), (options, report)
+
+
+def test_unreadable_manifest_is_one_error_line(tmp_path: Path) -> None:
+    root = make_voc(tmp_path)
+    (root / "segkit.json").write_text("{not json", encoding="utf-8")
+    result = runner.invoke(app, ["validate", str(root)])
+    assert result.exit_code == 1
+    assert "segkit.json: not valid JSON" in result.output
+    assert "Traceback" not in result.output
