@@ -35,6 +35,13 @@ def hamming_distance(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
+def _popcount(words: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64 (numpy ≥ 2 has a native kernel, ~10× faster than unpacking)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(words)
+    return np.unpackbits(words.view(np.uint8), axis=-1).reshape(*words.shape, 64).sum(-1)
+
+
 def near_duplicate_groups(
     hashes: Mapping[str, int], max_distance: int = DEFAULT_MAX_DISTANCE
 ) -> list[list[str]]:
@@ -58,7 +65,7 @@ def near_duplicate_groups(
     block = 1024
     for start in range(0, len(ids), block):
         xor = values[start : start + block, None] ^ values[None, :]
-        distances = np.unpackbits(xor.view(np.uint8), axis=-1).reshape(*xor.shape, 64).sum(-1)
+        distances = _popcount(xor)
         rows, cols = np.nonzero(distances <= max_distance)
         for row, col in zip(rows + start, cols, strict=True):
             if row < col:
