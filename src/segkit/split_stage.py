@@ -40,7 +40,7 @@ from segkit.dataset import Dataset, Sample, open_dataset
 from segkit.errors import DatasetError, OptionError
 from segkit.imagehash import hash_image_file, near_duplicate_groups
 from segkit.manifest import load_manifest, update_manifest
-from segkit.parallel import ProgressCallback, parallel_map
+from segkit.parallel import ProgressCallback, default_workers, parallel_map
 from segkit.split import EmptySplitError, SplitResult, SplitStats, assign_splits, split_stats
 from segkit.voc import IGNORE_INDEX, MANIFEST_NAME, SPLITS_DIR, read_mask
 
@@ -48,6 +48,8 @@ DEFAULT_VAL = 0.2
 DEFAULT_TEST = 0.1
 #: Where the split record goes when the dataset has no ``segkit.json``.
 RECORD_NAME = "splits.json"
+#: Largest number of samples sent to a worker process at once.
+_MAX_BATCH = 64
 _FOLD_FILE = re.compile(r"^fold(\d+)_(train|val)\.txt$")
 
 
@@ -310,6 +312,12 @@ def _scan_sample(task: tuple[str, str, str | None, str | None, dict | None]) -> 
     return _Scan(stem, pixels, digest, image_hash)
 
 
+def _scan_batch(
+    tasks: Sequence[tuple[str, str, str | None, str | None, dict | None]],
+) -> list[_Scan]:
+    return [_scan_sample(task) for task in tasks]
+
+
 def _scan_all(
     dataset: Dataset,
     samples: Sequence[Sample],
@@ -335,7 +343,18 @@ def _scan_all(
         )
         for sample in samples
     ]
-    scans = parallel_map(_scan_sample, tasks, workers=workers, progress=progress)
+    # A mask takes about a millisecond, no more than a process pool spends per task, so
+    # samples travel in batches (still several per worker, to balance the load).
+    pool = default_workers() if workers is None else workers
+    size = max(1, min(_MAX_BATCH, -(-len(tasks) // (pool * 8))))
+    batches = [tasks[start : start + size] for start in range(0, len(tasks), size)]
+
+    def batch_done(done: int, _: int) -> None:
+        if progress:
+            progress(min(done * size, len(tasks)), len(tasks))
+
+    nested = parallel_map(_scan_batch, batches, workers=pool, progress=batch_done)
+    scans = [scan for batch in nested for scan in batch]
     failed = [scan.error for scan in scans if scan.error]
     if failed:
         shown = "; ".join(str(line) for line in failed[:3])
