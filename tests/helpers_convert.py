@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 import PIL.Image
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from segkit.cli import app
 

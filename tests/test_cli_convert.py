@@ -1024,3 +1024,14 @@ def test_two_workers_write_what_one_worker_writes(tmp_path: Path) -> None:
     assert error_lines(one) == error_lines(two)
     assert tree_hashes(tmp_path / "one") == tree_hashes(tmp_path / "two")
     assert len(manifest(tmp_path / "two")["samples"]) == 5
+
+
+def test_truncated_jpeg_fails_even_when_its_bytes_would_be_copied(tmp_path: Path) -> None:
+    # A copyable JPEG is only decoded at 1/8 scale; that must still catch truncation.
+    source = add_sample(tmp_path / "in", "cut", size=(64, 96))
+    image_file = source.with_suffix(".jpg")
+    image_file.write_bytes(image_file.read_bytes()[:-200])
+    result = run(*convert_args(tmp_path / "in", tmp_path / "out"))
+    assert result.exit_code == 1
+    assert "cannot decode image" in result.stderr
+    assert not list((tmp_path / "out").glob("JPEGImages/*"))

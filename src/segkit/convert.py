@@ -16,7 +16,7 @@ from segkit import __version__
 from segkit._io import atomic_write_text, remove_stale_temp_files
 from segkit.convert_one import Job, LabelPolicy, Outcome, convert_one
 from segkit.errors import AnnotationError, OptionError
-from segkit.labelme import DEFAULT_MAX_PIXELS, read_annotation
+from segkit.labelme import DEFAULT_MAX_PIXELS, scan_labels
 from segkit.manifest import load_manifest, new_manifest, save_manifest
 from segkit.parallel import ProgressCallback, parallel_map
 from segkit.voc import (
@@ -158,9 +158,11 @@ def resolve_labels(spec: str | Sequence[str] | LabelSet | None) -> LabelSet | No
 
 def _scan_labels(path: Path) -> tuple[list[str], str | None]:
     try:
-        return [shape.label for shape in read_annotation(path).shapes], None
+        return scan_labels(path, path.read_bytes()), None
     except AnnotationError as error:
         return [], str(error)
+    except OSError as error:
+        return [], f"{path}: {error}"
 
 
 def _discover_labels(found: dict[str, list[str]], previous: LabelSet | None) -> LabelSet:

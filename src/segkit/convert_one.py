@@ -36,7 +36,6 @@ from segkit.voc import (
 )
 
 JPEG_QUALITY = 95
-_JPEG_FORMATS = ("JPEG", "MPO")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
@@ -108,15 +107,9 @@ def _fits_uint16(array: NDArray) -> bool:
 def _image_bytes_and_suffix(loaded: LoadedImage, image_format: str) -> tuple[bytes, str]:
     """Encoded output image; JPEG bytes are copied untouched when nothing forces a re-encode."""
     image = loaded.image
-    if (
-        image_format == "jpg"
-        and loaded.source_format in _JPEG_FORMATS
-        and not loaded.needs_reorient
-        # A copied orientation tag would make EXIF-aware readers turn the image
-        # away from its masks, so such bytes are re-encoded without it.
-        and not loaded.carries_orientation
-        and image.mode in ("RGB", "L", "CMYK")
-    ):
+    # load_image only calls a JPEG copyable without an orientation tag: a copied tag
+    # would make EXIF-aware readers turn the image away from its masks.
+    if image_format == "jpg" and loaded.copyable_jpeg:
         return loaded.source_bytes, ".jpg"
     has_alpha = image.mode in ("RGBA", "LA", "PA") or (
         image.mode == "P" and "transparency" in image.info
@@ -191,11 +184,13 @@ def _is_output(output: Path, relative: object) -> bool:
     return isinstance(relative, str) and bool(relative) and (output / relative).is_file()
 
 
-def _image_source_sha(annotation: Annotation, raw_json: bytes) -> str:
+def _read_image_source(annotation: Annotation, raw_json: bytes) -> tuple[str, bytes | None]:
+    """SHA-256 identifying the image input, and the image file's bytes (read once)."""
     image_file = annotation.image_file()
     if image_file is None or not image_file.is_file():
-        return sha256_bytes(raw_json)  # embedded image: the JSON hash covers it
-    return sha256_bytes(image_file.read_bytes())
+        return sha256_bytes(raw_json), None  # embedded (or missing) image: the JSON covers it
+    data = image_file.read_bytes()
+    return sha256_bytes(data), data
 
 
 def _remove_other_outputs(output: Path, stem: str, keep: set[str]) -> None:
@@ -246,12 +241,17 @@ def _convert(job: Job, outcome: Outcome, written: list[Path]) -> Outcome:
     annotation = parse_annotation(job.source, raw)
     outcome.shape_types.update(shape.shape_type for shape in annotation.shapes)
     json_sha = sha256_bytes(raw)
-    image_sha = _image_source_sha(annotation, raw)
+    image_sha, image_data = _read_image_source(annotation, raw)
     if _up_to_date(job, json_sha, image_sha):
         outcome.sample, outcome.skipped = job.previous, True
         return outcome
     shapes, ids = job.policy.apply(annotation.shapes, f"{job.source}: ")
-    loaded = load_image(annotation, max_pixels=job.max_pixels)
+    loaded = load_image(
+        annotation,
+        max_pixels=job.max_pixels,
+        data=image_data,
+        need_pixels=job.viz or job.image_format != "jpg",
+    )
     check_extent(shapes, loaded.size, where=f"{job.source}: ")
     masks = rasterize(shapes, loaded.size, ids, where=f"{job.source}: ")
     try:
@@ -278,7 +278,7 @@ def _convert(job: Job, outcome: Outcome, written: list[Path]) -> Outcome:
         written.append(job.output / relative)
         atomic_write_bytes(job.output / relative, data)
     _remove_other_outputs(job.output, job.stem, {relative for relative, _ in files.values()})
-    counts = np.bincount(masks.class_mask.ravel(), minlength=256)
+    counts = masks.class_counts
     outcome.sample = {
         "id": job.stem,
         **{key: relative for key, (relative, _) in files.items()},

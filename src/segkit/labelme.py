@@ -89,22 +89,28 @@ def _fail(path: Path, where: str, reason: str) -> AnnotationError:
     return AnnotationError(f"{path}: {where}{reason}")
 
 
+_NUMBER_TYPES = (int, float)
+
+
 def _parse_points(path: Path, where: str, raw: Any) -> tuple[tuple[float, float], ...]:
     if not isinstance(raw, list) or not raw:
         raise _fail(path, where, "'points' must be a non-empty list of [x, y]")
     points = []
+    isfinite = math.isfinite
     for index, point in enumerate(raw):
+        # Exact type checks: JSON numbers are int or float, and bool must not pass.
         if (
-            not isinstance(point, list)
+            type(point) is not list
             or len(point) != 2
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in point)
+            or type(point[0]) not in _NUMBER_TYPES
+            or type(point[1]) not in _NUMBER_TYPES
         ):
             raise _fail(path, where, f"points[{index}] must be [x, y] numbers, got {point!r}")
         try:
             x, y = float(point[0]), float(point[1])
         except OverflowError:  # an integer literal too large for a float
             x = y = math.inf
-        if not (math.isfinite(x) and math.isfinite(y)):
+        if not (isfinite(x) and isfinite(y)):
             raise _fail(path, where, f"points[{index}] is not finite: {point!r}")
         points.append((x, y))
     return tuple(points)
@@ -164,18 +170,48 @@ def _decode_mask(path: Path, where: str, raw: Any) -> NDArray[np.bool_]:
     return array.astype(bool)
 
 
-def _parse_shape(path: Path, index: int, raw: Any) -> Shape:
-    where = f"shapes[{index}]: "
-    if not isinstance(raw, dict):
-        raise _fail(path, where, "shape must be an object")
-    label = raw.get("label")
+def _clean_label(label: Any) -> str | AnnotationError:
+    """The stripped label, or the reason it is not one (returned, not raised: the scan skips it)."""
     if not isinstance(label, str) or not label.strip():
-        raise _fail(path, where, f"'label' must be a non-empty string, got {label!r}")
+        return AnnotationError(f"'label' must be a non-empty string, got {label!r}")
     # labels.txt is line-based and stripped (as labelme reads it), so a label must
     # survive that round trip or its id would change between runs.
     label = label.strip()
     if len(label.splitlines()) > 1:
-        raise _fail(path, where, f"'label' {label!r} contains a line break")
+        return AnnotationError(f"'label' {label!r} contains a line break")
+    return label
+
+
+def scan_labels(path: Path, text: str | bytes) -> list[str]:
+    """The valid labels of a labelme file's shapes, checking nothing else (a fast first pass).
+
+    Raises ``AnnotationError`` only when the file is not JSON with a ``shapes`` list;
+    every other defect is left to ``parse_annotation``, which reports it in full.
+    """
+    data = _load_json(path, text)
+    if not isinstance(data, dict) or not isinstance(data.get("shapes"), list):
+        raise _fail(path, "", "not a labelme file (no 'shapes' list)")
+    labels = (_clean_label(s.get("label")) for s in data["shapes"] if isinstance(s, dict))
+    return [label for label in labels if isinstance(label, str)]
+
+
+def _load_json(path: Path, text: str | bytes) -> Any:
+    try:
+        return json.loads(text)
+    except UnicodeDecodeError as error:
+        raise _fail(path, "", f"not UTF-8 text ({error}); save it as UTF-8") from None
+    except (ValueError, RecursionError) as error:
+        # ValueError covers JSONDecodeError and over-long integer literals.
+        raise _fail(path, "", f"not valid JSON ({error})") from None
+
+
+def _parse_shape(path: Path, index: int, raw: Any) -> Shape:
+    where = f"shapes[{index}]: "
+    if not isinstance(raw, dict):
+        raise _fail(path, where, "shape must be an object")
+    label = _clean_label(raw.get("label"))
+    if isinstance(label, AnnotationError):
+        raise _fail(path, where, str(label))
     # labelme < 4 wrote no shape_type; those shapes are polygons.
     shape_type = raw.get("shape_type") or "polygon"
     if not isinstance(shape_type, str) or shape_type not in POINT_COUNTS:
@@ -206,13 +242,7 @@ def _optional_int(path: Path, data: dict, key: str) -> int | None:
 
 def parse_annotation(path: Path, text: str | bytes) -> Annotation:
     """Parse labelme JSON ``text`` read from ``path``; raise ``AnnotationError`` on any defect."""
-    try:
-        data = json.loads(text)
-    except UnicodeDecodeError as error:
-        raise _fail(path, "", f"not UTF-8 text ({error}); save it as UTF-8") from None
-    except (ValueError, RecursionError) as error:
-        # ValueError covers JSONDecodeError and over-long integer literals.
-        raise _fail(path, "", f"not valid JSON ({error})") from None
+    data = _load_json(path, text)
     if not isinstance(data, dict):
         raise _fail(path, "", f"not a labelme file (top level is a {type(data).__name__})")
     if not isinstance(data.get("shapes"), list):
@@ -269,11 +299,15 @@ class LoadedImage:
     source_format: str
     needs_reorient: bool
     carries_orientation: bool = False
+    #: The bytes are a JPEG that can be copied as the output image unchanged.
+    copyable_jpeg: bool = False
+    #: Set when ``image`` holds only a reduced decode (see ``load_image(need_pixels=False)``).
+    display_size: tuple[int, int] | None = None
 
     @property
     def size(self) -> tuple[int, int]:
         """(height, width) in the display frame."""
-        return self.image.height, self.image.width
+        return self.display_size or (self.image.height, self.image.width)
 
 
 def exif_orientation(image: PIL.Image.Image) -> int:
@@ -349,7 +383,13 @@ def _keeps_tiff_orientation(image: PIL.Image.Image, embedded: bool) -> bool:
     return embedded or image.mode in LABELME_PILLOW_MODES
 
 
-def load_image(annotation: Annotation, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+def load_image(
+    annotation: Annotation,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    data: bytes | None = None,
+    need_pixels: bool = True,
+) -> LoadedImage:
     """Load the annotation's image as the labelme app shows it, and check its declared size.
 
     ``imageData`` is used without EXIF rotation (the app hands it to Qt, which ignores
@@ -358,11 +398,18 @@ def load_image(annotation: Annotation, *, max_pixels: int = DEFAULT_MAX_PIXELS) 
     A TIFF's own orientation tag is applied when the app shows the TIFF turned: for
     ``imageData`` (Qt turns it) and for 8-bit files (Pillow turns them on load), not
     for 16-bit and float files (labelme reads those with tifffile, which does not).
+
+    ``data`` passes the image file's bytes when the caller already read them. With
+    ``need_pixels=False`` a JPEG that can be copied unchanged is only decoded at 1/8
+    scale (which still reads every entropy-coded block, so corrupt or truncated files
+    fail), and ``image`` then holds that reduced decode.
     """
     path = annotation.path
     image_file = annotation.image_file()
     if annotation.image_data is not None:
         data, origin = annotation.image_data, "imageData"
+    elif data is not None:
+        origin = str(image_file)
     else:
         if image_file is None or not image_file.is_file():
             raise _fail(path, "", f"image not found: {image_file} (from imagePath)")
@@ -387,6 +434,14 @@ def load_image(annotation: Annotation, *, max_pixels: int = DEFAULT_MAX_PIXELS) 
             orientation = exif_orientation(image) if annotation.image_data is None else 1
             tiff_orientation = _tiff_orientation(image)
             carries_orientation = _any_orientation_tag(image)
+            copyable = (
+                image.format in ("JPEG", "MPO")
+                and orientation == 1
+                and not carries_orientation
+                and image.mode in ("RGB", "L", "CMYK")
+            )
+            if copyable and not need_pixels:
+                image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
             image.load()
     except AnnotationError:
         raise
@@ -402,8 +457,9 @@ def load_image(annotation: Annotation, *, max_pixels: int = DEFAULT_MAX_PIXELS) 
             image = image.transpose(op)
         pillow_turned = False
     oriented = apply_orientation(image, orientation)
+    display_size = (height, width) if copyable and not need_pixels else None
     declared = (annotation.image_height, annotation.image_width)
-    actual = (oriented.height, oriented.width)
+    actual = display_size or (oriented.height, oriented.width)
     for name, want, got in zip(("imageHeight", "imageWidth"), declared, actual, strict=True):
         if want is not None and want != got:
             raise _fail(
@@ -418,6 +474,8 @@ def load_image(annotation: Annotation, *, max_pixels: int = DEFAULT_MAX_PIXELS) 
         source_format,
         needs_reorient=orientation != 1 or pillow_turned,
         carries_orientation=carries_orientation,
+        copyable_jpeg=copyable,
+        display_size=display_size,
     )
 
 
