@@ -18,7 +18,7 @@ from segkit.convert_one import Job, LabelPolicy, Outcome, convert_one
 from segkit.errors import AnnotationError, OptionError
 from segkit.labelme import DEFAULT_MAX_PIXELS, scan_labels
 from segkit.manifest import load_manifest, new_manifest, save_manifest
-from segkit.parallel import ProgressCallback, parallel_map
+from segkit.parallel import ProgressCallback, parallel_map, worker_pool
 from segkit.voc import (
     BACKGROUND_LABEL,
     CLASS_DIR,
@@ -325,61 +325,69 @@ def convert(
     if not sources:
         raise AnnotationError(f"{input_dir}: no labelme .json files found (searched recursively)")
 
-    scans = parallel_map(_scan_labels, sources, workers=workers)
-    mapping = label_map or {}
-    relatives = [path.relative_to(input_dir) for path in sources]
-    found = {
-        rel.as_posix(): [mapping.get(label, label) for label in labels_]
-        for rel, (labels_, error) in zip(relatives, scans, strict=True)
-        if error is None
-    }
-    discovered = label_set is None
-    if discovered:
-        previous_labels = None
-        if previous_manifest is not None and (output / LABELS_NAME).is_file():
-            text = (output / LABELS_NAME).read_text("utf-8-sig")
-            previous_labels = parse_labels(text, str(output / LABELS_NAME))
-        elif previous_manifest is not None and previous_manifest["classes"]:
-            # labels.txt was deleted: the manifest still knows the ids in use.
-            previous_labels = parse_labels("\n".join(previous_manifest["classes"]), "segkit.json")
-        label_set = _discover_labels(found, previous_labels)
-    ids = label_set.to_ids()
-    if unknown_label == "error" and any(set(ls) - set(ids) for ls in found.values()):
-        raise _unknown_label_error(found, ids)
+    # One pool for both passes: worker start-up is paid once.
+    with worker_pool(workers) as pool:
+        scans = parallel_map(_scan_labels, sources, workers=workers, pool=pool)
+        mapping = label_map or {}
+        relatives = [path.relative_to(input_dir) for path in sources]
+        found = {
+            rel.as_posix(): [mapping.get(label, label) for label in labels_]
+            for rel, (labels_, error) in zip(relatives, scans, strict=True)
+            if error is None
+        }
+        discovered = label_set is None
+        if discovered:
+            previous_labels = None
+            if previous_manifest is not None and (output / LABELS_NAME).is_file():
+                text = (output / LABELS_NAME).read_text("utf-8-sig")
+                previous_labels = parse_labels(text, str(output / LABELS_NAME))
+            elif previous_manifest is not None and previous_manifest["classes"]:
+                # labels.txt was deleted: the manifest still knows the ids in use.
+                previous_labels = parse_labels(
+                    "\n".join(previous_manifest["classes"]), "segkit.json"
+                )
+            label_set = _discover_labels(found, previous_labels)
+        ids = label_set.to_ids()
+        if unknown_label == "error" and any(set(ls) - set(ids) for ls in found.values()):
+            raise _unknown_label_error(found, ids)
 
-    policy = LabelPolicy(ids, mapping, unknown_label)
-    options = _options(label_set, policy, image_format, viz)
-    previous_samples = {
-        sample.get("source"): sample for sample in (previous_manifest or {}).get("samples", [])
-    }
-    previous_ids = {
-        source: sample["id"] for source, sample in previous_samples.items() if source is not None
-    }
-    stems = stems_for(relatives, previous_ids)
-    jobs = [
-        Job(
-            source=path,
-            source_rel=rel.as_posix(),
-            stem=stem,
-            output=output,
-            policy=policy,
-            image_format=image_format,
-            viz=viz,
-            max_pixels=max_pixels,
-            fingerprint=_file_fingerprint(options, found.get(rel.as_posix(), []), ids),
-            previous=None if force else previous_samples.get(rel.as_posix()),
+        policy = LabelPolicy(ids, mapping, unknown_label)
+        options = _options(label_set, policy, image_format, viz)
+        previous_samples = {
+            sample.get("source"): sample for sample in (previous_manifest or {}).get("samples", [])
+        }
+        previous_ids = {
+            source: sample["id"]
+            for source, sample in previous_samples.items()
+            if source is not None
+        }
+        stems = stems_for(relatives, previous_ids)
+        jobs = [
+            Job(
+                source=path,
+                source_rel=rel.as_posix(),
+                stem=stem,
+                output=output,
+                policy=policy,
+                image_format=image_format,
+                viz=viz,
+                max_pixels=max_pixels,
+                fingerprint=_file_fingerprint(options, found.get(rel.as_posix(), []), ids),
+                previous=None if force else previous_samples.get(rel.as_posix()),
+            )
+            for path, rel, stem in zip(sources, relatives, stems, strict=True)
+        ]
+        output.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(output)
+        outcomes = parallel_map(
+            convert_one,
+            jobs,
+            workers=workers,
+            progress=progress,
+            stop=(lambda outcome: outcome.error is not None) if fail_fast else None,
+            pool=pool,
         )
-        for path, rel, stem in zip(sources, relatives, stems, strict=True)
-    ]
-    output.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(output)
-    outcomes = parallel_map(
-        convert_one,
-        jobs,
-        workers=workers,
-        progress=progress,
-        stop=(lambda outcome: outcome.error is not None) if fail_fast else None,
-    )
+    # After the pool has shut down: --fail-fast may leave workers finishing files.
     return _finish(output, label_set, discovered, jobs, outcomes, previous_samples, options)
 
 

@@ -30,8 +30,7 @@ from segkit.voc import (
     IMAGES_DIR,
     OBJECT_DIR,
     VIZ_DIR,
-    encode_palette_png,
-    encode_uint16_png,
+    mask_png_bytes,
     voc_colormap,
 )
 
@@ -260,12 +259,8 @@ def _convert(job: Job, outcome: Outcome, written: list[Path]) -> Outcome:
         raise AnnotationError(
             f"{job.source}: cannot encode the {loaded.image.mode} image ({error})"
         ) from None
-    class_png = encode_palette_png(masks.class_mask)
-    object_png = (
-        encode_uint16_png(masks.instance_mask)
-        if masks.instance_mask.dtype == np.uint16
-        else encode_palette_png(masks.instance_mask)
-    )
+    class_png = mask_png_bytes(masks.class_image)
+    object_png = mask_png_bytes(masks.instance_image)
     files = {
         "image": (f"{IMAGES_DIR}/{job.stem}{suffix}", image_bytes),
         "class_mask": (f"{CLASS_DIR}/{job.stem}.png", class_png),
@@ -294,7 +289,7 @@ def _convert(job: Job, outcome: Outcome, written: list[Path]) -> Outcome:
         "exif_rotated": loaded.needs_reorient,
         "shapes": len(shapes),
         "instances": masks.instance_count,
-        "object_mask_bits": 16 if masks.instance_mask.dtype == np.uint16 else 8,
+        "object_mask_bits": 8 if masks.instance_image.mode == "P" else 16,
         "class_pixels": {str(i): int(n) for i, n in enumerate(counts) if n},
     }
     return outcome

@@ -90,6 +90,7 @@ def _fail(path: Path, where: str, reason: str) -> AnnotationError:
 
 
 _NUMBER_TYPES = (int, float)
+_JPEG_END = b"\xff\xd9"
 
 
 def _parse_points(path: Path, where: str, raw: Any) -> tuple[tuple[float, float], ...]:
@@ -400,9 +401,9 @@ def load_image(
     for 16-bit and float files (labelme reads those with tifffile, which does not).
 
     ``data`` passes the image file's bytes when the caller already read them. With
-    ``need_pixels=False`` a JPEG that can be copied unchanged is only decoded at 1/8
-    scale (which still reads every entropy-coded block, so corrupt or truncated files
-    fail), and ``image`` then holds that reduced decode.
+    ``need_pixels=False`` a JPEG that can be copied unchanged is not decoded when its
+    header parses and it ends in the end-of-image marker (else it is decoded at 1/8
+    scale, so a truncated file fails); ``image`` is then not meant for its pixels.
     """
     path = annotation.path
     image_file = annotation.image_file()
@@ -440,9 +441,14 @@ def load_image(
                 and not carries_orientation
                 and image.mode in ("RGB", "L", "CMYK")
             )
-            if copyable and not need_pixels:
+            if not (copyable and not need_pixels):
+                image.load()
+            elif not data.endswith(_JPEG_END):
+                # Header parsed but no end marker: decode at 1/8 scale, which reads every
+                # entropy-coded block, so a truncated file fails here. A complete file
+                # (FFD9 can only be the end marker in the scan data) needs no decode.
                 image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
-            image.load()
+                image.load()
     except AnnotationError:
         raise
     except _DECODE_ERRORS as error:

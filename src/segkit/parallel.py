@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -22,6 +23,21 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+@contextlib.contextmanager
+def worker_pool(workers: int | None = None) -> Iterator[Executor | None]:
+    """A process pool to share between several ``parallel_map`` calls (``None`` for 1 worker).
+
+    Starting worker processes costs tens of milliseconds; a stage with two passes over
+    its files pays it once.
+    """
+    workers = default_workers() if workers is None else max(1, workers)
+    if workers == 1:
+        yield None
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield pool
+
+
 def parallel_map(
     func: Callable[[T], R],
     items: Iterable[T],
@@ -29,6 +45,7 @@ def parallel_map(
     workers: int | None = None,
     progress: ProgressCallback | None = None,
     stop: Callable[[R], bool] | None = None,
+    pool: Executor | None = None,
 ) -> list[R | None]:
     """``[func(item) for item in items]`` across ``workers`` processes, in input order.
 
@@ -41,6 +58,8 @@ def parallel_map(
     todo: Sequence[T] = list(items)
     workers = default_workers() if workers is None else max(1, workers)
     results: list[R | None] = [None] * len(todo)
+    if pool is not None:
+        return _run(pool, func, todo, results, progress, stop)
     if workers == 1 or len(todo) <= 1:
         for index, item in enumerate(todo):
             results[index] = result = func(item)
@@ -49,14 +68,25 @@ def parallel_map(
             if stop is not None and stop(result):
                 break
         return results
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
-        futures = {pool.submit(func, item): index for index, item in enumerate(todo)}
-        for done, future in enumerate(as_completed(futures), start=1):
-            results[futures[future]] = result = future.result()
-            if progress:
-                progress(done, len(todo))
-            if stop is not None and stop(result):
-                for pending in futures:
-                    pending.cancel()
-                break
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as own_pool:
+        return _run(own_pool, func, todo, results, progress, stop)
+
+
+def _run(
+    pool: Executor,
+    func: Callable[[T], R],
+    todo: Sequence[T],
+    results: list[R | None],
+    progress: ProgressCallback | None,
+    stop: Callable[[R], bool] | None,
+) -> list[R | None]:
+    futures = {pool.submit(func, item): index for index, item in enumerate(todo)}
+    for done, future in enumerate(as_completed(futures), start=1):
+        results[futures[future]] = result = future.result()
+        if progress:
+            progress(done, len(todo))
+        if stop is not None and stop(result):
+            for pending in futures:
+                pending.cancel()
+            break
     return results

@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 
 from segkit.errors import AnnotationError
 from segkit.labelme import Shape
-from segkit.voc import IGNORE_INDEX, IGNORE_INDEX_16
+from segkit.voc import IGNORE_INDEX, IGNORE_INDEX_16, with_voc_palette
 
 LINE_WIDTH = 10
 POINT_RADIUS = 5
@@ -44,15 +44,28 @@ MAX_INSTANCES_8BIT = 254
 class Rasterized:
     """Masks of one image: class ids (0 background, 255 ignore) and instance ids.
 
-    ``instance_mask`` is uint8 with 255 = ignore when ids fit (≤ 254 instances), else
-    uint16 with 65535 = ignore. Instance pixels whose class is background are 0.
+    The masks are kept as Pillow images, ready to encode: ``class_image`` is a VOC
+    palette ("P") image; ``instance_image`` is one too when ids fit (≤ 254 instances,
+    255 = ignore), else 16-bit ("I;16", 65535 = ignore). Instance pixels whose class is
+    background are 0. ``class_mask`` / ``instance_mask`` give them as numpy arrays.
     """
 
-    class_mask: NDArray[np.uint8]
-    instance_mask: NDArray[np.uint8] | NDArray[np.uint16]
+    class_image: PIL.Image.Image
+    instance_image: PIL.Image.Image
     instance_count: int
     #: Pixels per class value, length 256 (index 255 counts ignore pixels).
     class_counts: NDArray[np.int64]
+
+    @property
+    def class_mask(self) -> NDArray[np.uint8]:
+        """(H, W) uint8 class ids."""
+        return np.asarray(self.class_image, dtype=np.uint8)
+
+    @property
+    def instance_mask(self) -> NDArray[np.uint8] | NDArray[np.uint16]:
+        """(H, W) instance ids: uint8, or uint16 beyond 254 instances."""
+        wide = self.instance_image.mode != "P"
+        return np.asarray(self.instance_image, dtype=np.uint16 if wide else np.uint8)
 
 
 def _draw(draw: PIL.ImageDraw.ImageDraw, shape: Shape, ink: int) -> None:
@@ -164,14 +177,20 @@ def rasterize(
     instance_lut = numbers.astype(np.uint16 if wide else np.uint8)
     instance_lut[class_lut == 0] = 0
     instance_lut[class_lut == IGNORE_INDEX] = IGNORE_INDEX_16 if wide else IGNORE_INDEX
-    if canvas.mode == "L" and not wide:
+    if canvas.mode == "L":
         # Pillow's 8-bit lookup and histogram run several times faster than numpy's.
         padding = [0] * (256 - len(class_lut))
         class_image = canvas.point(class_lut.tolist() + padding)
-        instance_image = canvas.point(instance_lut.tolist() + padding)
-        counts = np.asarray(class_image.histogram(), dtype=np.int64)
-        return Rasterized(np.asarray(class_image), np.asarray(instance_image), count, counts)
-    index_image = np.asarray(canvas)
-    class_mask = class_lut[index_image]
-    counts = np.bincount(class_mask.ravel(), minlength=256).astype(np.int64)
-    return Rasterized(class_mask, instance_lut[index_image], count, counts)
+        if wide:
+            instance_image = PIL.Image.fromarray(instance_lut[np.asarray(canvas)])
+        else:
+            instance_image = with_voc_palette(canvas.point(instance_lut.tolist() + padding))
+    else:  # more than 255 shapes: a 32-bit index image
+        index_image = np.asarray(canvas)
+        class_image = PIL.Image.fromarray(class_lut[index_image])
+        lut_image = instance_lut[index_image]
+        instance_image = PIL.Image.fromarray(lut_image) if wide else with_voc_palette(
+            PIL.Image.fromarray(lut_image)
+        )
+    counts = np.asarray(class_image.histogram(), dtype=np.int64)
+    return Rasterized(with_voc_palette(class_image), instance_image, count, counts)

@@ -62,17 +62,25 @@ def encode_palette_png(mask: NDArray[np.integer]) -> bytes:
             raise ValueError("palette PNG masks hold values 0..255 only")
         mask = mask.astype(np.uint8)
     height, width = mask.shape
-    image = PIL.Image.frombytes("P", (width, height), np.ascontiguousarray(mask).tobytes())
-    image.putpalette(_PALETTE_BYTES)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_type=_Z_RLE)
-    return buffer.getvalue()
+    image = PIL.Image.frombytes("L", (width, height), np.ascontiguousarray(mask).tobytes())
+    return mask_png_bytes(with_voc_palette(image))
 
 
 def encode_uint16_png(mask: NDArray[np.integer]) -> bytes:
     """Encode a (H, W) mask with values 0..65535 as a 16-bit grayscale PNG."""
+    return mask_png_bytes(PIL.Image.fromarray(mask.astype(np.uint16)))
+
+
+def with_voc_palette(image: PIL.Image.Image) -> PIL.Image.Image:
+    """Turn an 8-bit "L" image of ids into a "P" image with the VOC colour map, in place."""
+    image.putpalette(_PALETTE_BYTES)  # "L" becomes "P"; the stored indices are kept
+    return image
+
+
+def mask_png_bytes(image: PIL.Image.Image) -> bytes:
+    """PNG bytes of a mask image ("P" palette or 16-bit), compressed for label runs."""
     buffer = io.BytesIO()
-    PIL.Image.fromarray(mask.astype(np.uint16)).save(buffer, format="PNG", compress_type=_Z_RLE)
+    image.save(buffer, format="PNG", compress_type=_Z_RLE)
     return buffer.getvalue()
 
 
