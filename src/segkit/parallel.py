@@ -13,6 +13,7 @@ R = TypeVar("R")
 
 #: Called after each item with the number of items finished so far and the total.
 ProgressCallback = Callable[[int, int], None]
+_MAX_CHUNK = 16
 
 
 def default_workers() -> int:
@@ -59,7 +60,7 @@ def parallel_map(
     workers = default_workers() if workers is None else max(1, workers)
     results: list[R | None] = [None] * len(todo)
     if pool is not None:
-        return _run(pool, func, todo, results, progress, stop)
+        return _run(pool, workers, func, todo, results, progress, stop)
     if workers == 1 or len(todo) <= 1:
         for index, item in enumerate(todo):
             results[index] = result = func(item)
@@ -69,23 +70,36 @@ def parallel_map(
                 break
         return results
     with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as own_pool:
-        return _run(own_pool, func, todo, results, progress, stop)
+        return _run(own_pool, workers, func, todo, results, progress, stop)
+
+
+def _apply(func: Callable[[T], R], chunk: Sequence[T]) -> list[R]:
+    return [func(item) for item in chunk]
 
 
 def _run(
     pool: Executor,
+    workers: int,
     func: Callable[[T], R],
     todo: Sequence[T],
     results: list[R | None],
     progress: ProgressCallback | None,
     stop: Callable[[R], bool] | None,
 ) -> list[R | None]:
-    futures = {pool.submit(func, item): index for index, item in enumerate(todo)}
-    for done, future in enumerate(as_completed(futures), start=1):
-        results[futures[future]] = result = future.result()
+    # Items travel in small chunks: one round trip per item costs the main process
+    # more than the work for small files. ~8 chunks per worker keeps progress smooth.
+    size = max(1, min(_MAX_CHUNK, len(todo) // (8 * workers)))
+    starts = range(0, len(todo), size)
+    futures = {pool.submit(_apply, func, todo[start : start + size]): start for start in starts}
+    done = 0
+    for future in as_completed(futures):
+        start = futures[future]
+        chunk_results = future.result()
+        results[start : start + len(chunk_results)] = chunk_results
+        done += len(chunk_results)
         if progress:
             progress(done, len(todo))
-        if stop is not None and stop(result):
+        if stop is not None and any(stop(result) for result in chunk_results):
             for pending in futures:
                 pending.cancel()
             break
