@@ -110,7 +110,7 @@ def run_labelme_reference(src: Path, out: Path) -> float:
 
 def run_segkit(src: Path, out: Path, workers: int | None) -> float:
     """``segkit convert`` through its Python API; returns seconds."""
-    from segkit.convert import convert
+    from segkit.convert_stage import convert
 
     start = time.perf_counter()
     summary = convert(src, out, labels=str(src / "labels.txt"), workers=workers, force=True)

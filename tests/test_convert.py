@@ -1,4 +1,4 @@
-"""segkit.convert as a Python API, and its helpers (stems, labels, stale-output removal)."""
+"""segkit.convert_stage as a Python API, and its helpers (stems, labels, stale-output removal)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from helpers_convert import add_sample, manifest, shape, tree_hashes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segkit.convert import ConvertSummary, convert, parse_label_map, resolve_labels, stems_for
+from segkit.convert_stage import ConvertSummary, convert, parse_label_map, resolve_labels, stems_for
 from segkit.errors import AnnotationError, DatasetError, OptionError
 from segkit.voc import LabelSet
 

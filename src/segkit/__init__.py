@@ -1,12 +1,40 @@
-"""segkit: labelme annotations to a trained, honestly evaluated segmentation model."""
+"""segkit: labelme annotations to a trained, honestly evaluated segmentation model.
+
+Every stage is a plain function as well as a command::
+
+    import segkit
+    summary = segkit.convert("annotations", "dataset", labels="labels.txt")
+    findings = segkit.validate_dataset("dataset")
+    splits = segkit.split_dataset("dataset", val=0.2, test=0.1, seed=0)
+    weights = segkit.compute_weights("dataset")
+"""
 
 from __future__ import annotations
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 try:
     __version__ = version("segkit")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+# Imported on first use, so `import segkit` stays cheap (no numpy/scipy/torch).
+_LAZY = {
+    "convert": "segkit.convert_stage",
+    "ConvertSummary": "segkit.convert_stage",
+    "validate_dataset": "segkit.validate",
+    "split_dataset": "segkit.split_stage",
+    "compute_weights": "segkit.weights_stage",
+    "WeightsOptions": "segkit.weights_stage",
+    "open_dataset": "segkit.dataset",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'segkit' has no attribute {name!r}")

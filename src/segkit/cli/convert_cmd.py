@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from segkit.cli._common import console, err_console, handle_errors, print_json, progress_bar
-from segkit.convert import ConvertSummary, convert, parse_label_map
+from segkit.convert_stage import ConvertSummary, convert, parse_label_map
 from segkit.labelme import DEFAULT_MAX_PIXELS
 
 
