@@ -248,12 +248,24 @@ def test_build_model_records_its_config() -> None:
     }
 
 
-def test_traceable_and_exportable() -> None:
+def test_traceable_for_any_size() -> None:
+    # The ONNX exporter traces; the pad/crop must stay symbolic, not baked to one size.
     model = build_model("unet-tiny", 3, 2, base_channels=4).eval()
-    x = torch.randn(1, 3, 32, 32)
-    traced = torch.jit.trace(model, x)
-    other = torch.randn(2, 3, 37, 45)  # a different size than traced: padding is dynamic
+    traced = torch.jit.trace(model, torch.randn(1, 3, 32, 32))
+    other = torch.randn(2, 3, 37, 45)
     torch.testing.assert_close(traced(other), model(other))
+
+
+@pytest.mark.parametrize("name", ["unet-tiny", "unetpp-small"])
+def test_torch_export_with_dynamic_height_and_width(name: str) -> None:
+    # torch.export is what torch.compile and the newer ONNX exporter build on.
+    model = build_model(name, 3, 2, base_channels=4, depth=3).eval()
+    height, width = torch.export.Dim("height", min=32), torch.export.Dim("width", min=32)
+    program = torch.export.export(
+        model, (torch.randn(1, 3, 64, 64),), dynamic_shapes={"x": {2: height, 3: width}}
+    )
+    x = torch.randn(1, 3, 37, 101)
+    torch.testing.assert_close(program.module()(x), model(x))
 
 
 # --- UNet++ ----------------------------------------------------------------------------------

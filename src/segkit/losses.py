@@ -182,6 +182,9 @@ class BCEWithLogitsLoss(_PixelLoss):
             raise ValueError(f"pos_weight must be a finite number > 0; got {pos_weight!r}")
         self.pos_weight = pos_weight
 
+    def extra_repr(self) -> str:
+        return f"pos_weight={self.pos_weight}"
+
     def forward(self, logits: Tensor, target: Tensor, weight_map: Tensor | None = None) -> Tensor:
         _check_inputs(logits, target, weight_map)
         if logits.shape[1] != 1:
@@ -225,6 +228,9 @@ class FocalLoss(_PixelLoss):
             raise ValueError(f"alpha must be in [0, 1] or none; got {alpha!r}")
         self.gamma = float(gamma)
         self.alpha = alpha
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, alpha={self.alpha}"
 
     def _modulate(self, one_minus_p: Tensor) -> Tensor:
         # Clamped so (1−p)^γ keeps a finite gradient at p == 1 when 0 < γ < 1.
@@ -279,6 +285,9 @@ class DiceLoss(_PixelLoss):
         self.smooth = float(smooth)
         self.exclude_background = bool(exclude_background)
 
+    def extra_repr(self) -> str:
+        return f"smooth={self.smooth}, exclude_background={self.exclude_background}"
+
     def forward(self, logits: Tensor, target: Tensor, weight_map: Tensor | None = None) -> Tensor:
         _check_inputs(logits, target, weight_map)
         num_classes = logits.shape[1]
@@ -318,6 +327,9 @@ class CombinedLoss(nn.Module):
         self.weights = [float(weight) for weight, _ in terms]
         self.terms = nn.ModuleList(loss for _, loss in terms)
 
+    def extra_repr(self) -> str:
+        return f"weights={self.weights}"
+
     def forward(self, logits: Tensor, target: Tensor, weight_map: Tensor | None = None) -> Tensor:
         total = logits.new_zeros((), dtype=torch.float32)
         for weight, loss in zip(self.weights, self.terms, strict=True):
@@ -348,6 +360,9 @@ class DeepSupervisionLoss(nn.Module):
                 )
         self.loss = loss
         self.weights = weights
+
+    def extra_repr(self) -> str:
+        return f"weights={self.weights or 'equal'}"
 
     def forward(
         self, outputs: Tensor | Sequence[Tensor], target: Tensor, weight_map: Tensor | None = None

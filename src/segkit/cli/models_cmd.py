@@ -106,7 +106,7 @@ def _millions(count: int) -> str:
 
 
 def _pruning_table(name: str, rows: list, size: int) -> Table:
-    table = Table(title=f"{name}: pruning levels ({size}×{size}, batch 1, CPU)")
+    table = Table(title=f"{name} pruning, {size}×{size}, batch 1")
     table.add_column("level", justify="right")
     table.add_column("params", justify="right")
     table.add_column("GFLOPs", justify="right")

@@ -81,9 +81,20 @@ def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
     The pad is always applied, even when it is zero, so a traced or exported graph keeps
     working for every input size rather than only the size it was traced with.
     """
-    pad_h = (multiple - x.shape[-2] % multiple) % multiple
-    pad_w = (multiple - x.shape[-1] % multiple) % multiple
+    # Written as round-up-then-subtract so torch.export's symbolic shapes can prove the
+    # padded size divisible by ``multiple`` (needed for dynamic height and width).
+    pad_h = (x.shape[-2] + multiple - 1) // multiple * multiple - x.shape[-2]
+    pad_w = (x.shape[-1] + multiple - 1) // multiple * multiple - x.shape[-1]
     return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+
+
+def crop_top_left(x: Tensor, height: int, width: int) -> Tensor:
+    """Keep the top-left ``height × width`` window of an NCHW tensor (undoes ``pad_to_multiple``).
+
+    A negative pad rather than slicing: ``torch.export`` cannot prove a slice bound
+    against the rounded-up size, but accepts the pad, so dynamic shapes keep working.
+    """
+    return F.pad(x, (0, width - x.shape[-1], 0, height - x.shape[-2]))
 
 
 def init_weights(module: nn.Module) -> None:

@@ -13,6 +13,7 @@ from segkit.models.parts import (
     center_crop,
     check_choice,
     check_positive_int,
+    crop_top_left,
     init_weights,
     pad_to_multiple,
 )
@@ -191,5 +192,5 @@ class UNet(nn.Module):
             x = block(torch.cat([skip, x], dim=1))
         logits = self.head(x)
         if self.padding == "same":
-            logits = logits[..., :height, :width]
+            logits = crop_top_left(logits, height, width)
         return logits

@@ -11,6 +11,7 @@ from segkit.models.parts import (
     Upsample2x,
     check_choice,
     check_positive_int,
+    crop_top_left,
     init_weights,
     pad_to_multiple,
 )
@@ -131,7 +132,7 @@ class UNetPlusPlus(nn.Module):
                 grid[row].append(self.nodes[key](torch.cat([*grid[row], upsampled], dim=1)))
         if self.training and self.deep_supervision:
             return [
-                self.heads[str(column)](grid[0][column])[..., :height, :width]
+                crop_top_left(self.heads[str(column)](grid[0][column]), height, width)
                 for column in range(1, level + 1)
             ]
-        return self.heads[str(level)](grid[0][level])[..., :height, :width]
+        return crop_top_left(self.heads[str(level)](grid[0][level]), height, width)
