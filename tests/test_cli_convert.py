@@ -1035,3 +1035,68 @@ def test_truncated_jpeg_fails_even_when_its_bytes_would_be_copied(tmp_path: Path
     assert result.exit_code == 1
     assert "cannot decode image" in result.stderr
     assert not list((tmp_path / "out").glob("JPEGImages/*"))
+
+
+def test_converting_another_folder_into_a_dataset_is_refused_without_force(
+    tmp_path: Path,
+) -> None:
+    add_sample(tmp_path / "batch1", "a")
+    add_sample(tmp_path / "batch2", "b")
+    out = tmp_path / "out"
+    assert run(*convert_args(tmp_path / "batch1", out)).exit_code == 0
+    result = run(*convert_args(tmp_path / "batch2", out))
+    assert result.exit_code == 1
+    assert len(error_lines(result)) == 1 and "was converted from" in result.stderr
+    assert (out / "JPEGImages" / "a.jpg").is_file()  # nothing removed
+    assert run(*convert_args(tmp_path / "batch2", out, "--force")).exit_code == 0
+    assert [s["id"] for s in manifest(out)["samples"]] == ["b"]
+    assert not (out / "JPEGImages" / "a.jpg").exists()
+
+
+def test_input_inside_output_is_named_as_the_problem(tmp_path: Path) -> None:
+    add_sample(tmp_path / "out" / "annotations", "a")
+    result = run(*convert_args(tmp_path / "out" / "annotations", tmp_path / "out"))
+    assert result.exit_code == 1
+    assert "input folder lies inside the output folder" in result.stderr
+
+
+def test_output_below_a_file_is_one_line(tmp_path: Path) -> None:
+    add_sample(tmp_path / "in", "a")
+    (tmp_path / "afile").write_text("x")
+    result = run(*convert_args(tmp_path / "in", tmp_path / "afile" / "ds"))
+    assert result.exit_code == 1
+    assert error_lines(result) and "is not a folder" in result.stderr
+
+
+def test_a_rerun_repairs_an_edited_output_image(tmp_path: Path) -> None:
+    add_sample(tmp_path / "in", "a")
+    out = tmp_path / "out"
+    assert run(*convert_args(tmp_path / "in", out)).exit_code == 0
+    image = out / "JPEGImages" / "a.jpg"
+    original = image.read_bytes()
+    image.write_bytes(original + b"edited")
+    assert run(*convert_args(tmp_path / "in", out)).exit_code == 0
+    assert image.read_bytes() == original
+
+
+def test_labels_of_files_that_fail_get_no_class_id(tmp_path: Path) -> None:
+    add_sample(tmp_path / "in", "good", [shape("cat", "rectangle", [[1, 1], [5, 5]])])
+    add_sample(tmp_path / "in", "bad", [shape("catt", "polygon", [[1, 1]])])
+    out = tmp_path / "out"
+    result = run(*convert_args(tmp_path / "in", out))
+    assert result.exit_code == 1 and "bad.json" in result.stderr
+    assert (out / "labels.txt").read_text().split() == ["__ignore__", "_background_", "cat"]
+
+
+def test_only_segkit_temp_files_are_cleaned_up(tmp_path: Path) -> None:
+    add_sample(tmp_path / "in", "a")
+    out = tmp_path / "out"
+    (out / "JPEGImages").mkdir(parents=True)
+    leftover = out / "JPEGImages" / ".a.jpg.x1y2.tmp"
+    leftover.write_bytes(b"half")
+    users = out / "notes" / ".draft.tmp"
+    users.parent.mkdir()
+    users.write_text("mine")
+    assert run(*convert_args(tmp_path / "in", out, "--force")).exit_code == 0
+    assert not leftover.exists()
+    assert users.read_text() == "mine"

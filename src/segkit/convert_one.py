@@ -165,11 +165,12 @@ def _up_to_date(job: Job, json_sha: str, image_sha: str) -> bool:
         and previous.get("image_source_sha256") == image_sha
         and previous.get("options_fingerprint") == job.fingerprint
     )
-    if not same_inputs or not _is_output(job.output, previous.get("image")):
+    if not same_inputs:
         return False
-    # An interrupted run may have rewritten a mask under other options before it could
-    # update the manifest; the masks are small, so check their bytes, not just names.
-    checked = ["class_mask", "object_mask", *(["visualization"] if job.viz else [])]
+    # Outputs are checked by content, not name: an interrupted run may have rewritten a
+    # mask under other options, or someone edited an image (validate then advises a
+    # re-run, which must repair it). Hashing is cheap next to converting.
+    checked = ["image", "class_mask", "object_mask", *(["visualization"] if job.viz else [])]
     for key in checked:
         relative = previous.get(key)
         if not _is_output(job.output, relative):

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from segkit import __version__
-from segkit._io import atomic_write_text, remove_stale_temp_files
+from segkit._io import atomic_write_text
 from segkit.convert_one import Job, LabelPolicy, Outcome, convert_one
-from segkit.errors import AnnotationError, OptionError
-from segkit.labelme import DEFAULT_MAX_PIXELS, scan_labels
+from segkit.errors import AnnotationError, DatasetError, OptionError
+from segkit.labelme import DEFAULT_MAX_PIXELS, read_annotation, scan_labels
 from segkit.manifest import load_manifest, new_manifest, save_manifest
 from segkit.parallel import ProgressCallback, parallel_map, worker_pool
 from segkit.voc import (
@@ -157,12 +157,21 @@ def resolve_labels(spec: str | Sequence[str] | LabelSet | None) -> LabelSet | No
 
 
 def _scan_labels(path: Path) -> tuple[list[str], str | None]:
+    """Labels of one file; only its shape labels are checked (enough to check a given list)."""
     try:
         return scan_labels(path, path.read_bytes()), None
     except AnnotationError as error:
         return [], str(error)
     except OSError as error:
         return [], f"{path}: {error}"
+
+
+def _scan_labels_strict(path: Path) -> tuple[list[str], str | None]:
+    """Labels of one file whose shapes all parse: a file that will fail adds no class."""
+    try:
+        return [shape.label for shape in read_annotation(path).shapes], None
+    except AnnotationError as error:
+        return [], str(error)
 
 
 def _discover_labels(found: dict[str, list[str]], previous: LabelSet | None) -> LabelSet:
@@ -194,16 +203,41 @@ def _unknown_label_error(found: dict[str, list[str]], ids: dict[str, int]) -> An
     )
 
 
+def _remove_own_temp_files(output: Path) -> None:
+    """Delete temporary files an interrupted run left, touching nothing segkit did not write."""
+    for folder in (IMAGES_DIR, CLASS_DIR, OBJECT_DIR, VIZ_DIR):
+        for leftover in (output / folder).glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
+    for name in (MANIFEST_NAME, LABELS_NAME, CLASS_NAMES_NAME):
+        for leftover in output.glob(f".{name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
 def _check_output(input_dir: Path, output: Path, force: bool) -> dict[str, Any] | None:
     if output.resolve() == input_dir.resolve():
         raise OptionError(f"{output}: the output folder must differ from the input folder")
-    if output.exists() and not output.is_dir():
-        raise OptionError(f"{output}: exists and is not a folder")
+    if input_dir.resolve().is_relative_to(output.resolve()):
+        raise OptionError(
+            f"{input_dir}: the input folder lies inside the output folder {output}; "
+            "write the dataset somewhere else"
+        )
+    for parent in (output, *output.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise OptionError(f"{output}: {parent} exists and is not a folder")
+            break
     manifest = load_manifest(output) if output.is_dir() else None
     if manifest is None and output.is_dir() and any(output.iterdir()) and not force:
         raise OptionError(
             f"{output}: folder is not empty and has no {MANIFEST_NAME}; choose a new "
             "folder or pass --force to write into it"
+        )
+    previous_input = ((manifest or {}).get("convert") or {}).get("input")
+    if previous_input and previous_input != str(input_dir.resolve()) and not force:
+        raise OptionError(
+            f"{output}: was converted from {previous_input}, not {input_dir.resolve()}; "
+            "a run from another folder would remove the samples that are not in it. "
+            "Choose a new output folder, or pass --force to replace the dataset"
         )
     return manifest
 
@@ -327,7 +361,9 @@ def convert(
 
     # One pool for both passes: worker start-up is paid once.
     with worker_pool(workers) as pool:
-        scans = parallel_map(_scan_labels, sources, workers=workers, pool=pool)
+        # Discovered labels become permanent ids, so only files that parse contribute.
+        scan = _scan_labels if label_set is not None else _scan_labels_strict
+        scans = parallel_map(scan, sources, workers=workers, pool=pool)
         mapping = label_map or {}
         relatives = [path.relative_to(input_dir) for path in sources]
         found = {
@@ -377,8 +413,11 @@ def convert(
             )
             for path, rel, stem in zip(sources, relatives, stems, strict=True)
         ]
-        output.mkdir(parents=True, exist_ok=True)
-        remove_stale_temp_files(output)
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OptionError(f"{output}: cannot create the output folder ({error})") from None
+        _remove_own_temp_files(output)
         outcomes = parallel_map(
             convert_one,
             jobs,
@@ -388,7 +427,9 @@ def convert(
             pool=pool,
         )
     # After the pool has shut down: --fail-fast may leave workers finishing files.
-    return _finish(output, label_set, discovered, jobs, outcomes, previous_samples, options)
+    return _finish(
+        input_dir, output, label_set, discovered, jobs, outcomes, previous_samples, options
+    )
 
 
 def _kept_after_cancel(
@@ -406,6 +447,7 @@ def _kept_after_cancel(
 
 
 def _finish(
+    input_dir: Path,
     output: Path,
     label_set: LabelSet,
     discovered: bool,
@@ -454,10 +496,28 @@ def _finish(
     ids = label_set.to_ids()
     names = {value: name for name, value in ids.items()}
     summary.class_pixels = {names.get(i, str(i)): totals[i] for i in sorted(totals)}
-    atomic_write_text(output / LABELS_NAME, label_set.labels_txt())
-    atomic_write_text(output / CLASS_NAMES_NAME, label_set.class_names_txt())
     manifest = load_manifest(output) or {}
     keep_sections = {k: v for k, v in manifest.items() if k in ("splits", "weights")}
+    try:
+        _write_dataset_files(
+            output, label_set, samples, keep_sections, input_dir, discovered, options
+        )
+    except OSError as error:
+        raise DatasetError(f"{output}: cannot write the dataset files ({error})") from None
+    return summary
+
+
+def _write_dataset_files(
+    output: Path,
+    label_set: LabelSet,
+    samples: list[dict[str, Any]],
+    keep_sections: dict[str, Any],
+    input_dir: Path,
+    discovered: bool,
+    options: dict[str, Any],
+) -> None:
+    atomic_write_text(output / LABELS_NAME, label_set.labels_txt())
+    atomic_write_text(output / CLASS_NAMES_NAME, label_set.class_names_txt())
     save_manifest(
         output,
         new_manifest(
@@ -465,6 +525,7 @@ def _finish(
             samples,
             convert={
                 "segkit_version": __version__,
+                "input": str(input_dir.resolve()),
                 "options": options,
                 "options_fingerprint": _fingerprint(options),
                 "labels_discovered": discovered,
@@ -472,4 +533,3 @@ def _finish(
             **keep_sections,
         ),
     )
-    return summary
