@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -89,6 +88,7 @@ def _checkpoint(tmp_path: Path, name: str, **overrides) -> Path:
     ],
 )
 def test_export_onnx_round_trip(tmp_path: Path, name: str, overrides: dict, extra: list) -> None:
+    pytest.importorskip("onnx")
     onnxruntime = pytest.importorskip("onnxruntime")
     checkpoint = _checkpoint(tmp_path, name, **overrides)
     result = run("export", checkpoint, "--onnx", "--size", "64", "--json", *extra)
@@ -111,11 +111,11 @@ def test_export_onnx_round_trip(tmp_path: Path, name: str, overrides: dict, extr
     assert actual.shape == expected.shape
     assert abs(actual - expected).max() < 1e-4
     metadata = session.get_modelmeta().custom_metadata_map
-    if importlib.util.find_spec("onnx") is not None:  # metadata is added with onnx only
-        assert json.loads(metadata["segkit"])["architecture"] == name
+    assert json.loads(metadata["segkit"])["architecture"] == name
 
 
 def test_export_without_onnxruntime_check_still_writes(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
     checkpoint = _checkpoint(tmp_path, "unet-tiny", base_channels=4)
     target = tmp_path / "out" / "model.onnx"
     result = run("export", checkpoint, "--onnx", "--no-check", "-o", target, "--size", "32")
@@ -135,3 +135,13 @@ def test_export_errors(tmp_path: Path) -> None:
     result = run("export", checkpoint, "--onnx", "--prune-level", "2")
     assert result.exit_code == 1
     assert "cannot be pruned" in result.output
+
+
+def test_export_without_onnx_package_says_what_to_install(tmp_path: Path, monkeypatch) -> None:
+    import segkit.models.export
+
+    monkeypatch.setattr(segkit.models.export, "onnx_installed", lambda: False)
+    result = run("export", _checkpoint(tmp_path, "unet-tiny", base_channels=4), "--onnx")
+    assert result.exit_code == 1
+    assert "pip install 'segkit[onnx]'" in result.output
+    assert not (tmp_path / "best.onnx").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import warnings
@@ -31,10 +32,13 @@ def onnx_bytes(
 ) -> bytes:
     """Serialise ``model`` (run in eval mode on ``example``) to ONNX with dynamic N, H, W.
 
-    Uses PyTorch's TorchScript-based exporter, which needs no package beyond torch;
-    ``metadata`` is stored as JSON under the ``segkit`` key of the model's
-    ``metadata_props`` when the ``onnx`` package is installed.
+    Uses PyTorch's TorchScript-based exporter, which needs the ``onnx`` package (the
+    ``segkit[onnx]`` extra) but not ``onnxscript``; ``metadata`` is stored as JSON under
+    the ``segkit`` key of the model's ``metadata_props``. Raises ``OptionError`` when
+    ``onnx`` is missing.
     """
+    if not onnx_installed():
+        raise OptionError("ONNX export needs the onnx package: pip install 'segkit[onnx]'")
     was_training = model.training
     model.eval()
     buffer = io.BytesIO()
@@ -53,8 +57,6 @@ def onnx_bytes(
                 dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
                 opset_version=opset,
             )
-    except ModuleNotFoundError as error:
-        raise OptionError(f"ONNX export needs {error.name}: pip install 'segkit[onnx]'") from error
     finally:
         model.train(was_training)
     data = buffer.getvalue()
@@ -63,11 +65,14 @@ def onnx_bytes(
     return data
 
 
+def onnx_installed() -> bool:
+    """Whether the ``onnx`` package, which the exporter needs, can be imported."""
+    return importlib.util.find_spec("onnx") is not None
+
+
 def _with_metadata(data: bytes, metadata: Mapping[str, Any]) -> bytes:
-    try:
-        import onnx
-    except ImportError:
-        return data
+    import onnx
+
     proto = onnx.load_from_string(data)
     entry = proto.metadata_props.add()
     entry.key = "segkit"
