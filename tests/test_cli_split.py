@@ -8,11 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_split_stage import SPLITS, make_voc, read_split, simple_masks, snapshot
 from typer.testing import CliRunner
 
 from segkit.cli import app
+from segkit.voc import encode_uint16_png
 
 runner = CliRunner()
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
@@ -161,3 +163,33 @@ def test_dataset_from_segkit_convert(tmp_path) -> None:
     checked = runner.invoke(app, ["validate", str(out), "--json", "--workers", "1"])
     findings = json.loads(checked.stdout)["findings"]
     assert not [f for f in findings if f["check"].startswith("split")], findings
+
+
+def test_markup_in_paths_and_patterns_is_printed_literally(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a short relative path keeps the title on one line
+    masks = {f"vid{v}_frame{f}": {0, 1 + (v + f) % 4} for v in range(6) for f in range(3)}
+    make_voc(tmp_path / "[b]ds", masks)
+    result = split("[b]ds", "--group-by", r"^([a-z]+\d)_", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert "segkit split → [b]ds" in result.stdout
+    assert r"(regex ^([a-z]+\d)_)" in result.stdout
+
+
+def test_sixteen_bit_class_mask_is_one_error_line(tmp_path) -> None:
+    root = make_voc(tmp_path / "voc", simple_masks())
+    wide = np.zeros((24, 24), np.uint16)
+    (root / "SegmentationClass" / "img002.png").write_bytes(encode_uint16_png(wide))
+    result = split(str(root), "--workers", "1")
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "img002.png: class mask has mode 'I;16'" in lines[0], lines
+
+
+def test_split_file_in_another_encoding_is_one_error_line(tmp_path) -> None:
+    root = make_voc(tmp_path / "voc", simple_masks())
+    (root / SPLITS).mkdir(parents=True)
+    (root / SPLITS / "train.txt").write_bytes("img001\nbœuf\n".encode("cp1252"))
+    result = split(str(root), "--workers", "1")
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "train.txt: split file is not UTF-8 text" in lines[0], lines

@@ -388,3 +388,32 @@ def test_unreadable_manifest_is_one_error_line(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "segkit.json: not valid JSON" in result.output
     assert "Traceback" not in result.output
+
+
+def test_split_file_in_another_encoding_is_a_finding_not_a_traceback(tmp_path: Path) -> None:
+    root = make_voc(tmp_path)
+    (root / "ImageSets/Segmentation/val.txt").write_bytes("s4\nbœuf\n".encode("cp1252"))
+    result = runner.invoke(app, ["validate", str(root), "--workers", "1"])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "unreadable" in result.stdout and "not UTF-8" in result.stdout
+    code, report = run_json(root)
+    assert code == 1 and ("unreadable", "ImageSets/Segmentation/val.txt") in checks_and_files(
+        report
+    )
+
+
+def test_non_utf8_class_list_is_one_error_line(tmp_path: Path) -> None:
+    root = make_voc(tmp_path)
+    (root / "class_names.txt").write_bytes("_background_\nchat\nbœuf\n".encode("cp1252"))
+    result = runner.invoke(app, ["validate", str(root), "--workers", "1"])
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "class_names.txt: label list is not UTF-8 text" in lines[0]
+
+
+def test_markup_in_paths_and_stems_is_printed_literally(tmp_path: Path) -> None:
+    root = make_voc(tmp_path / "[b]ds")
+    (root / "JPEGImages/[red]x.jpg").write_bytes((root / "JPEGImages/s0.jpg").read_bytes())
+    result = runner.invoke(app, ["validate", str(root), "--workers", "1"])
+    assert "JPEGImages/[red]x.jpg" in result.stdout, result.stdout

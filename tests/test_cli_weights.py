@@ -15,7 +15,7 @@ from test_weights_stage import make_voc, synthetic_masks
 from typer.testing import CliRunner
 
 from segkit.cli import app
-from segkit.voc import encode_palette_png
+from segkit.voc import encode_palette_png, encode_uint16_png
 
 runner = CliRunner()
 
@@ -230,3 +230,27 @@ def test_unknown_scheme_is_a_usage_error(tmp_path: Path):
     result = invoke(tmp_path, "--scheme", "sqrt")
     assert result.exit_code == 2
     assert "median-frequency" in result.output
+
+
+def test_markup_in_the_dataset_path_is_printed_literally(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(tmp_path)  # a short relative path keeps the title on one line
+    make_voc(tmp_path / "[b]ds", 2, splits={"[i]train": [0, 1]})
+    result = invoke(Path("[b]ds"), "--split", "[i]train")
+    assert result.exit_code == 0, result.output
+    assert "segkit weights → [b]ds (split [i]train, 2 images)" in result.stdout
+
+
+def test_sixteen_bit_class_mask(tmp_path: Path):
+    make_voc(tmp_path, 2)
+    cls, _ = synthetic_masks(1)
+    (tmp_path / "SegmentationClass" / "img1.png").write_bytes(encode_uint16_png(cls))
+    assert_one_error(invoke(tmp_path), "img1.png", "class mask has mode 'I;16'", "8-bit")
+
+
+def test_split_file_in_another_encoding(tmp_path: Path):
+    make_voc(tmp_path, 3, splits={"train": [0, 1]})
+    train = tmp_path / "ImageSets" / "Segmentation" / "train.txt"
+    train.write_bytes("img0\nbœuf\n".encode("cp1252"))
+    assert_one_error(invoke(tmp_path), "train.txt", "split file is not UTF-8 text")

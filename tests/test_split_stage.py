@@ -14,7 +14,7 @@ import pytest
 from segkit.errors import DatasetError, OptionError
 from segkit.manifest import load_manifest, new_manifest, save_manifest
 from segkit.split_stage import plan_fractions, split_dataset
-from segkit.voc import encode_palette_png
+from segkit.voc import encode_palette_png, encode_uint16_png
 
 SPLITS = "ImageSets/Segmentation"
 
@@ -397,3 +397,50 @@ def test_changed_grouping_conflicts_are_kept_and_reported(tmp_path) -> None:
     assert {n: read_split(root, n) for n in before} == before
     assert summary.conflicts
     assert any("--reshuffle" in line for line in summary.warnings)
+
+
+def test_sixteen_bit_images_are_grouped_by_content(tmp_path) -> None:
+    # Microscopy images (values far above 255) all hashed to 0 through convert("L"),
+    # so the default near-duplicate grouping made one group of them and split failed
+    # with "1 group(s) of images cannot fill 3 splits".
+    masks = {f"cell{i}": {0, 1 + i % 2} for i in range(6)}
+    root = make_voc(tmp_path / "voc", masks)
+    for index, stem in enumerate(sorted(masks)):
+        (root / "JPEGImages" / f"{stem}.jpg").unlink()
+        rng = np.random.default_rng(index)
+        small = PIL.Image.fromarray(rng.random((3, 4)).astype(np.float32))
+        smooth = np.asarray(small.resize((24, 24), PIL.Image.Resampling.BILINEAR))
+        wide = PIL.Image.fromarray((2000 + smooth * 60000).astype(np.uint16))
+        wide.save(root / "JPEGImages" / f"{stem}.{'tif' if index % 2 else 'png'}")
+    summary = split_dataset(root, val=0.2, test=0.2, workers=1)
+    assert summary.groups == 6
+    assert sorted(read_split(root, "trainval") + read_split(root, "test")) == sorted(masks)
+
+
+def test_files_over_the_pixel_limit_are_split(tmp_path, monkeypatch) -> None:
+    root = make_voc(tmp_path / "voc", simple_masks(10))
+    expected = split_dataset(tmp_path / "voc", workers=1).to_dict()["splits"]
+    # 24×24 images and masks are now over twice Pillow's limit (DecompressionBombError).
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 100)
+    summary = split_dataset(root, reshuffle=True, workers=1)
+    assert summary.to_dict()["splits"] == expected
+    assert PIL.Image.MAX_IMAGE_PIXELS == 100
+
+
+def test_sixteen_bit_class_mask_is_refused_like_validate_does(tmp_path) -> None:
+    root = make_voc(tmp_path / "voc", simple_masks())
+    mask = np.zeros((24, 24), np.uint16)
+    mask[:3] = 1
+    (root / "SegmentationClass" / "img005.png").write_bytes(encode_uint16_png(mask))
+    before = snapshot(root)
+    with pytest.raises(DatasetError, match=r"img005\.png: class mask has mode 'I;16'.*8-bit"):
+        split_dataset(root, workers=1)
+    assert snapshot(root) == before
+
+
+def test_progress_counts_samples(tmp_path) -> None:
+    root = make_voc(tmp_path / "voc", simple_masks(60))
+    calls: list[tuple[int, int]] = []
+    split_dataset(root, workers=2, progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (60, 60)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)

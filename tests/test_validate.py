@@ -15,6 +15,7 @@ import PIL.Image
 import pytest
 
 from segkit._io import sha256_file
+from segkit.dataset import Dataset, Sample
 from segkit.manifest import new_manifest
 from segkit.validate import (
     SEVERITY,
@@ -28,6 +29,7 @@ from segkit.validate import (
     rgb_mask_advice,
     sort_findings,
     split_findings,
+    validate,
     validate_dataset,
 )
 from segkit.voc import encode_palette_png, encode_uint16_png, voc_colormap
@@ -317,6 +319,44 @@ def test_sixteen_bit_instance_mask_is_accepted(tmp_path: Path) -> None:
     ]
 
 
+def test_sixteen_bit_images_are_not_near_duplicates(tmp_path: Path) -> None:
+    # Microscopy TIFF/PNG: values far above 255. Hashed after convert("L") they all
+    # clipped to white, so every pair was reported as near-identical.
+    root = make_voc(tmp_path)
+    for index, stem in enumerate(STEMS):
+        (root / f"JPEGImages/{stem}.jpg").unlink()
+        grey = image_pixels(index)[..., 0].astype(np.uint16) * 200 + 1000
+        PIL.Image.fromarray(grey).save(root / f"JPEGImages/{stem}.{'png' if index % 2 else 'tif'}")
+    assert validate_dataset(root, workers=1) == []
+
+
+def test_files_over_the_pixel_limit_are_checked_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_voc(tmp_path)
+    # Every 24×16 image and mask is now over twice Pillow's limit (a decompression bomb
+    # to Pillow); files already in a dataset are read whatever their size.
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 100)
+    assert validate_dataset(root, workers=1) == []
+    assert PIL.Image.MAX_IMAGE_PIXELS == 100
+    (root / "SegmentationClass/s1.png").write_bytes(b"not a png")
+    assert pairs(validate_dataset(root, workers=1)) == [("unreadable", "SegmentationClass/s1.png")]
+
+
+def test_class_names_with_byte_order_mark(tmp_path: Path) -> None:
+    root = make_voc(tmp_path)
+    (root / "class_names.txt").write_bytes("\n".join(CLASSES).encode("utf-8-sig"))
+    assert validate_dataset(root, workers=1) == []
+
+
+def test_split_file_that_is_not_utf8_is_an_unreadable_finding(tmp_path: Path) -> None:
+    root = make_voc(tmp_path)
+    (root / "ImageSets/Segmentation/extra.txt").write_bytes("s0\nbœuf\n".encode("cp1252"))
+    findings = validate_dataset(root, workers=1)
+    assert pairs(findings) == [("unreadable", "ImageSets/Segmentation/extra.txt")]
+    assert "not UTF-8" in findings[0].detail
+
+
 def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
     return {
         str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
@@ -349,6 +389,17 @@ def test_progress_reports_every_sample(tmp_path: Path) -> None:
     calls: list[tuple[int, int]] = []
     validate_dataset(make_voc(tmp_path), workers=1, progress=lambda d, t: calls.append((d, t)))
     assert calls[-1] == (len(STEMS), len(STEMS))
+
+
+def test_progress_counts_samples_across_worker_chunks(tmp_path: Path) -> None:
+    # Enough samples that the worker pool receives several per chunk; the bar used to
+    # advance one batch per chunk and stop near 11 % on a 10,000-image dataset.
+    samples = tuple(Sample(f"x{i:05d}", None, None, None) for i in range(3000))
+    calls: list[tuple[int, int]] = []
+    validate(Dataset(tmp_path, (), samples), workers=2, progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (3000, 3000)
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and len(calls) > 8
 
 
 def test_bad_distance_is_rejected(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from segkit._io import sha256_file
 from segkit.errors import DatasetError
 from segkit.manifest import load_manifest, new_manifest, save_manifest
 from segkit.voc import encode_palette_png, encode_uint16_png, read_mask
@@ -346,3 +347,31 @@ def test_load_weights_errors(tmp_path: Path):
     (tmp_path / "weights.json").write_text('{"scheme": "enet"}')
     with pytest.raises(DatasetError, match="malformed"):
         load_weights(tmp_path)
+
+
+def test_masks_over_the_pixel_limit_are_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    make_voc(tmp_path, 3, manifest=True)
+    expected = run(tmp_path, border=True, force=True)
+    # Counts the manifest already holds: then only the mask's header is read for its size.
+    manifest = load_manifest(tmp_path)
+    for entry in manifest["samples"]:
+        path = tmp_path / entry["class_mask"]
+        entry["class_mask_sha256"] = sha256_file(path)
+        counts = np.bincount(read_mask(path).ravel())
+        entry["class_pixels"] = {str(v): int(counts[v]) for v in np.flatnonzero(counts)}
+    save_manifest(tmp_path, manifest)
+    # 48×40 masks are now over twice Pillow's limit (DecompressionBombError).
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 100)
+    reused = run(tmp_path)
+    assert reused.masks_reused == 3 and reused.class_weights == expected.class_weights
+    recomputed = run(tmp_path, border=True, force=True)
+    assert recomputed.class_weights == expected.class_weights and recomputed.maps_written == 3
+    assert PIL.Image.MAX_IMAGE_PIXELS == 100
+
+
+def test_sixteen_bit_class_mask_is_refused(tmp_path: Path):
+    make_voc(tmp_path, 2)
+    cls, _ = synthetic_masks(0)
+    (tmp_path / "SegmentationClass" / "img0.png").write_bytes(encode_uint16_png(cls))
+    with pytest.raises(DatasetError, match=r"img0\.png: class mask has mode 'I;16'.*8-bit"):
+        run(tmp_path)

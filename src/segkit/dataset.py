@@ -16,7 +16,8 @@ from segkit.voc import (
     LABELS_NAME,
     OBJECT_DIR,
     SPLITS_DIR,
-    parse_labels,
+    read_labels,
+    read_split_file,
 )
 
 
@@ -60,9 +61,7 @@ class Dataset:
         path = self.split_file(name)
         if not path.is_file():
             raise DatasetError(f"{path}: split file not found; run `segkit split` first")
-        return [
-            line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-        ]
+        return read_split_file(path)
 
 
 def _stems(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
@@ -80,7 +79,7 @@ def _read_classes(root: Path, manifest: dict[str, Any] | None) -> tuple[str, ...
     for name in (CLASS_NAMES_NAME, LABELS_NAME):
         path = root / name
         if path.is_file():
-            return parse_labels(path.read_text(encoding="utf-8"), str(path)).names
+            return read_labels(path).names
     return ()
 
 

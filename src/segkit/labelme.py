@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import io
 import json
 import math
-import struct
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Any
@@ -19,6 +16,7 @@ import numpy as np
 import PIL.Image
 from numpy.typing import NDArray
 
+from segkit._pillow import DECODE_ERRORS, EXIF_ORIENTATION_TAG, pixel_limit_lifted
 from segkit.errors import AnnotationError
 
 #: Number of points each shape type needs: an exact count, or (minimum, None).
@@ -33,26 +31,12 @@ POINT_COUNTS: dict[str, int | tuple[int, None]] = {
     "mask": 2,
 }
 SHAPE_TYPES = tuple(POINT_COUNTS)
-EXIF_ORIENTATION_TAG = 0x0112
 #: PIL's own decompression-bomb error threshold; ``--max-pixels`` overrides it.
 DEFAULT_MAX_PIXELS = 2 * 89_478_485
 #: Points may lie this many image sizes outside the image; farther ones are corrupt data
 #: (Pillow silently overflows on them, and drawing a huge circle takes minutes).
 MAX_OUTSIDE_IMAGE_SIZES = 10
 MIN_OUTSIDE_MARGIN = 1024
-#: Everything Pillow raises on corrupt image bytes, besides OSError.
-_DECODE_ERRORS = (
-    OSError,
-    SyntaxError,
-    ValueError,
-    EOFError,
-    IndexError,
-    TypeError,
-    KeyError,
-    ZeroDivisionError,
-    struct.error,
-    PIL.Image.DecompressionBombError,
-)
 _WHITESPACE = b" \t\r\n\f\v"
 
 
@@ -131,23 +115,6 @@ def _b64decode(text: str) -> bytes:
     return base64.b64decode(text.encode("ascii").translate(None, _WHITESPACE), validate=True)
 
 
-@contextlib.contextmanager
-def _pixel_limit_lifted() -> Iterator[None]:
-    """Let Pillow open any size: segkit checks ``--max-pixels`` itself, naming the file.
-
-    Scoped rather than set at import, so importing segkit never weakens the
-    decompression-bomb guard of the caller's own Pillow use.
-    """
-    saved = PIL.Image.MAX_IMAGE_PIXELS
-    PIL.Image.MAX_IMAGE_PIXELS = None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
-            yield
-    finally:
-        PIL.Image.MAX_IMAGE_PIXELS = saved
-
-
 def _decode_mask(path: Path, where: str, raw: Any) -> NDArray[np.bool_]:
     if not isinstance(raw, str):
         raise _fail(path, where, "mask shape needs 'mask': a base64 PNG string")
@@ -164,7 +131,7 @@ def _decode_mask(path: Path, where: str, raw: Any) -> NDArray[np.bool_]:
             array = np.asarray(bitmap)
     except AnnotationError:
         raise
-    except _DECODE_ERRORS as error:
+    except DECODE_ERRORS as error:
         raise _fail(path, where, f"'mask' is not a valid PNG bitmap ({error})") from None
     if array.ndim != 2:
         raise _fail(path, where, f"'mask' must be a single-channel image, got shape {array.shape}")
@@ -324,7 +291,7 @@ def exif_orientation(image: PIL.Image.Image) -> int:
         return 1
     try:
         exif = getter()
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         return 1
     value = exif.get(EXIF_ORIENTATION_TAG, 1) if isinstance(exif, dict) else 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
@@ -334,7 +301,7 @@ def _any_orientation_tag(image: PIL.Image.Image) -> bool:
     """True when any reader might rotate these bytes (EXIF or XMP orientation ≠ 1)."""
     try:
         value = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         return True  # unreadable metadata: do not copy it along
     return value != 1
 
@@ -420,7 +387,7 @@ def load_image(
             raise _fail(path, "", f"cannot read image {image_file} ({error.strerror})") from None
         origin = str(image_file)
     try:
-        with _pixel_limit_lifted():
+        with pixel_limit_lifted():
             # Decode from memory, not from the path: Pillow memory-maps raw TIFFs opened
             # by name and then mis-decodes grey/RGBA/16-bit ones with orientation 5-8.
             image = PIL.Image.open(io.BytesIO(data))
@@ -451,7 +418,7 @@ def load_image(
                 image.load()
     except AnnotationError:
         raise
-    except _DECODE_ERRORS as error:
+    except DECODE_ERRORS as error:
         raise _fail(path, "", f"cannot decode image {origin} ({error})") from None
     source_format = image.format or ""
     # Pillow turns a TIFF by its orientation tag as it loads it, and then drops the tag.
@@ -501,7 +468,7 @@ def check_extent(shapes: Sequence[Shape], size: tuple[int, int], where: str = ""
 
 def read_image_header(path: Path) -> tuple[int, int]:
     """(height, width) of an image file in labelme's display frame, without decoding pixels."""
-    with _pixel_limit_lifted(), PIL.Image.open(path) as image:
+    with pixel_limit_lifted(), PIL.Image.open(path) as image:
         width, height = image.size
         if exif_orientation(image) in (5, 6, 7, 8):
             width, height = height, width

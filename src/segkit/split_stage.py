@@ -33,23 +33,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import PIL.Image
 
 from segkit._io import atomic_write_text, sha256_file
+from segkit._pillow import DECODE_ERRORS
+from segkit._text import short_list
 from segkit.dataset import Dataset, Sample, open_dataset
 from segkit.errors import DatasetError, OptionError
 from segkit.imagehash import hash_image_file, near_duplicate_groups
 from segkit.manifest import load_manifest, update_manifest
-from segkit.parallel import ProgressCallback, default_workers, parallel_map
+from segkit.parallel import ProgressCallback, parallel_map
 from segkit.split import EmptySplitError, SplitResult, SplitStats, assign_splits, split_stats
-from segkit.voc import IGNORE_INDEX, MANIFEST_NAME, SPLITS_DIR, read_mask
+from segkit.voc import IGNORE_INDEX, MANIFEST_NAME, SPLITS_DIR, read_class_mask, read_split_file
 
 DEFAULT_VAL = 0.2
 DEFAULT_TEST = 0.1
 #: Where the split record goes when the dataset has no ``segkit.json``.
 RECORD_NAME = "splits.json"
-#: Largest number of samples sent to a worker process at once.
-_MAX_BATCH = 64
 _FOLD_FILE = re.compile(r"^fold(\d+)_(train|val)\.txt$")
 
 
@@ -248,11 +247,8 @@ def read_groups_csv(path: Path, stems: Sequence[str]) -> tuple[dict[str, str], l
     known = set(stems)
     missing = [stem for stem in stems if stem not in table]
     if missing:
-        shown = ", ".join(missing[:5]) + (
-            f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
-        )
         raise OptionError(
-            f"{path}: no group for {len(missing)} of {len(stems)} stems: {shown}; "
+            f"{path}: no group for {len(missing)} of {len(stems)} stems: {short_list(missing)}; "
             "add a 'stem,group' row for each"
         )
     extra = sorted(stem for stem in table if stem not in known)
@@ -292,30 +288,18 @@ def _scan_sample(task: tuple[str, str, str | None, str | None, dict | None]) -> 
         pixels = tuple(sorted((int(c), int(n)) for c, n in known_pixels.items() if int(n) > 0))
     else:
         try:
-            mask = read_mask(Path(mask_path))
+            mask = read_class_mask(Path(mask_path))
         except DatasetError as error:
             return _Scan(stem, error=str(error))
-        if mask.size and int(mask.max()) > IGNORE_INDEX:
-            return _Scan(
-                stem,
-                error=f"{mask_path}: values above {IGNORE_INDEX}; a class mask holds class ids "
-                "0..254 and 255 (ignore)",
-            )
         counts = np.bincount(mask.ravel(), minlength=IGNORE_INDEX + 1)
         pixels = tuple((int(c), int(counts[c])) for c in np.flatnonzero(counts))
     image_hash = None
     if image_path is not None:
         try:
             image_hash = hash_image_file(Path(image_path))
-        except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as error:
+        except DECODE_ERRORS as error:
             return _Scan(stem, error=f"{image_path}: cannot read image ({error})")
     return _Scan(stem, pixels, digest, image_hash)
-
-
-def _scan_batch(
-    tasks: Sequence[tuple[str, str, str | None, str | None, dict | None]],
-) -> list[_Scan]:
-    return [_scan_sample(task) for task in tasks]
 
 
 def _scan_all(
@@ -343,38 +327,19 @@ def _scan_all(
         )
         for sample in samples
     ]
-    # A mask takes about a millisecond, no more than a process pool spends per task, so
-    # samples travel in batches (still several per worker, to balance the load).
-    pool = default_workers() if workers is None else workers
-    size = max(1, min(_MAX_BATCH, -(-len(tasks) // (pool * 8))))
-    batches = [tasks[start : start + size] for start in range(0, len(tasks), size)]
-
-    def batch_done(done: int, _: int) -> None:
-        if progress:
-            progress(min(done * size, len(tasks)), len(tasks))
-
-    nested = parallel_map(_scan_batch, batches, workers=pool, progress=batch_done)
-    scans = [scan for batch in nested for scan in batch]
+    # A mask takes about a millisecond, no more than a process pool spends per task;
+    # parallel_map sends samples to the workers in chunks, which makes that negligible.
+    scans = parallel_map(_scan_sample, tasks, workers=workers, progress=progress)
     failed = [scan.error for scan in scans if scan.error]
     if failed:
-        shown = "; ".join(str(line) for line in failed[:3])
-        more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
         raise DatasetError(
-            f"{len(failed)} file(s) cannot be read, nothing written: {shown}{more}; "
-            "run `segkit validate` for details"
+            f"{len(failed)} file(s) cannot be read, nothing written: "
+            f"{short_list(failed, 3, sep='; ')}; run `segkit validate` for details"
         )
     return scans
 
 
 # -- the previous split ----------------------------------------------------------------
-
-
-def _read_lines(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise DatasetError(f"{path}: cannot read split file ({error})") from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _load_record(root: Path, manifest: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -432,7 +397,7 @@ def previous_assignment(
     if any(path.is_file() for path in files.values()):
         for name, path in files.items():
             if path.is_file():
-                sources[name] = _read_lines(path)
+                sources[name] = read_split_file(path)
         if (
             folds
             and not existing
@@ -566,7 +531,7 @@ def split_dataset(
     if excluded:
         warnings.append(
             f"{len(excluded)} stem(s) lack an image or a class mask and were left out: "
-            + _short(excluded)
+            + short_list(excluded)
         )
 
     if regex is not None:
@@ -575,14 +540,14 @@ def split_dataset(
         if unmatched:
             warnings.append(
                 f"--group-by matched {len(stems) - len(unmatched)} of {len(stems)} stems; "
-                f"each other stem is its own group: {_short(unmatched)}"
+                f"each other stem is its own group: {short_list(unmatched)}"
             )
     elif groups_csv is not None:
         groups, extra = read_groups_csv(Path(groups_csv), stems)
         grouping, kind = f"csv {groups_csv}", "csv"
         if extra:
             warnings.append(
-                f"{groups_csv}: {len(extra)} stem(s) not in the dataset ignored: {_short(extra)}"
+                f"{groups_csv}: {len(extra)} stem(s) not in the dataset ignored: {short_list(extra)}"
             )
     else:
         groups = {}
@@ -695,11 +660,6 @@ def split_dataset(
         removed=tuple(removed),
         record=record_name,
     )
-
-
-def _short(stems: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(stems[:limit])
-    return shown + (f" (and {len(stems) - limit} more)" if len(stems) > limit else "")
 
 
 def _coverage_warnings(

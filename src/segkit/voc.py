@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import PIL.Image
 from numpy.typing import NDArray
 
 from segkit._io import atomic_write_bytes
+from segkit._pillow import DECODE_ERRORS, pixel_limit_lifted
 from segkit.errors import DatasetError
 
 IMAGES_DIR = "JPEGImages"
@@ -89,30 +91,113 @@ def write_palette_png(path: Path, mask: NDArray[np.integer]) -> None:
     atomic_write_bytes(path, encode_palette_png(mask))
 
 
-def read_mask(path: Path) -> NDArray[np.uint8] | NDArray[np.uint16]:
-    """Read a label mask: palette PNG or 8/16-bit grayscale, returned as stored indices.
+#: Pillow modes of 8-bit masks (palette, grayscale): class masks and most instance masks.
+MASK_MODES_8BIT = ("P", "L")
+#: Pillow modes of 16-bit grayscale PNGs ("I" where Pillow widens them): instance masks only.
+MASK_MODES_16BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+#: What each kind of mask must be (docs/formats.md), for error messages.
+_MASK_RULES = {
+    "class": "class masks must be a palette (P) or 8-bit grayscale (L) PNG holding class ids "
+    "0..254 and 255 for ignore (16-bit grayscale is only for instance masks)",
+    "instance": "instance masks must be a palette (P) or 8-bit grayscale (L) PNG "
+    "(255 = ignore), or 16-bit grayscale (65535 = ignore)",
+}
+MaskKind = Literal["class", "instance"]
 
-    RGB colour masks are rejected with a message that says how to fix them, because
-    reading colours as class ids is the classic silent failure.
+
+class MaskEncodingError(DatasetError):
+    """A mask stored in a form that cannot hold ids of its kind (colours, 16-bit classes, …)."""
+
+
+def mask_ids(
+    array: NDArray[Any], mode: str, kind: MaskKind = "class"
+) -> NDArray[np.uint8] | NDArray[np.uint16]:
+    """The ids a decoded mask holds, given ``np.asarray(image)`` and ``image.mode``.
+
+    Class masks are 8-bit (palette or L) and come back as uint8. Instance masks may
+    also be 16-bit grayscale (written when an image has more than 254 instances) and
+    then come back as uint16. Anything else raises ``MaskEncodingError`` saying what
+    the mask must be; RGB colour masks get their own message, because reading colours
+    as ids is the classic silent failure.
+
+    >>> mask_ids(np.zeros((2, 2), np.uint16), "I;16", "instance").dtype
+    dtype('uint16')
+    >>> mask_ids(np.zeros((2, 2), np.uint16), "I;16", "class")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    segkit.voc.MaskEncodingError: class mask has mode 'I;16'; class masks must be ...
+    """
+    if mode in MASK_MODES_8BIT:
+        return np.asarray(array, dtype=np.uint8)
+    if mode in ("RGB", "RGBA"):
+        raise MaskEncodingError(
+            f"{kind} mask is an RGB colour image, not ids; convert it to a palette PNG "
+            "whose indices are class ids (VOC colour map) first"
+        )
+    if kind == "instance" and mode in MASK_MODES_16BIT:
+        if array.size and (array.min() < 0 or array.max() > IGNORE_INDEX_16):
+            raise MaskEncodingError(
+                f"instance mask has 32-bit values outside 0..{IGNORE_INDEX_16}; {_MASK_RULES[kind]}"
+            )
+        return array.astype(np.uint16)
+    raise MaskEncodingError(f"{kind} mask has mode {mode!r}; {_MASK_RULES[kind]}")
+
+
+def read_mask(path: Path, kind: MaskKind = "class") -> NDArray[np.uint8] | NDArray[np.uint16]:
+    """Read a class mask (uint8) or an instance mask (uint8 or uint16) as stored ids.
+
+    Any size is read (the file is already in the dataset). Raises ``DatasetError``
+    naming the file when it cannot be decoded or is not a valid ``kind`` mask (see
+    ``mask_ids``).
     """
     try:
-        with PIL.Image.open(path) as image:
-            mode = image.mode
-            if mode in ("P", "L"):
-                return np.asarray(image, dtype=np.uint8)
-            if mode in ("I;16", "I;16B", "I;16L", "I"):
-                array = np.asarray(image)
-                if array.min(initial=0) < 0 or array.max(initial=0) > 65535:
-                    raise DatasetError(f"{path}: 32-bit mask values outside 0..65535")
-                return array.astype(np.uint16)
-            if mode in ("RGB", "RGBA"):
-                raise DatasetError(
-                    f"{path}: mask is an RGB colour image, not class ids; convert it to a "
-                    "palette PNG whose indices are class ids (VOC colour map) first"
-                )
-            raise DatasetError(f"{path}: unsupported mask mode {mode!r}")
-    except (OSError, SyntaxError, ValueError) as error:
+        with pixel_limit_lifted(), PIL.Image.open(path) as image:
+            return mask_ids(np.asarray(image), image.mode, kind)
+    except MaskEncodingError as error:
+        raise MaskEncodingError(f"{path}: {error}") from None
+    except DECODE_ERRORS as error:
         raise DatasetError(f"{path}: cannot read mask ({error})") from error
+
+
+def read_class_mask(path: Path) -> NDArray[np.uint8]:
+    """Read a class mask: palette or 8-bit grayscale PNG, as uint8 class ids."""
+    return read_mask(path, "class")  # type: ignore[return-value]
+
+
+def read_image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image or mask file from its header, whatever its size."""
+    try:
+        with pixel_limit_lifted(), PIL.Image.open(path) as image:
+            return image.height, image.width
+    except DECODE_ERRORS as error:
+        raise DatasetError(f"{path}: cannot read ({error})") from error
+
+
+def read_text(path: Path, what: str) -> str:
+    """A text file of the dataset (labels, split list), as UTF-8.
+
+    A byte-order mark, which Windows editors put at the start, is dropped, so it never
+    becomes part of the first label or stem. Raises ``DatasetError`` naming the file.
+    """
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DatasetError(
+            f"{path}: {what} is not UTF-8 text (byte {error.start}: {error.reason}); "
+            "save it as UTF-8"
+        ) from None
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot read {what} ({error.strerror or error})") from None
+
+
+def read_labels(path: Path) -> LabelSet:
+    """Parse a ``labels.txt`` or ``class_names.txt`` file (see ``parse_labels``)."""
+    return parse_labels(read_text(path, "label list"), str(path))
+
+
+def read_split_file(path: Path) -> list[str]:
+    """The stems listed in a VOC split file (one per line; blank lines skipped)."""
+    lines = read_text(path, "split file").splitlines()
+    return [line.strip() for line in lines if line.strip()]
 
 
 @dataclass(frozen=True)

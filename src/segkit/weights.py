@@ -72,8 +72,8 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from segkit.errors import OptionError
+from segkit.voc import IGNORE_INDEX, IGNORE_INDEX_16
 
-IGNORE_INDEX = 255
 SCHEMES = (
     "median-frequency",
     "inverse-frequency",
@@ -349,7 +349,7 @@ def objects_from_instances(
 
     The ignore value is 255 for 8-bit masks and 65535 for 16-bit ones.
     """
-    ignore_value = 65535 if instance_mask.dtype == np.uint16 else IGNORE_INDEX
+    ignore_value = IGNORE_INDEX_16 if instance_mask.dtype == np.uint16 else IGNORE_INDEX
     ignore = instance_mask == ignore_value
     objects = instance_mask.astype(np.int32)
     objects[ignore] = 0

@@ -45,6 +45,7 @@ from numpy.typing import NDArray
 
 from segkit import __version__
 from segkit._io import atomic_write_bytes, atomic_write_json, atomic_write_with, sha256_file
+from segkit._text import short_list
 from segkit.dataset import Dataset, Sample, open_dataset
 from segkit.errors import DatasetError, OptionError, SegkitError
 from segkit.manifest import update_manifest
@@ -56,6 +57,8 @@ from segkit.voc import (
     OBJECT_DIR,
     SPLITS_DIR,
     WEIGHTS_DIR,
+    read_class_mask,
+    read_image_size,
     read_mask,
 )
 from segkit.weights import (
@@ -272,17 +275,17 @@ def _scan_mask(task: _ScanTask) -> _Scan:
         reused = histogram is not None
         shape = task.known_shape if reused else None
         if histogram is None:
-            mask = read_mask(Path(task.class_mask))
+            mask = read_class_mask(Path(task.class_mask))
             counts = np.bincount(mask.ravel())
             histogram = {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
             shape = (int(mask.shape[0]), int(mask.shape[1]))
         if shape is None:
-            shape = _mask_shape(Path(task.class_mask))
+            shape = read_image_size(Path(task.class_mask))
         object_sha = None
         if task.check_objects and task.object_mask is not None:
             object_sha = sha256_file(Path(task.object_mask))
             if not (reused and object_sha == task.known_object_sha):
-                objects = read_mask(Path(task.object_mask))
+                objects = read_mask(Path(task.object_mask), "instance")
                 if objects.shape != shape:
                     return _Scan(
                         task.id,
@@ -307,14 +310,6 @@ def _known_histogram(known: Mapping[str, Any]) -> dict[int, int] | None:
     if any(k < 0 or v < 0 for k, v in histogram.items()):
         return None
     return {k: v for k, v in histogram.items() if v > 0}
-
-
-def _mask_shape(path: Path) -> tuple[int, int]:
-    try:
-        with PIL.Image.open(path) as image:
-            return image.height, image.width
-    except (OSError, SyntaxError, ValueError) as error:
-        raise DatasetError(f"{path}: cannot read mask ({error})") from error
 
 
 @dataclass(frozen=True)
@@ -342,11 +337,11 @@ class _MapResult:
 
 
 def _make_map(task: _MapTask) -> _MapResult:
-    class_mask = read_mask(Path(task.class_mask))
+    class_mask = read_class_mask(Path(task.class_mask))
     objects = ignore = None
     if task.border:
         if task.object_mask is not None:
-            objects, ignore = objects_from_instances(read_mask(Path(task.object_mask)))
+            objects, ignore = objects_from_instances(read_mask(Path(task.object_mask), "instance"))
         else:
             objects = objects_from_classes(class_mask)
     weights = np.asarray(task.weights, dtype=np.float64)
@@ -449,27 +444,21 @@ def _choose_samples(
     unknown = [i for i in ids if i not in by_id]
     if unknown:
         raise DatasetError(
-            f"{dataset.split_file(name)}: {len(unknown)} id(s) not in the dataset: {_short(unknown)}"
+            f"{dataset.split_file(name)}: {len(unknown)} id(s) not in the dataset: {short_list(unknown)}"
         )
     missing = [i for i in ids if by_id[i].class_mask is None]
     if missing:
         raise DatasetError(
             f"{dataset.root / CLASS_DIR}: no class mask for {len(missing)} image(s) of split "
-            f"{name!r}: {_short(missing)}"
+            f"{name!r}: {short_list(missing)}"
         )
     return name, [by_id[i] for i in dict.fromkeys(ids)], notes
 
 
-def _short(items: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f" (and {len(items) - limit} more)" if len(items) > limit else "")
-
-
 def _fail(problems: Sequence[str], total: int) -> DatasetError:
-    shown = "; ".join(problems[:3])
-    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
     return DatasetError(
-        f"{len(problems)} of {total} mask(s) cannot be used, nothing written: {shown}{more}"
+        f"{len(problems)} of {total} mask(s) cannot be used, nothing written: "
+        f"{short_list(problems, 3, sep='; ')}"
     )
 
 
@@ -597,7 +586,7 @@ def _check_scans(samples: Sequence[Sample], scans: Sequence[_Scan], num_classes:
         ids = out_of_range_ids(_histogram(scan), num_classes)
         if ids:
             problems.append(
-                f"{sample.class_mask}: class id(s) {_short([str(i) for i in ids])} out of range "
+                f"{sample.class_mask}: class id(s) {short_list([str(i) for i in ids])} out of range "
                 f"0..{num_classes - 1} ({IGNORE_INDEX} = ignore)"
             )
     if problems:
@@ -776,7 +765,7 @@ def compute_weights(
     if empty:
         notes.append(
             f"{len(empty)} class(es) without pixels in {where} get the largest weight: "
-            f"{_short(empty)}"
+            f"{short_list(empty)}"
         )
 
     # Pass 2: weight maps and heat maps whose inputs or options changed.

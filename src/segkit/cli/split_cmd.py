@@ -14,7 +14,7 @@ from segkit.split_stage import DEFAULT_TEST, SplitSummary, split_dataset
 
 
 def _table(summary: SplitSummary) -> Table:
-    title = f"segkit split → {summary.root}"
+    title = f"segkit split → {escape(str(summary.root))}"
     caption = (
         "class columns: share of the class's labelled pixels in the split (images containing it)"
     )
@@ -29,7 +29,7 @@ def _table(summary: SplitSummary) -> Table:
     total = summary.images
     for stats in summary.splits:
         cells = [
-            stats.name,
+            escape(stats.name),
             str(stats.images),
             f"{stats.images / total:.1%}" if total else "-",
             f"{stats.target:.1%}",
@@ -121,7 +121,8 @@ def register(app: typer.Typer) -> None:
             err_console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
         kept = f"kept {summary.kept}, placed {summary.placed}" if summary.kept else ""
         groups_line = f"{summary.images} images in {summary.groups} groups ({summary.grouping})"
-        console.print(", ".join(part for part in (groups_line, kept) if part), soft_wrap=True)
+        line = ", ".join(part for part in (groups_line, kept) if part)
+        console.print(escape(line), soft_wrap=True)
         if summary.written:
             folder = f"{Path(summary.written[0]).parent}/"
             names = " ".join(Path(path).name for path in summary.written)
@@ -130,4 +131,4 @@ def register(app: typer.Typer) -> None:
             files = "split files already up to date"
         if summary.removed:
             files += f"; removed {' '.join(Path(path).name for path in summary.removed)}"
-        console.print(f"{escape(files)}; recorded in {summary.record}", soft_wrap=True)
+        console.print(escape(f"{files}; recorded in {summary.record}"), soft_wrap=True)

@@ -9,16 +9,13 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from segkit._text import plural
 from segkit.cli._common import console, handle_errors, print_json, progress_bar
 from segkit.dataset import open_dataset
 from segkit.imagehash import DEFAULT_MAX_DISTANCE, HASH_BITS
 from segkit.validate import ERROR, WARNING, Finding, has_errors, validate
 
 _STYLE = {ERROR: "bold red", WARNING: "yellow"}
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _table(findings: list[Finding]) -> Table:
@@ -94,9 +91,9 @@ def register(app: typer.Typer) -> None:
         else:
             if findings:
                 console.print(_table(findings))
-            samples = _plural(len(opened.samples), "sample")
+            samples = plural(len(opened.samples), "sample")
             if findings:
-                summary = f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')} in {samples}"
+                summary = f"{plural(errors, 'error')}, {plural(warnings, 'warning')} in {samples}"
             else:
                 summary = f"no problems found in {samples}"
             style = "red" if errors else ("yellow" if warnings else "green")

@@ -37,8 +37,8 @@ def _table(summary: WeightsSummary) -> Table:
     split = f"split {summary.split}" if summary.split else "all images"
     scheme = summary.scheme + (f", beta={summary.beta:g}" if summary.beta is not None else "")
     table = Table(
-        title=f"segkit weights → {summary.root} ({split}, {summary.num_images} images)",
-        caption=f"scheme {scheme}; weights scaled to a pixel-weighted mean of 1",
+        title=escape(f"segkit weights → {summary.root} ({split}, {summary.num_images} images)"),
+        caption=escape(f"scheme {scheme}; weights scaled to a pixel-weighted mean of 1"),
         header_style="bold",
     )
     for name in ("id", "class", "pixels", "images", "frequency", "weight"):
