@@ -105,7 +105,7 @@ def test_resolve_labels(tmp_path: Path) -> None:
         resolve_labels("classes.txt")
     binary = tmp_path / "labels.txt"
     binary.write_bytes(b"\xff\xfe\x00bad")
-    with pytest.raises(OptionError, match="cannot read as UTF-8"):
+    with pytest.raises(DatasetError, match="not UTF-8 text"):
         resolve_labels(str(binary))
     with pytest.raises(DatasetError, match="duplicate"):
         resolve_labels("cat,cat")

@@ -33,6 +33,7 @@ from segkit.voc import (
     VIZ_DIR,
     LabelSet,
     parse_labels,
+    read_labels,
 )
 
 UNKNOWN_LABEL_POLICIES = ("error", "ignore", "background", "skip")
@@ -142,12 +143,7 @@ def resolve_labels(spec: str | Sequence[str] | LabelSet | None) -> LabelSet | No
         return parse_labels("\n".join(spec), "labels")
     path = Path(spec)
     if path.is_file():
-        try:
-            # utf-8-sig: Windows editors often start the file with a byte-order mark.
-            text = path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as error:
-            raise OptionError(f"--labels {spec}: cannot read as UTF-8 text ({error})") from None
-        return parse_labels(text, str(path))
+        return read_labels(path)
     # Labels may contain "/", so only a comma-free value can be a missing file.
     if "," not in spec and (path.suffix == ".txt" or "/" in spec):
         raise OptionError(
@@ -375,8 +371,7 @@ def convert(
         if discovered:
             previous_labels = None
             if previous_manifest is not None and (output / LABELS_NAME).is_file():
-                text = (output / LABELS_NAME).read_text("utf-8-sig")
-                previous_labels = parse_labels(text, str(output / LABELS_NAME))
+                previous_labels = read_labels(output / LABELS_NAME)
             elif previous_manifest is not None and previous_manifest["classes"]:
                 # labels.txt was deleted: the manifest still knows the ids in use.
                 previous_labels = parse_labels(

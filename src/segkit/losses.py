@@ -28,8 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segkit.errors import OptionError
-
-IGNORE_INDEX = 255
+from segkit.voc import IGNORE_INDEX
 
 __all__ = [
     "IGNORE_INDEX",
