@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -11,12 +12,18 @@ os.environ.setdefault("COLUMNS", "200")
 
 
 @pytest.fixture(autouse=True)
-def _seeded() -> None:
+def _seeded_single_thread() -> Iterator[None]:
+    """Seed numpy and torch; run torch on one thread.
+
+    Test tensors are tiny: a second intra-op thread only adds synchronisation, and with
+    other processes on the cores OpenMP's spin-waiting made runs ~20× slower.
+    """
     import numpy as np
+    import torch
 
     np.random.seed(0)
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        return
     torch.manual_seed(0)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -16,14 +16,6 @@ from segkit.models import build_model
 UNET_DEFAULT_PARAMS = 31_037_698
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def run(*args: object):
     return CliRunner().invoke(app, [str(arg) for arg in args], catch_exceptions=False)
 

@@ -23,15 +23,6 @@ from segkit.losses import (
 IGNORE = 255
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # Tiny tensors: extra intra-op threads only add contention with other processes.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @st.composite
 def batches(draw: st.DrawFn, min_classes: int = 2, max_classes: int = 6) -> tuple:
     """(logits, target with some ignore pixels, class_weights, weight_map), seeded."""

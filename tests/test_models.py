@@ -37,16 +37,6 @@ UNET_DEFAULT_PARAMS = 31_037_698
 UNET_PAPER_PARAMS = 31_030_658
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # These tensors are tiny: a second intra-op thread only adds synchronisation, and
-    # with other processes on the cores OpenMP's spin-waiting makes runs ~20× slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _meta(name: str, in_channels: int = 3, num_classes: int = 2, **overrides) -> nn.Module:
     with torch.device("meta"):
         return build_model(name, in_channels, num_classes, **overrides)

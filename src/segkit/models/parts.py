@@ -21,6 +21,20 @@ def check_positive_int(name: str, value: object) -> None:
         raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
 
 
+def check_architecture(
+    in_channels: object, num_classes: object, base_channels: object, depth: object, up_mode: str
+) -> None:
+    """The constructor checks U-Net and UNet++ share (``ValueError`` naming the argument)."""
+    for name, value in (
+        ("in_channels", in_channels),
+        ("num_classes", num_classes),
+        ("base_channels", base_channels),
+        ("depth", depth),
+    ):
+        check_positive_int(name, value)
+    check_choice("up_mode", up_mode, UP_MODES)
+
+
 class ConvBlock(nn.Sequential):
     """Two 3×3 convolutions, each followed by optional BatchNorm and ReLU.
 

@@ -7,10 +7,10 @@ from torch import Tensor, nn
 
 from segkit.models.parts import (
     PADDINGS,
-    UP_MODES,
     ConvBlock,
     Upsample2x,
     center_crop,
+    check_architecture,
     check_choice,
     check_positive_int,
     crop_top_left,
@@ -131,14 +131,7 @@ class UNet(nn.Module):
         padding: str = "same",
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("in_channels", in_channels),
-            ("num_classes", num_classes),
-            ("base_channels", base_channels),
-            ("depth", depth),
-        ):
-            check_positive_int(name, value)
-        check_choice("up_mode", up_mode, UP_MODES)
+        check_architecture(in_channels, num_classes, base_channels, depth, up_mode)
         check_choice("padding", padding, PADDINGS)
         self.in_channels = in_channels
         self.num_classes = num_classes

@@ -6,11 +6,9 @@ import torch
 from torch import Tensor, nn
 
 from segkit.models.parts import (
-    UP_MODES,
     ConvBlock,
     Upsample2x,
-    check_choice,
-    check_positive_int,
+    check_architecture,
     crop_top_left,
     init_weights,
     pad_to_multiple,
@@ -54,14 +52,7 @@ class UNetPlusPlus(nn.Module):
         deep_supervision: bool = True,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("in_channels", in_channels),
-            ("num_classes", num_classes),
-            ("base_channels", base_channels),
-            ("depth", depth),
-        ):
-            check_positive_int(name, value)
-        check_choice("up_mode", up_mode, UP_MODES)
+        check_architecture(in_channels, num_classes, base_channels, depth, up_mode)
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.depth = depth
