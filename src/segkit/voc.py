@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +13,7 @@ from numpy.typing import NDArray
 from segkit._io import atomic_write_bytes
 from segkit._pillow import DECODE_ERRORS, pixel_limit_lifted
 from segkit.errors import DatasetError
+from segkit.png import png_bytes
 
 IMAGES_DIR = "JPEGImages"
 CLASS_DIR = "SegmentationClass"
@@ -50,9 +50,6 @@ def voc_colormap(n: int = 256) -> NDArray[np.uint8]:
 
 
 _PALETTE_BYTES = voc_colormap().tobytes()
-#: zlib's run-length strategy: label masks are long runs, so it is both faster and
-#: smaller than the default strategy (measured: 2.1 ms vs 4.9 ms for 1024×768).
-_Z_RLE = 3
 
 
 def encode_palette_png(mask: NDArray[np.integer]) -> bytes:
@@ -81,9 +78,7 @@ def with_voc_palette(image: PIL.Image.Image) -> PIL.Image.Image:
 
 def mask_png_bytes(image: PIL.Image.Image) -> bytes:
     """PNG bytes of a mask image ("P" palette or 16-bit), compressed for label runs."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_type=_Z_RLE)
-    return buffer.getvalue()
+    return png_bytes(image)
 
 
 def write_palette_png(path: Path, mask: NDArray[np.integer]) -> None:
