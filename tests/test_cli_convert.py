@@ -181,6 +181,8 @@ def test_manifest_and_label_files(tmp_path: Path, labels_file: Path) -> None:
     assert {"schema_version", "segkit_version", "classes", "ignore_index", "palette"} <= set(data)
     assert data["classes"] == ["_background_", "zeta", "alpha"]
     assert data["ignore_index"] == 255 and data["palette"] == "voc"
+    assert data["colors"]["_background_"] == [0, 0, 0]
+    assert list(data["colors"].values())[1:3] == [[128, 0, 0], [0, 128, 0]]
     assert {"segkit_version", "options", "options_fingerprint"} <= set(data["convert"])
     assert data["convert"]["options"]["labels"]["alpha"] == ALPHA
     assert [s["id"] for s in data["samples"]] == ["x", "y"]

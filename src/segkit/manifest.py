@@ -9,7 +9,7 @@ from typing import Any
 from segkit import __version__
 from segkit._io import atomic_write_json
 from segkit.errors import ManifestError
-from segkit.voc import IGNORE_INDEX, MANIFEST_NAME
+from segkit.voc import IGNORE_INDEX, MANIFEST_NAME, voc_colormap
 
 SCHEMA_VERSION = 1
 _REQUIRED_KEYS = {"schema_version": int, "classes": list, "samples": list}
@@ -29,6 +29,10 @@ def new_manifest(classes: list[str], samples: list[dict[str, Any]], **sections: 
         "classes": list(classes),
         "ignore_index": IGNORE_INDEX,
         "palette": "voc",
+        # The colours the masks show each class in (and predict will draw), by id.
+        "colors": {
+            name: voc_colormap(len(classes))[index].tolist() for index, name in enumerate(classes)
+        },
         "samples": samples,
         **sections,
     }
