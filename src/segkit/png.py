@@ -24,10 +24,39 @@ except ImportError:  # pragma: no cover - exercised only where zlib-ng is missin
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PALETTE, _GRAY = 3, 0
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+_SCANLINES_ATTR = "_segkit_png_scanlines"
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def scanline_canvas(width: int, height: int) -> PIL.Image.Image:
+    """A zero "L" image whose pixels live in PNG scanline layout (a 0 filter byte per row).
+
+    Pillow maps the image onto a numpy buffer of ``height`` rows of ``width + 1`` bytes,
+    the pixels of each row after its filter byte, so ``png_bytes`` deflates the buffer
+    as it is: no export of the pixels (``np.asarray`` of an image costs as much as
+    encoding it) and no copy adding the filter bytes. Drawing, pasting and
+    ``putpalette`` work on the image in place, as on any Pillow image.
+    """
+    stride = width + 1
+    # One spare byte: Pillow checks offset + stride * height against the buffer size.
+    memory = np.zeros(stride * height + 1, dtype=np.uint8)
+    core = PIL.Image.core.map_buffer(memory, (width, height), "raw", 1, ("L", stride, 1))
+    image = PIL.Image.new("L", (0, 0))._new(core)
+    # The mapped core, kept alive with its memory: png_bytes uses the buffer only while
+    # the image still has this very core (an operation replacing ``image.im`` drops it).
+    # An attribute, not ``info``: copies and pickles of the image must not carry it.
+    setattr(image, _SCANLINES_ATTR, (core, memory[: stride * height]))
+    return image
+
+
+def _mapped_scanlines(image: PIL.Image.Image) -> np.ndarray | None:
+    mapped = getattr(image, _SCANLINES_ATTR, None)
+    if mapped is None or mapped[0] is not image.im or image.mode not in ("P", "L"):
+        return None
+    return mapped[1]
 
 
 def _scanlines(rows: np.ndarray) -> bytes:
@@ -38,7 +67,7 @@ def _scanlines(rows: np.ndarray) -> bytes:
     return out.tobytes()
 
 
-def _compress(data: bytes) -> bytes:
+def _compress(data: bytes | np.ndarray) -> bytes:
     compressor = _deflate.compressobj(6, _deflate.DEFLATED, 15, 8, _deflate.Z_RLE)
     return compressor.compress(data) + compressor.flush()
 
@@ -52,12 +81,14 @@ def png_bytes(image: PIL.Image.Image) -> bytes:
     7
     """
     width, height = image.size
+    scanlines: bytes | np.ndarray | None = _mapped_scanlines(image)
     if image.mode in ("P", "L"):
-        rows = np.asarray(image, dtype=np.uint8)
+        if scanlines is None:
+            scanlines = _scanlines(np.asarray(image, dtype=np.uint8))
         depth, colour = 8, _PALETTE if image.mode == "P" else _GRAY
     elif image.mode in _SIXTEEN_BIT_MODES:
         big_endian = np.asarray(image).astype(">u2")
-        rows = big_endian.view(np.uint8).reshape(height, 2 * width)
+        scanlines = _scanlines(big_endian.view(np.uint8).reshape(height, 2 * width))
         depth, colour = 16, _GRAY
     else:
         raise ValueError(f"png_bytes writes P, L or 16-bit images, not {image.mode!r}")
@@ -67,6 +98,6 @@ def png_bytes(image: PIL.Image.Image) -> bytes:
         palette = bytes(image.getpalette() or [])
         entries = max(1, min(256, len(palette) // 3))
         chunks.append(_chunk(b"PLTE", palette[: 3 * entries].ljust(3 * entries, b"\0")))
-    chunks.append(_chunk(b"IDAT", _compress(_scanlines(rows))))
+    chunks.append(_chunk(b"IDAT", _compress(scanlines)))
     chunks.append(_chunk(b"IEND", b""))
     return _SIGNATURE + b"".join(chunks)

@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 
 from segkit.errors import AnnotationError
 from segkit.labelme import Shape
+from segkit.png import scanline_canvas
 from segkit.voc import IGNORE_INDEX, IGNORE_INDEX_16, with_voc_palette
 
 LINE_WIDTH = 10
@@ -135,7 +136,10 @@ def _paint(
 ) -> PIL.Image.Image:
     """Draw each shape with its ink, in order, on a zero canvas (later shapes win)."""
     height, width = size
-    canvas = PIL.Image.new(mode, (width, height), 0)
+    # "L" canvases are laid out as PNG scanlines: the mask PNG deflates them as they are.
+    canvas = (
+        scanline_canvas(width, height) if mode == "L" else PIL.Image.new(mode, (width, height), 0)
+    )
     draw = PIL.ImageDraw.Draw(canvas)
     for index, (shape, ink) in enumerate(zip(shapes, inks, strict=True)):
         if shape.shape_type == "mask":
