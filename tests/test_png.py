@@ -7,12 +7,14 @@ import zlib
 
 import numpy as np
 import PIL.Image
+import PIL.ImageDraw
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from segkit.png import png_bytes
+from segkit import png
+from segkit.png import png_bytes, scanline_canvas
 from segkit.voc import voc_colormap, with_voc_palette
 
 SHAPES = st.tuples(st.integers(1, 40), st.integers(1, 40))
@@ -66,3 +68,30 @@ def test_chunks_carry_valid_crcs() -> None:
 def test_other_modes_are_refused() -> None:
     with pytest.raises(ValueError, match="not 'RGB'"):
         png_bytes(PIL.Image.new("RGB", (2, 2)))
+
+
+def _draw_scene(image: PIL.Image.Image) -> None:
+    draw = PIL.ImageDraw.Draw(image)
+    draw.polygon([(1.5, 2.0), (30.2, 4.0), (18.0, 25.7)], outline=3, fill=3)
+    draw.line([(0, 20), (39, 10)], fill=7, width=10, joint="curve")
+    draw.ellipse((20, 15, 32, 27), outline=255, fill=255)
+
+
+def test_scanline_canvas_draws_like_a_plain_image_and_encodes_in_place() -> None:
+    mapped, plain = scanline_canvas(40, 30), PIL.Image.new("L", (40, 30), 0)
+    for image in (mapped, plain):
+        _draw_scene(image)
+        with_voc_palette(image)
+    np.testing.assert_array_equal(np.asarray(mapped), np.asarray(plain))
+    assert png._mapped_scanlines(mapped) is not None  # the zero-copy path is taken
+    assert png_bytes(mapped) == png_bytes(plain)
+    decoded = _decode(png_bytes(mapped))
+    np.testing.assert_array_equal(np.asarray(decoded), np.asarray(plain))
+
+
+def test_copies_of_a_scanline_canvas_fall_back_to_exporting_pixels() -> None:
+    canvas = scanline_canvas(12, 5)
+    _draw_scene(canvas)
+    copy = canvas.copy()
+    assert png._mapped_scanlines(copy) is None
+    np.testing.assert_array_equal(np.asarray(_decode(png_bytes(copy))), np.asarray(canvas))

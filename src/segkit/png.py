@@ -11,8 +11,6 @@ Reading stays with Pillow.
 from __future__ import annotations
 
 import struct
-import sys
-import threading
 import zlib
 
 import numpy as np
@@ -27,10 +25,6 @@ _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PALETTE, _GRAY = 3, 0
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 _SCANLINES_ATTR = "_segkit_png_scanlines"
-#: Canvas buffers kept for reuse (class + instance mask of an image, and slack).
-_MAX_SPARE = 4
-_SPARE: list[np.ndarray] = []
-_SPARE_LOCK = threading.Lock()
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -40,40 +34,24 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def scanline_canvas(width: int, height: int) -> PIL.Image.Image:
     """A zero "L" image whose pixels live in PNG scanline layout (a 0 filter byte per row).
 
-    Pillow maps the image onto a numpy buffer of ``height`` rows of ``width + 1`` bytes,
-    the pixels of each row after its filter byte, so ``png_bytes`` deflates the buffer
-    as it is: no export of the pixels (``np.asarray`` of an image costs as much as
-    encoding it) and no copy adding the filter bytes. Drawing, pasting and
-    ``putpalette`` work on the image in place, as on any Pillow image.
+    The image is mapped (``PIL.Image.frombuffer`` with a row stride of ``width + 1``)
+    onto a numpy buffer whose rows start with their filter byte, so ``png_bytes``
+    deflates the buffer as it is: no export of the pixels (``np.asarray`` of an image
+    costs as much as encoding it) and no copy adding the filter bytes. Drawing, pasting
+    and ``putpalette`` work on the image in place, as on any Pillow image.
     """
     stride = width + 1
-    # One spare byte: Pillow checks offset + stride * height against the buffer size.
-    with _SPARE_LOCK:  # mapping the core (a reference to memory) claims it
-        memory = _free_memory(stride * height + 1)
-        core = PIL.Image.core.map_buffer(memory, (width, height), "raw", 1, ("L", stride, 1))
-    image = PIL.Image.new("L", (0, 0))._new(core)
-    # The mapped core, kept alive with its memory: png_bytes uses the buffer only while
-    # the image still has this very core (an operation replacing ``image.im`` drops it).
+    # One spare byte: the pixels start at offset 1, after the first row's filter byte.
+    memory = np.zeros(stride * height + 1, dtype=np.uint8)
+    image = PIL.Image.frombuffer("L", (width, height), memory[1:], "raw", "L", stride, 1)
+    # frombuffer marks mapped images read-only so that drawing copies them first; this
+    # buffer is ours, so drawing goes straight into it.
+    image.readonly = 0
+    # The mapped core, kept with its memory: png_bytes uses the buffer only while the
+    # image still has this very core (an operation replacing ``image.im`` drops it).
     # An attribute, not ``info``: copies and pickles of the image must not carry it.
-    setattr(image, _SCANLINES_ATTR, (core, memory[: stride * height]))
+    setattr(image, _SCANLINES_ATTR, (image.im, memory[: stride * height]))
     return image
-
-
-def _free_memory(size: int) -> np.ndarray:
-    """Zeroed memory of ``size`` bytes: a buffer of a dead canvas when one fits.
-
-    Reusing warm memory spares the page faults of fresh memory each image (the C
-    allocator hands megabyte blocks back to the system when they are freed).
-    """
-    for memory in _SPARE:
-        # 3 references (the list, this loop, getrefcount's argument): no image uses it.
-        if memory.size == size and sys.getrefcount(memory) == 3:
-            memory.fill(0)
-            return memory
-    memory = np.zeros(size, dtype=np.uint8)
-    _SPARE.append(memory)
-    del _SPARE[:-_MAX_SPARE]
-    return memory
 
 
 def _mapped_scanlines(image: PIL.Image.Image) -> np.ndarray | None:
