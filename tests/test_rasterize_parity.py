@@ -34,6 +34,7 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 import pytest
+from helpers_convert import shape as json_shape
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -90,15 +91,8 @@ def shape(
     bitmap: NDArray | None = None,
 ) -> dict[str, Any]:
     """One shape as labelme writes it in JSON."""
-    return {
-        "label": label,
-        "points": points,
-        "group_id": group_id,
-        "description": "",
-        "shape_type": shape_type,
-        "flags": {},
-        "mask": None if bitmap is None else b64_png(bitmap),
-    }
+    mask = None if bitmap is None else b64_png(bitmap)
+    return json_shape(label, shape_type, points, group_id, mask=mask)
 
 
 def annotation_text(size: tuple[int, int], shapes: list[dict[str, Any]]) -> str:
