@@ -69,11 +69,3 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(_HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def remove_stale_temp_files(folder: Path) -> None:
-    """Delete temporary files an interrupted run may have left in ``folder``."""
-    if folder.is_dir():
-        for leftover in folder.rglob(".*.tmp"):
-            with contextlib.suppress(OSError):
-                leftover.unlink()

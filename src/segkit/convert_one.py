@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 
 from segkit._io import atomic_write_bytes, sha256_bytes, sha256_file
 from segkit.errors import AnnotationError
+from segkit.imagehash import to_gray8
 from segkit.labelme import (
     Annotation,
     LoadedImage,
@@ -142,11 +143,7 @@ def _image_bytes_and_suffix(loaded: LoadedImage, image_format: str) -> tuple[byt
 def _visualization(image: PIL.Image.Image, class_mask: NDArray[np.uint8]) -> bytes:
     """JPEG of the image with labelled pixels tinted by their VOC colour."""
     if image.mode in _SIXTEEN_BIT_MODES:
-        array = np.asarray(image, dtype=np.float64)
-        finite = array[np.isfinite(array)]
-        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        scaled = np.nan_to_num((array - low) / (high - low or 1.0) * 255, nan=0.0)
-        image = PIL.Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8))
+        image = to_gray8(image)  # stretched from min to max, as for the perceptual hash
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
     colours = voc_colormap()[class_mask].astype(np.float32)
     labelled = (class_mask != 0)[..., None]
