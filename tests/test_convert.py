@@ -10,7 +10,14 @@ from helpers_convert import add_sample, manifest, shape, tree_hashes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segkit.convert_stage import ConvertSummary, convert, parse_label_map, resolve_labels, stems_for
+from segkit.convert_stage import (
+    ConvertSummary,
+    convert,
+    existing_outputs_by_stem,
+    parse_label_map,
+    resolve_labels,
+    stems_for,
+)
 from segkit.errors import AnnotationError, DatasetError, OptionError
 from segkit.voc import LabelSet
 
@@ -187,3 +194,22 @@ def test_outputs_identical_across_runs(tmp_path: Path) -> None:
     convert(tmp_path / "in", tmp_path / "o1", workers=1, viz=True)
     convert(tmp_path / "in", tmp_path / "o2", workers=1, viz=True)
     assert tree_hashes(tmp_path / "o1") == tree_hashes(tmp_path / "o2")
+
+
+def test_existing_outputs_are_grouped_by_sample_id(tmp_path: Path) -> None:
+    for relative in [
+        "JPEGImages/a.jpg",
+        "JPEGImages/a.png",
+        "JPEGImages/b.v2.tif",
+        "JPEGImages/notes.txt",
+        "JPEGImages/c.JPG",
+        "SegmentationClassVisualization/a.jpg",
+        "SegmentationClass/a.png",
+    ]:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_bytes(b"")
+    assert existing_outputs_by_stem(tmp_path) == {
+        "a": ("JPEGImages/a.jpg", "JPEGImages/a.png", "SegmentationClassVisualization/a.jpg"),
+        "b.v2": ("JPEGImages/b.v2.tif",),
+    }
+    assert existing_outputs_by_stem(tmp_path / "missing") == {}

@@ -27,7 +27,6 @@ from segkit.labelme import (
 from segkit.rasterize import rasterize
 from segkit.voc import (
     CLASS_DIR,
-    IMAGE_SUFFIXES,
     IMAGES_DIR,
     OBJECT_DIR,
     VIZ_DIR,
@@ -80,6 +79,9 @@ class Job:
     max_pixels: int
     fingerprint: str
     previous: dict[str, Any] | None = None
+    #: Files in the output folder that an image or visualization of this id may be
+    #: (any image suffix); whichever this run does not write is removed.
+    existing_outputs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -184,17 +186,18 @@ def _is_output(output: Path, relative: object) -> bool:
 def _read_image_source(annotation: Annotation, raw_json: bytes) -> tuple[str, bytes | None]:
     """SHA-256 identifying the image input, and the image file's bytes (read once)."""
     image_file = annotation.image_file()
-    if image_file is None or not image_file.is_file():
-        return sha256_bytes(raw_json), None  # embedded (or missing) image: the JSON covers it
-    data = image_file.read_bytes()
+    if image_file is None:
+        return sha256_bytes(raw_json), None  # embedded image: the JSON covers it
+    try:
+        data = image_file.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return sha256_bytes(raw_json), None  # load_image reports the missing image
     return sha256_bytes(data), data
 
 
-def _remove_other_outputs(output: Path, stem: str, keep: set[str]) -> None:
-    """Delete this stem's outputs from an earlier run that this run did not write."""
-    candidates = [f"{IMAGES_DIR}/{stem}{suffix}" for suffix in IMAGE_SUFFIXES]
-    candidates.append(f"{VIZ_DIR}/{stem}.jpg")
-    for relative in candidates:
+def _remove_other_outputs(output: Path, existing: tuple[str, ...], keep: set[str]) -> None:
+    """Delete this id's outputs from an earlier run that this run did not write."""
+    for relative in existing:
         if relative not in keep:
             with contextlib.suppress(FileNotFoundError):
                 (output / relative).unlink()
@@ -270,7 +273,7 @@ def _convert(job: Job, outcome: Outcome, written: list[Path]) -> Outcome:
     for relative, data in files.values():
         written.append(job.output / relative)
         atomic_write_bytes(job.output / relative, data)
-    _remove_other_outputs(job.output, job.stem, {relative for relative, _ in files.values()})
+    _remove_other_outputs(job.output, job.existing_outputs, {relative for relative, _ in files.values()})
     counts = masks.class_counts
     outcome.sample = {
         "id": job.stem,

@@ -199,6 +199,25 @@ def _unknown_label_error(found: dict[str, list[str]], ids: dict[str, int]) -> An
     )
 
 
+def existing_outputs_by_stem(output: Path) -> dict[str, tuple[str, ...]]:
+    """Images (any image suffix) and visualizations already in ``output``, by sample id.
+
+    Listed once, so that workers need not try to delete every name an earlier run
+    might have written.
+    """
+    found: dict[str, list[str]] = {}
+    for folder, suffixes in ((IMAGES_DIR, IMAGE_SUFFIXES), (VIZ_DIR, (".jpg",))):
+        try:
+            names = os.listdir(output / folder)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            stem, suffix = os.path.splitext(name)
+            if suffix in suffixes:
+                found.setdefault(stem, []).append(f"{folder}/{name}")
+    return {stem: tuple(sorted(paths)) for stem, paths in found.items()}
+
+
 def _remove_own_temp_files(output: Path) -> None:
     """Delete temporary files an interrupted run left, touching nothing segkit did not write."""
     for folder in (IMAGES_DIR, CLASS_DIR, OBJECT_DIR, VIZ_DIR):
@@ -393,6 +412,12 @@ def convert(
             if source is not None
         }
         stems = stems_for(relatives, previous_ids)
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OptionError(f"{output}: cannot create the output folder ({error})") from None
+        _remove_own_temp_files(output)
+        existing = existing_outputs_by_stem(output)
         jobs = [
             Job(
                 source=path,
@@ -405,14 +430,10 @@ def convert(
                 max_pixels=max_pixels,
                 fingerprint=_file_fingerprint(options, found.get(rel.as_posix(), []), ids),
                 previous=None if force else previous_samples.get(rel.as_posix()),
+                existing_outputs=existing.get(stem, ()),
             )
             for path, rel, stem in zip(sources, relatives, stems, strict=True)
         ]
-        try:
-            output.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise OptionError(f"{output}: cannot create the output folder ({error})") from None
-        _remove_own_temp_files(output)
         outcomes = parallel_map(
             convert_one,
             jobs,
