@@ -83,7 +83,7 @@ def test_scanline_canvas_draws_like_a_plain_image_and_encodes_in_place() -> None
         _draw_scene(image)
         with_voc_palette(image)
     np.testing.assert_array_equal(np.asarray(mapped), np.asarray(plain))
-    assert png._mapped_scanlines(mapped) is not None  # the zero-copy path is taken
+    assert png.mapped_scanlines(mapped) is not None  # the zero-copy path is taken
     assert png_bytes(mapped) == png_bytes(plain)
     decoded = _decode(png_bytes(mapped))
     np.testing.assert_array_equal(np.asarray(decoded), np.asarray(plain))
@@ -93,5 +93,5 @@ def test_copies_of_a_scanline_canvas_fall_back_to_exporting_pixels() -> None:
     canvas = scanline_canvas(12, 5)
     _draw_scene(canvas)
     copy = canvas.copy()
-    assert png._mapped_scanlines(copy) is None
+    assert png.mapped_scanlines(copy) is None
     np.testing.assert_array_equal(np.asarray(_decode(png_bytes(copy))), np.asarray(canvas))

@@ -8,12 +8,16 @@ and test_rasterize_golden.py; here the expected values are spelled out by hand.
 from __future__ import annotations
 
 import numpy as np
+import PIL.Image
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from segkit.errors import AnnotationError
 from segkit.labelme import Shape
-from segkit.rasterize import instance_numbers, rasterize, shape_index_image
+from segkit.png import scanline_canvas
+from segkit.rasterize import instance_numbers, rasterize, shape_index_image, value_counts
 
 IDS = {"_background_": 0, "a": 1, "b": 2, "__ignore__": 255}
 
@@ -471,3 +475,29 @@ def test_more_than_254_instances_use_16_bits_with_65535_ignore() -> None:
     assert got.class_mask.dtype == np.uint8
     assert got.class_mask[15, 19] == 255
     assert got.class_mask[14, 18] == 1
+
+
+@given(
+    st.integers(1, 40),
+    st.integers(1, 30),
+    st.lists(st.tuples(st.integers(0, 255), st.integers(1, 400)), max_size=30),
+    st.floats(0, 1),
+    st.randoms(use_true_random=False),
+)
+@settings(max_examples=200, deadline=None)
+def test_value_counts_equal_pillows_histogram(
+    width: int, height: int, runs: list, noise: float, rng
+) -> None:
+    """Runs of values and random noise, on a scanline canvas and on a plain image."""
+    values = np.concatenate([np.full(n, v, np.uint8) for v, n in runs] or [np.zeros(0, np.uint8)])
+    values = (
+        np.resize(values, width * height) if values.size else np.zeros(width * height, np.uint8)
+    )
+    noisy = [i for i in range(values.size) if rng.random() < noise]
+    values[noisy] = [rng.randrange(256) for _ in noisy]
+    canvas = scanline_canvas(width, height)
+    canvas.paste(PIL.Image.frombytes("L", (width, height), values.tobytes()))
+    plain = PIL.Image.frombytes("L", (width, height), values.tobytes())
+    expected = plain.histogram()
+    assert value_counts(canvas).tolist() == expected
+    assert value_counts(plain).tolist() == expected

@@ -273,7 +273,9 @@ def _convert(job: Job, outcome: Outcome, written: list[Path]) -> Outcome:
     for relative, data in files.values():
         written.append(job.output / relative)
         atomic_write_bytes(job.output / relative, data)
-    _remove_other_outputs(job.output, job.existing_outputs, {relative for relative, _ in files.values()})
+    _remove_other_outputs(
+        job.output, job.existing_outputs, {relative for relative, _ in files.values()}
+    )
     counts = masks.class_counts
     outcome.sample = {
         "id": job.stem,

@@ -54,7 +54,9 @@ def scanline_canvas(width: int, height: int) -> PIL.Image.Image:
     return image
 
 
-def _mapped_scanlines(image: PIL.Image.Image) -> np.ndarray | None:
+def mapped_scanlines(image: PIL.Image.Image) -> np.ndarray | None:
+    """The PNG scanline buffer behind a ``scanline_canvas`` image (filter byte 0 first in
+    every row), or ``None`` for any other image, or one whose pixels have moved."""
     mapped = getattr(image, _SCANLINES_ATTR, None)
     if mapped is None or mapped[0] is not image.im or image.mode not in ("P", "L"):
         return None
@@ -83,7 +85,7 @@ def png_bytes(image: PIL.Image.Image) -> bytes:
     7
     """
     width, height = image.size
-    scanlines: bytes | np.ndarray | None = _mapped_scanlines(image)
+    scanlines: bytes | np.ndarray | None = mapped_scanlines(image)
     if image.mode in ("P", "L"):
         if scanlines is None:
             scanlines = _scanlines(np.asarray(image, dtype=np.uint8))

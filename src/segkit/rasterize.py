@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 
 from segkit.errors import AnnotationError
 from segkit.labelme import Shape
-from segkit.png import scanline_canvas
+from segkit.png import mapped_scanlines, scanline_canvas
 from segkit.voc import IGNORE_INDEX, IGNORE_INDEX_16, with_voc_palette
 
 LINE_WIDTH = 10
@@ -149,6 +149,30 @@ def _paint(
     return canvas
 
 
+#: Above this share of run boundaries per pixel, Pillow's histogram is faster.
+_MAX_RUN_SHARE = 1 / 16
+
+
+def value_counts(image: PIL.Image.Image) -> NDArray[np.int64]:
+    """Pixels per value (length 256) of an "L"/"P" image, like ``image.histogram()``.
+
+    Label masks are long runs of one value, and a histogram adding pixels one at a
+    time stalls on runs (every pixel increments the counter the last one did). On a
+    ``scanline_canvas`` it is twice as fast to find the runs and add their lengths.
+    """
+    scanlines = mapped_scanlines(image)
+    if scanlines is not None:
+        starts = np.flatnonzero(scanlines[1:] != scanlines[:-1]) + 1
+        if starts.size <= _MAX_RUN_SHARE * scanlines.size:
+            starts = np.concatenate(([0], starts))
+            lengths = np.diff(starts, append=scanlines.size)
+            counts = np.bincount(scanlines[starts], weights=lengths, minlength=256)
+            counts = counts.astype(np.int64)
+            counts[0] -= image.height  # the rows' filter bytes
+            return counts
+    return np.asarray(image.histogram(), dtype=np.int64)
+
+
 def instance_numbers(shapes: Sequence[Shape]) -> list[int]:
     """labelme's instance id (from 1) of each shape: first appearance of (label, group_id)."""
     numbers: dict[tuple[str, object], int] = {}
@@ -192,5 +216,5 @@ def rasterize(
         instance_image = PIL.Image.fromarray(np.asarray(instance_image).astype(np.uint16))
     else:
         instance_image = with_voc_palette(instance_image)
-    counts = np.asarray(class_image.histogram(), dtype=np.int64)
+    counts = value_counts(class_image)
     return Rasterized(with_voc_palette(class_image), instance_image, count, counts)
