@@ -25,8 +25,6 @@ from hypothesis import strategies as st
 from segkit.errors import AnnotationError
 from segkit.labelme import (
     Shape,
-    _parse_points,
-    _parse_points_checked,
     check_extent,
     exif_orientation,
     load_image,
@@ -304,43 +302,6 @@ def test_frame_matches_what_the_labelme_app_shows(tmp_path: Path, case: str) -> 
         pixels = pixels.reshape(rgb.height(), rgb.bytesPerLine())[:, : 3 * rgb.width()]
         ours = np.asarray(loaded.image).reshape(rgb.height(), -1).astype(int)
         assert np.abs(pixels.astype(int) - ours).mean() < 3  # labelme re-encodes at q95
-
-
-_json_scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(10**400), max_value=10**400),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.floats(min_value=-1e308, max_value=1e308),
-    st.text(max_size=2),
-)
-_mostly_numbers = st.one_of(
-    st.integers(-5000, 5000), st.floats(-1e4, 1e4), st.floats(-1e4, 1e4), _json_scalars
-)
-_json_points = st.one_of(
-    st.lists(st.lists(_mostly_numbers, min_size=2, max_size=2), max_size=5),
-    st.lists(st.lists(_mostly_numbers, min_size=1, max_size=3), max_size=4),
-    st.lists(_json_scalars, max_size=3),
-    _json_scalars,
-    st.dictionaries(st.text(max_size=1), _json_scalars, max_size=2),
-)
-
-
-@given(_json_points)
-@settings(max_examples=400, deadline=None)
-def test_fast_point_parsing_agrees_with_the_careful_check(raw: object) -> None:
-    """The C-level fast path accepts exactly what the point-by-point check accepts."""
-    where = "shapes[0]: "
-    try:
-        expected = _parse_points_checked(Path("x.json"), where, raw)
-    except AnnotationError as error:
-        with pytest.raises(AnnotationError) as raised:
-            _parse_points(Path("x.json"), where, raw)
-        assert str(raised.value) == str(error)
-        return
-    got = _parse_points(Path("x.json"), where, raw)
-    assert got == expected
-    assert all(type(c) is float for point in got for c in point)
 
 
 @given(

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import io
 import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
@@ -76,33 +74,10 @@ def _fail(path: Path, where: str, reason: str) -> AnnotationError:
 
 
 _NUMBER_TYPES = (int, float)
-_NUMBER_TYPE_SET = frozenset(_NUMBER_TYPES)
-_LIST_TYPE = frozenset({list})
-_PAIR_LENGTH = frozenset({2})
 _JPEG_END = b"\xff\xd9"
 
 
 def _parse_points(path: Path, where: str, raw: Any) -> tuple[tuple[float, float], ...]:
-    # Fast path for well-formed points (every built-in below loops in C); anything it
-    # does not accept goes through the point-by-point check, which names the defect.
-    if (
-        type(raw) is list
-        and raw
-        and set(map(type, raw)) == _LIST_TYPE
-        and set(map(len, raw)) == _PAIR_LENGTH
-    ):
-        flat = list(chain.from_iterable(raw))
-        if set(map(type, flat)) <= _NUMBER_TYPE_SET:
-            with contextlib.suppress(OverflowError):  # an integer too large for a float
-                coords = list(map(float, flat))
-                # NaN and ±inf make the sum non-finite (so may a huge finite sum: the
-                # careful path then accepts it).
-                if math.isfinite(sum(coords)):
-                    return tuple(zip(coords[0::2], coords[1::2], strict=True))
-    return _parse_points_checked(path, where, raw)
-
-
-def _parse_points_checked(path: Path, where: str, raw: Any) -> tuple[tuple[float, float], ...]:
     if not isinstance(raw, list) or not raw:
         raise _fail(path, where, "'points' must be a non-empty list of [x, y]")
     points = []
@@ -482,10 +457,6 @@ def check_extent(shapes: Sequence[Shape], size: tuple[int, int], where: str = ""
     height, width = size
     margin = max(MAX_OUTSIDE_IMAGE_SIZES * max(height, width), MIN_OUTSIDE_MARGIN)
     for index, shape in enumerate(shapes):
-        xs, ys = zip(*shape.points, strict=True)
-        inside_x = -margin <= min(xs) and max(xs) <= width + margin
-        if inside_x and -margin <= min(ys) and max(ys) <= height + margin:
-            continue
         for number, (x, y) in enumerate(shape.points):
             if not (-margin <= x <= width + margin and -margin <= y <= height + margin):
                 raise AnnotationError(
