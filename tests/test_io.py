@@ -77,3 +77,28 @@ def test_temporary_names_do_not_collide(tmp_path: Path, monkeypatch: pytest.Monk
     atomic_write_bytes(tmp_path / "x", b"mine")
     assert (tmp_path / "x").read_bytes() == b"mine"
     assert (tmp_path / ".x.aaaa.tmp").read_text() == "someone else's"
+
+
+def test_folder_made_by_a_concurrent_writer_is_fine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers find the folder missing; the other one creates it first."""
+    folder = tmp_path / "masks"
+    real_open, calls = os.open, []
+
+    def racing_open(name: str, flags: int, mode: int = 0o777) -> int:
+        calls.append(name)
+        if len(calls) == 1:
+            folder.mkdir()  # the other worker wins the race
+            raise FileNotFoundError(name)
+        return real_open(name, flags, mode)
+
+    monkeypatch.setattr(io_module.os, "open", racing_open)
+    atomic_write_bytes(folder / "a.png", b"png")
+    assert (folder / "a.png").read_bytes() == b"png"
+
+
+def test_missing_folder_that_cannot_be_made_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(OSError):
+        atomic_write_bytes(tmp_path / "file" / "sub" / "x", b"")

@@ -32,6 +32,7 @@ def _create_temp(path: Path) -> tuple[int, str]:
     file gets (0666 minus the umask), as it becomes the output itself.
     """
     folder, name = os.path.split(os.fspath(path))
+    made_folder = False
     for _ in range(_TEMP_ATTEMPTS):
         temp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
         try:
@@ -39,9 +40,11 @@ def _create_temp(path: Path) -> tuple[int, str]:
         except FileExistsError:
             continue
         except FileNotFoundError:
-            if not folder or os.path.isdir(folder):
+            # Another worker may be making the same folder right now: exist_ok.
+            if made_folder or not folder:
                 raise
             os.makedirs(folder, exist_ok=True)
+            made_folder = True
     raise FileExistsError(f"{path}: no free temporary file name next to it")
 
 
