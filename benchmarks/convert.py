@@ -94,6 +94,11 @@ def run_labelme_reference(src: Path, out: Path) -> float:
     import imgviz
     import labelme
     from labelme import utils
+    from loguru import logger
+
+    # labelme logs a DEBUG line per image read; silenced so the reference pays nothing
+    # for terminal output.
+    logger.disable("labelme")
 
     label_ids = {"__ignore__": -1, **{name: i for i, name in enumerate(CLASSES)}}
     for name in ("JPEGImages", "SegmentationClass", "SegmentationObject"):
