@@ -162,12 +162,16 @@ def _clear_earlier_outputs(workdir: Path) -> None:
     for folder in earlier:
         shutil.rmtree(folder, ignore_errors=True)
     if earlier:
-        try:
-            window = int(Path("/proc/sys/vm/dirty_expire_centisecs").read_text()) / 100
-        except (OSError, ValueError):
-            window = 30.0
-        print(f"deleted {len(earlier)} earlier output folders; waiting {window + 1:.0f} s")
-        time.sleep(window + 1)
+        _wait_out_recent_deletes(f"deleted {len(earlier)} earlier output folders")
+
+
+def _wait_out_recent_deletes(what: str) -> None:
+    try:
+        window = int(Path("/proc/sys/vm/dirty_expire_centisecs").read_text()) / 100
+    except (OSError, ValueError):
+        window = 30.0
+    print(f"{what}; waiting {window + 1:.0f} s before timing")
+    time.sleep(window + 1)
 
 
 def _fmt(times: list[float]) -> str:
@@ -196,9 +200,12 @@ def main() -> None:
     src = args.workdir / "labelme"
     marker = args.workdir / f"made-{args.images}-{args.polygons}-{args.width}x{args.height}"
     if not marker.exists():
+        rebuilt = args.workdir.exists()
         shutil.rmtree(args.workdir, ignore_errors=True)
         make_dataset(src, args.images, args.polygons, (args.width, args.height))
         marker.touch()
+        if rebuilt:
+            _wait_out_recent_deletes("deleted the earlier data set")
     _clear_earlier_outputs(args.workdir)
 
     # Best of N for each: on a shared machine other load only ever adds time. Every

@@ -102,3 +102,12 @@ def test_missing_folder_that_cannot_be_made_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(OSError):
         atomic_write_bytes(tmp_path / "file" / "sub" / "x", b"")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+def test_a_handle_that_cannot_be_opened_leaks_no_descriptor_or_file(tmp_path: Path) -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(ValueError), atomic_open(tmp_path / "x", "not a mode"):
+        pass  # pragma: no cover - never entered
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert _listing(tmp_path) == []

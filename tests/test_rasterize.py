@@ -478,8 +478,8 @@ def test_more_than_254_instances_use_16_bits_with_65535_ignore() -> None:
 
 
 @given(
-    st.integers(1, 40),
-    st.integers(1, 30),
+    st.integers(0, 40),
+    st.integers(0, 30),
     st.lists(st.tuples(st.integers(0, 255), st.integers(1, 400)), max_size=30),
     st.floats(0, 1),
     st.randoms(use_true_random=False),

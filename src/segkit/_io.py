@@ -57,7 +57,12 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """
     fd, temp = _create_temp(path)
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+        try:
+            handle = os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+        except BaseException:
+            os.close(fd)
+            raise
+        with handle:
             yield handle
         os.replace(temp, path)
     except BaseException:

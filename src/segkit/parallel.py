@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import os
 import sys
@@ -37,7 +36,8 @@ def prepare_worker_process() -> None:
     deflate state). glibc returns such memory to the kernel on free and faults it
     back in, zeroed page by page, for the next item: a tenth of a worker's time in
     ``segkit convert``. Worker processes are ours, so they keep freed memory (heap
-    allocations up to 64 MiB, up to 256 MiB kept). ``gc.freeze`` moves the objects
+    allocations up to 32 MiB, up to 256 MiB kept, so a worker's memory stays at its
+    peak until the pool ends). ``gc.freeze`` moves the objects
     the worker inherited to the permanent generation, so garbage collections between
     items do not walk every imported module. No effect beyond speed.
     """
@@ -45,9 +45,10 @@ def prepare_worker_process() -> None:
     if not sys.platform.startswith("linux"):
         return
     try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt): nothing to tune
+        import ctypes  # here: Pythons built without ctypes still import segkit
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (ImportError, OSError, AttributeError):  # musl has no mallopt: nothing to tune
         return
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     mallopt(_M_MMAP_THRESHOLD, _HEAP_ALLOCATIONS_UP_TO)

@@ -161,7 +161,7 @@ def value_counts(image: PIL.Image.Image) -> NDArray[np.int64]:
     ``scanline_canvas`` it is twice as fast to find the runs and add their lengths.
     """
     scanlines = mapped_scanlines(image)
-    if scanlines is not None:
+    if scanlines is not None and scanlines.size:
         starts = np.flatnonzero(scanlines[1:] != scanlines[:-1]) + 1
         if starts.size <= _MAX_RUN_SHARE * scanlines.size:
             starts = np.concatenate(([0], starts))
