@@ -536,6 +536,25 @@ def test_checkpoint_errors(tmp_path) -> None:
         load_checkpoint(tmp_path / "d")
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("model_kwargs", [1, 2]),
+        ("normalization", "xx"),
+        ("extra", 3),
+        ("tensors_sha256", ["ab"]),
+    ],
+)
+def test_malformed_sidecar_keys_are_one_line_errors(tmp_path, key: str, value: object) -> None:
+    model = build_model("unet-tiny", 3, 2, base_channels=4)
+    save_checkpoint(tmp_path / "a", model, classes=["a", "b"])
+    sidecar = json.loads((tmp_path / "a.json").read_text())
+    sidecar[key] = value
+    (tmp_path / "a.json").write_text(json.dumps(sidecar))
+    with pytest.raises(CheckpointError, match=rf"a\.json: key '{key}'"):
+        load_checkpoint(tmp_path / "a")
+
+
 def test_binary_head_checkpoint_names_two_classes(tmp_path) -> None:
     model = build_model("unet-tiny", 3, 1, base_channels=4)
     save_checkpoint(tmp_path / "bin", model, classes=["_background_", "cell"])

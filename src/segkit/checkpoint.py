@@ -134,6 +134,23 @@ def _require(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], w
     return value
 
 
+def _optional_object(data: Mapping[str, Any], key: str, where: Path) -> dict[str, Any]:
+    """``data[key]`` as a dict: an absent or null key is an empty one."""
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{where}: key {key!r} must be an object, got {type(value).__name__}")
+    return dict(value)
+
+
+def _optional_hash(data: Mapping[str, Any], where: Path) -> str | None:
+    value = data.get("tensors_sha256")
+    if value is not None and not isinstance(value, str):
+        raise CheckpointError(f"{where}: key 'tensors_sha256' must be a hex string or null")
+    return value
+
+
 def read_checkpoint_meta(path: Path | str) -> CheckpointMeta:
     """Read and validate the sidecar of the checkpoint at ``path``."""
     _, sidecar_path = checkpoint_paths(path)
@@ -156,7 +173,7 @@ def read_checkpoint_meta(path: Path | str) -> CheckpointMeta:
         name=_require(data, "architecture", str, sidecar_path),
         in_channels=_require(data, "in_channels", int, sidecar_path),
         num_classes=_require(data, "num_classes", int, sidecar_path),
-        overrides=dict(data.get("model_kwargs") or {}),
+        overrides=_optional_object(data, "model_kwargs", sidecar_path),
     )
     epoch = data.get("epoch")
     if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int)):
@@ -168,11 +185,11 @@ def read_checkpoint_meta(path: Path | str) -> CheckpointMeta:
     return CheckpointMeta(
         model=model,
         classes=[str(name) for name in classes],
-        normalization=dict(data.get("normalization") or {}),
+        normalization=_optional_object(data, "normalization", sidecar_path),
         epoch=epoch,
-        extra=dict(data.get("extra") or {}),
+        extra=_optional_object(data, "extra", sidecar_path),
         segkit_version=str(data.get("segkit_version", "unknown")),
-        tensors_sha256=data.get("tensors_sha256"),
+        tensors_sha256=_optional_hash(data, sidecar_path),
     )
 
 
