@@ -22,6 +22,7 @@ from segkit.validate import (
     Finding,
     class_presence_findings,
     class_value_issues,
+    disjoint_split_groups,
     duplicate_findings,
     geometry_issues,
     instance_issues,
@@ -247,6 +248,25 @@ def test_duplicates_within_and_across_splits() -> None:
     assert leak.severity == "error" and "train" in leak.detail and "val" in leak.detail
 
 
+def test_duplicates_across_one_folds_train_and_val_leak() -> None:
+    splits = {
+        "fold0_train": ["a", "b"],
+        "fold0_val": ["c", "d"],
+        "fold1_train": ["c", "d"],
+        "fold1_val": ["a", "b"],
+    }
+    disjoint = disjoint_split_groups(splits)
+    split_of: dict[str, set[str]] = {}
+    for name, stems in splits.items():
+        for stem in stems:
+            split_of.setdefault(stem, set()).add(name)
+    files = {k: f"{k}.jpg" for k in "abcd"}
+    same_side = duplicate_findings({"a": "1", "b": "1"}, files, split_of, disjoint)
+    assert pairs(same_side) == [("duplicate-image", "a.jpg")]
+    across = duplicate_findings({"a": "1", "c": "1"}, files, split_of, disjoint)
+    assert pairs(across) == [("split-leakage", "a.jpg")]
+
+
 def test_near_duplicates_skip_exact_copies() -> None:
     files = {k: f"{k}.jpg" for k in "abcd"}
     hashes = {"a": 0b1111, "b": 0b1111, "c": 0b0111, "d": (1 << 64) - 1}
@@ -429,3 +449,50 @@ def test_image_hash_matches_imagehash_module(tmp_path: Path) -> None:
         assert out["dhash"] == hash_image_file(tmp_path / name), name
         assert out["size"] == (WIDTH, HEIGHT)
         assert out["orientation"] == (1 if name == "plain.jpg" else 6)
+
+
+def test_truncated_image_with_intact_header_is_a_finding_not_a_crash(tmp_path: Path) -> None:
+    root = make_voc(tmp_path / "voc")
+    jpeg = root / "JPEGImages" / "s0.jpg"
+    jpeg.write_bytes(jpeg.read_bytes()[:-10])
+    png_image = root / "JPEGImages" / "s1.png"
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(image_pixels(1)).save(buffer, format="PNG")
+    (root / "JPEGImages" / "s1.jpg").unlink()
+    png_image.write_bytes(buffer.getvalue()[:-60])
+    found = pairs(validate_dataset(root, workers=1))
+    assert ("truncated", "JPEGImages/s0.jpg") in found
+    assert ("truncated", "JPEGImages/s1.png") in found
+
+
+def test_png_with_bytes_after_its_end_chunk_is_fine(tmp_path: Path) -> None:
+    root = make_voc(tmp_path / "voc")
+    mask = root / "SegmentationClass" / "s0.png"
+    mask.write_bytes(mask.read_bytes() + bytes(64))
+    assert validate_dataset(root, workers=1) == []
+    mask.write_bytes(mask.read_bytes()[: -64 - 12])  # the IEND chunk cut off
+    assert ("truncated", "SegmentationClass/s0.png") in pairs(validate_dataset(root, workers=1))
+
+
+def test_identical_images_in_different_folds_are_leakage(tmp_path: Path) -> None:
+    root = make_voc(tmp_path / "voc", splits=False)
+    folder = root / "ImageSets" / "Segmentation"
+    folder.mkdir(parents=True, exist_ok=True)
+    s0, s1, s2, s3, s4, s5 = STEMS
+    folds = {
+        "fold0_train": [s0, s1, s2, s3],
+        "fold0_val": [s4, s5],
+        "fold1_train": [s0, s1, s4, s5],
+        "fold1_val": [s2, s3],
+        "fold2_train": [s2, s3, s4, s5],
+        "fold2_val": [s0, s1],
+    }
+    for name, stems in folds.items():
+        (folder / f"{name}.txt").write_text("".join(f"{s}\n" for s in stems))
+    (folder / "train.txt").write_text("".join(f"{s}\n" for s in folds["fold0_train"]))
+    (folder / "val.txt").write_text("".join(f"{s}\n" for s in folds["fold0_val"]))
+    assert validate_dataset(root, workers=1) == []
+    # s0 and s2 are both in train / val's train (fold 0) but apart in folds 1 and 2.
+    images = root / "JPEGImages"
+    (images / "s2.jpg").write_bytes((images / "s0.jpg").read_bytes())
+    assert ("split-leakage", "JPEGImages/s0.jpg") in pairs(validate_dataset(root, workers=1))

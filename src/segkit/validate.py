@@ -446,14 +446,7 @@ def split_findings(
                 )
             )
     partition = [name for name in PARTITION_SPLITS if name in splits]
-    disjoint = [partition]
-    # Cross-validation folds as segkit split writes them: each fold's train and val
-    # must not share a stem, nor either share one with the held-out test list.
-    for name in sorted(splits):
-        match = _FOLD_VAL.match(name)
-        if match and f"fold{match.group(1)}_train" in splits:
-            held = ["test"] if "test" in splits else []
-            disjoint.append([f"fold{match.group(1)}_train", name, *held])
+    disjoint = disjoint_split_groups(splits)
     reported: set[tuple[str, str]] = set()
     for names in disjoint:
         for index, first in enumerate(names):
@@ -502,20 +495,45 @@ def split_findings(
     return findings
 
 
-def _where(ids: Iterable[str], split_of: Mapping[str, Collection[str]]) -> list[str]:
-    return sorted({name for sample_id in ids for name in split_of.get(sample_id, ())})
+def disjoint_split_groups(splits: Collection[str]) -> list[list[str]]:
+    """Split files that must not share a stem: train / val / test, and, for
+    cross-validation folds as segkit split writes them, each fold's train and val
+    together with the held-out test list."""
+    groups = [[name for name in PARTITION_SPLITS if name in splits]]
+    for name in sorted(splits):
+        match = _FOLD_VAL.match(name)
+        if match and f"fold{match.group(1)}_train" in splits:
+            held = ["test"] if "test" in splits else []
+            groups.append([f"fold{match.group(1)}_train", name, *held])
+    return groups
+
+
+def _where(
+    ids: Iterable[str],
+    split_of: Mapping[str, Collection[str]],
+    disjoint: Sequence[Sequence[str]] = (PARTITION_SPLITS,),
+) -> list[str]:
+    """The splits of one disjoint group that copies among ``ids`` span (empty if none)."""
+    ids = list(ids)
+    for group in disjoint:
+        names = sorted({n for i in ids for n in split_of.get(i, ()) if n in group})
+        if len(names) > 1:
+            return names
+    return []
 
 
 def duplicate_findings(
     image_sha256: Mapping[str, str],
     files: Mapping[str, str],
     split_of: Mapping[str, Collection[str]],
+    disjoint: Sequence[Sequence[str]] = (PARTITION_SPLITS,),
 ) -> list[Finding]:
     """Byte-identical images: a warning, or ``split-leakage`` when they span splits.
 
     ``image_sha256`` maps sample id → content hash, ``files`` id → image path and
-    ``split_of`` id → the partition splits naming it. One finding per group, on its
-    first file.
+    ``split_of`` id → the split files naming it; ``disjoint`` lists the groups of
+    split files that must not share an image (``disjoint_split_groups``). One finding
+    per group, on its first file.
     """
     groups: dict[str, list[str]] = {}
     for sample_id, digest in image_sha256.items():
@@ -526,8 +544,8 @@ def duplicate_findings(
             continue
         members = sorted(members, key=lambda m: files[m])
         others = short_list([files[m] for m in members[1:]])
-        splits = _where(members, split_of)
-        if len(splits) > 1:
+        splits = _where(members, split_of, disjoint)
+        if splits:
             where = ", ".join(
                 f"{files[m]} in {'/'.join(sorted(split_of.get(m, ()))) or 'no split'}"
                 for m in members
@@ -554,6 +572,7 @@ def near_duplicate_findings(
     split_of: Mapping[str, Collection[str]],
     *,
     max_distance: int = DEFAULT_MAX_DISTANCE,
+    disjoint: Sequence[Sequence[str]] = (PARTITION_SPLITS,),
 ) -> list[Finding]:
     """Images whose 64-bit dHashes chain within ``max_distance`` bits (warnings).
 
@@ -571,8 +590,8 @@ def near_duplicate_findings(
         others = short_list(
             [f"{files[m]} ({hamming_distance(first, hashes[m])} bits apart)" for m in members[1:]]
         )
-        splits = _where(members, split_of)
-        across = f"; they span splits {', '.join(splits)}" if len(splits) > 1 else ""
+        splits = _where(members, split_of, disjoint)
+        across = f"; they span splits {', '.join(splits)}" if splits else ""
         findings.append(
             finding(
                 "near-duplicate",
@@ -642,9 +661,13 @@ def _rel(root: Path, path: Path) -> str:
         return path.as_posix()
 
 
+#: A whole IEND chunk: zero length, type, CRC. Bytes after it are ignored by decoders.
+_PNG_IEND_CHUNK = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
 def _looks_truncated(data: bytes) -> bool:
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return b"IEND" not in data[-16:]
+        return _PNG_IEND_CHUNK not in data
     if data.startswith(b"\xff\xd8"):
         return b"\xff\xd9" not in data[-64:]
     return False
@@ -686,7 +709,7 @@ def _decode_mask(data: bytes) -> _Mask | Issue:
     except DECODE_ERRORS as error:
         return _decode_failure(data, error)
     if _looks_truncated(data):
-        return ("truncated", "the PNG has no IEND chunk at its end; copy or export it again")
+        return ("truncated", "the PNG has no IEND (end) chunk; copy or export it again")
     return mask
 
 
@@ -709,7 +732,7 @@ def _check_image(path: Path, out: dict[str, Any]) -> list[Issue]:
         return [_decode_failure(data, error)]
     out["orientation"] = orientation if isinstance(orientation, int) else 1
     if data.startswith(b"\x89PNG") and _looks_truncated(data):
-        return [("truncated", "the PNG has no IEND chunk at its end; copy or export it again")]
+        return [("truncated", "the PNG has no IEND (end) chunk; copy or export it again")]
     return []
 
 
@@ -771,7 +794,7 @@ def _check_sample(task: _SampleTask) -> _SampleResult:
         hashes.append((info["file"], sha256_bytes(data)))
         record(path, _check_mask(data, role, len(task.class_names), info))
 
-    if sample.image is not None and "size" in image:
+    if sample.image is not None and "orientation" in image:  # decoded, not just a header
         sizes = {info["file"]: info["size"] for info in masks.values() if "size" in info}
         for check, file, detail in geometry_issues(
             image["size"],
@@ -1028,13 +1051,19 @@ def validate(
         masks_with_ignore += IGNORE_INDEX in result.class_ids
 
     files = {s.id: _rel(root, s.image) for s in dataset.samples if s.image is not None}
+    disjoint = disjoint_split_groups(splits)
     split_of: dict[str, set[str]] = {}
-    for name in PARTITION_SPLITS:
+    for name in {name for group in disjoint for name in group}:
         for stem in splits.get(name, ()):
             split_of.setdefault(stem, set()).add(name)
-    findings += duplicate_findings(image_sha256, files, split_of)
+    findings += duplicate_findings(image_sha256, files, split_of, disjoint)
     findings += near_duplicate_findings(
-        dhashes, image_sha256, files, split_of, max_distance=near_duplicate_distance
+        dhashes,
+        image_sha256,
+        files,
+        split_of,
+        max_distance=near_duplicate_distance,
+        disjoint=disjoint,
     )
     labelled = [s.id for s in dataset.samples if s.image is not None and s.class_mask is not None]
     findings += split_findings(dataset.ids, splits, labelled_ids=labelled)
