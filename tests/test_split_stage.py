@@ -444,3 +444,23 @@ def test_progress_counts_samples(tmp_path) -> None:
     split_dataset(root, workers=2, progress=lambda done, total: calls.append((done, total)))
     assert calls[-1] == (60, 60)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_ids_with_surrounding_spaces_are_refused_before_writing(tmp_path) -> None:
+    masks = simple_masks(12)
+    masks["img005 "] = masks.pop("img005")
+    root = make_voc(tmp_path / "voc", masks)
+    before = snapshot(root)
+    with pytest.raises(DatasetError, match=r"1 id with leading or trailing spaces.*'img005 '"):
+        split_dataset(root)
+    assert snapshot(root) == before
+
+
+def test_a_folder_in_place_of_a_split_file_is_an_error_before_anything_is_written(
+    tmp_path,
+) -> None:
+    root = make_voc(tmp_path / "voc", simple_masks(12))
+    (root / SPLITS / "val.txt").mkdir(parents=True)
+    with pytest.raises(DatasetError, match=r"val\.txt: is a folder"):
+        split_dataset(root)
+    assert [p.name for p in (root / SPLITS).iterdir()] == ["val.txt"]

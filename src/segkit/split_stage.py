@@ -36,7 +36,7 @@ import numpy as np
 
 from segkit._io import atomic_write_text, sha256_file
 from segkit._pillow import DECODE_ERRORS
-from segkit._text import short_list
+from segkit._text import plural, short_list
 from segkit.dataset import Dataset, Sample, open_dataset
 from segkit.errors import DatasetError, OptionError
 from segkit.imagehash import hash_image_file, near_duplicate_groups
@@ -448,6 +448,25 @@ def _unchanged(path: Path, text: str) -> bool:
         return False
 
 
+def _check_listable(root: Path, stems: Sequence[str]) -> None:
+    """Ids a split file can hold: readers strip each line, so no surrounding spaces."""
+    bad = sorted(stem for stem in stems if stem != stem.strip())
+    if bad:
+        raise DatasetError(
+            f"{root}: {plural(len(bad), 'id')} with leading or trailing spaces cannot be "
+            f"listed in split files (VOC readers strip each line): "
+            f"{short_list([repr(b) for b in bad])}; rename those files"
+        )
+
+
+def _check_writable(split_dir: Path, files: Mapping[str, object]) -> None:
+    """Fail before writing anything when a split file's path is taken by a folder."""
+    for name in files:
+        path = split_dir / f"{name}.txt"
+        if path.is_dir():
+            raise DatasetError(f"{path}: is a folder, not a split file; move it away")
+
+
 def _write_if_changed(path: Path, text: str) -> bool:
     if _unchanged(path, text):
         return False
@@ -527,6 +546,7 @@ def split_dataset(
     if not usable:
         raise DatasetError(f"{root}: no image has a class mask; nothing to split")
     stems = [s.id for s in usable]
+    _check_listable(root, stems)
     warnings: list[str] = []
     if excluded:
         warnings.append(
@@ -607,14 +627,18 @@ def split_dataset(
 
     files, fold_list = _outputs(result, folds)
     split_dir = root / SPLITS_DIR
+    _check_writable(split_dir, files)
     written = []
-    for name, members in files.items():
-        if _write_if_changed(split_dir / f"{name}.txt", _lines(members)):
-            written.append(f"{SPLITS_DIR}/{name}.txt")
     removed = []
-    for path in _stale_files(split_dir, files):
-        path.unlink()
-        removed.append(f"{SPLITS_DIR}/{path.name}")
+    try:
+        for name, members in files.items():
+            if _write_if_changed(split_dir / f"{name}.txt", _lines(members)):
+                written.append(f"{SPLITS_DIR}/{name}.txt")
+        for path in _stale_files(split_dir, files):
+            path.unlink()
+            removed.append(f"{SPLITS_DIR}/{path.name}")
+    except OSError as error:
+        raise DatasetError(f"{split_dir}: cannot write the split files ({error})") from None
 
     record = _record(
         files=files,
