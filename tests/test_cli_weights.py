@@ -87,6 +87,18 @@ def test_effective_number_beta_and_binary(tmp_path: Path):
     assert "beta=0.999" in result.stdout and "pos_weight" in result.stdout
 
 
+def test_unnamed_classes_count_ids_of_every_split(tmp_path: Path):
+    make_voc(tmp_path, classes=None, splits={"train": [0, 1], "val": [2, 3]})
+    cls, _ = synthetic_masks(3)
+    write_class_mask(tmp_path, "img3", np.where(cls == 2, 3, cls))  # id 3 only in val
+    train = invoke(tmp_path, "--json")
+    val = invoke(tmp_path, "--json", "--split", "val")
+    assert train.exit_code == 0 and val.exit_code == 0, train.output + val.output
+    train_weights = json.loads(train.stdout)["class_weights"]
+    assert len(train_weights) == len(json.loads(val.stdout)["class_weights"]) == 4
+    assert train_weights[3] == max(train_weights[:3])  # zero-pixel rule
+
+
 def test_without_instance_masks_falls_back_to_components(tmp_path: Path):
     make_voc(tmp_path, 2, objects=False)
     result = invoke(tmp_path, "--border", "--border-on", "all")

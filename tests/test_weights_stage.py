@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
+from scipy import ndimage
 
+from segkit import weights_stage
 from segkit._io import sha256_file
 from segkit.errors import DatasetError
 from segkit.manifest import load_manifest, new_manifest, save_manifest
@@ -149,6 +151,44 @@ def test_class_names_missing_use_ids(tmp_path: Path):
     assert any("no class names" in note for note in summary.notes)
 
 
+def unnamed_voc_with_val_only_class(root: Path) -> None:
+    """No class names; train masks use ids 0-2, id 3 occurs only in val."""
+    make_voc(root, classes=None, splits={"train": [0, 1], "val": [2, 3]})
+    cls, _ = synthetic_masks(3)
+    cls[cls == 2] = 3
+    (root / "SegmentationClass" / "img3.png").write_bytes(encode_palette_png(cls))
+
+
+def test_class_names_missing_count_ids_of_every_split(tmp_path: Path):
+    unnamed_voc_with_val_only_class(tmp_path)
+    train = run(tmp_path)
+    assert [row.name for row in train.classes] == ["0", "1", "2", "3"]
+    assert any("whole dataset" in note for note in train.notes)
+    # id 3 has no training pixels: the documented zero-pixel weight, not 0/inf/NaN
+    assert train.classes[3].pixels == 0 and train.classes[3].raw_weight is None
+    assert train.class_weights[3] == max(train.class_weights[:3])
+    assert any("without pixels" in note and "3" in note for note in train.notes)
+    assert len(load_weights(tmp_path).class_weights) == 4
+    val = run(tmp_path, split="val")
+    assert len(val.class_weights) == 4 and val.classes[3].pixels > 0
+    everything = run(tmp_path, split="all")
+    assert len(everything.class_weights) == 4
+
+
+def test_class_names_missing_unreadable_mask_outside_split(tmp_path: Path):
+    unnamed_voc_with_val_only_class(tmp_path)
+    (tmp_path / "SegmentationClass" / "img3.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match=r"1 of 4 mask\(s\) cannot be used.*img3\.png"):
+        run(tmp_path)
+    assert not (tmp_path / "weights.json").exists()
+
+
+def test_class_names_given_ignore_masks_outside_split(tmp_path: Path):
+    make_voc(tmp_path, splits={"train": [0, 1], "val": [2, 3]})
+    (tmp_path / "SegmentationClass" / "img3.png").write_bytes(b"not a png")
+    assert len(run(tmp_path).class_weights) == 3  # names fix the count; val is not read
+
+
 def test_binary_dataset_reports_pos_weight(tmp_path: Path):
     make_voc(tmp_path, classes=None)
     for path in (tmp_path / "SegmentationClass").iterdir():
@@ -173,14 +213,67 @@ def test_border_maps_equal_the_core(tmp_path: Path):
         path = weight_map_path(tmp_path, sample_id)
         assert loaded.maps[sample_id] == path
         stored = np.load(path)
-        assert stored.dtype == np.float16
+        assert stored.dtype == np.float32
         cls, obj = synthetic_masks(i)
         objects, ignore = objects_from_instances(obj)
         expected = weight_map(
             cls, np.array(summary.class_weights), objects, w0=8.0, sigma=3.0, ignore=ignore
         )
-        np.testing.assert_allclose(read_weight_map(path), expected, rtol=1e-3, atol=1e-3)
+        np.testing.assert_array_equal(read_weight_map(path), expected)
         assert not stored[0].any()  # ignore row
+
+
+def test_stored_maps_match_the_edt_oracle(tmp_path: Path):
+    """Through the file, against one full-image EDT per object, at the issue's 1e-3."""
+    make_voc(tmp_path, 3, objects=False)
+    summary = run(tmp_path, border=True, border_on="all", w0=12.0, sigma=4.0)
+    weights = np.array(summary.class_weights)
+    assert load_weights(tmp_path).border["dtype"] == "float32"
+    for i in range(3):
+        cls, _ = synthetic_masks(i)
+        objects = objects_from_classes(cls)
+        ids = [v for v in np.unique(objects) if v > 0]
+        assert len(ids) >= 3
+        edt = np.sort([ndimage.distance_transform_edt(objects != v) for v in ids], axis=0)
+        border = 12.0 * np.exp(-((edt[0] + edt[1]) ** 2) / (2 * 4.0**2))
+        valid = cls != 255
+        expected = np.where(valid, weights[np.where(valid, cls, 0)] + border, 0.0)
+        path = weight_map_path(tmp_path, f"img{i}")
+        assert np.load(path).dtype == np.float32
+        stored = read_weight_map(path)
+        assert expected.max() > 10  # float16 would be up to ~4e-3 off here
+        np.testing.assert_allclose(stored, expected, rtol=0, atol=1e-3)
+
+
+def test_float16_maps_of_earlier_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    make_voc(tmp_path, 2)
+    monkeypatch.setattr(weights_stage, "_MAP_DTYPE", "float16")
+    old = run(tmp_path, border=True)
+    monkeypatch.undo()
+    assert np.load(weight_map_path(tmp_path, "img0")).dtype == np.float16
+    loaded = load_weights(tmp_path)
+    assert loaded.border["dtype"] == "float16" and set(loaded.maps) == {"img0", "img1"}
+    cls, obj = synthetic_masks(0)
+    objects, ignore = objects_from_instances(obj)
+    expected = weight_map(cls, np.array(old.class_weights), objects, ignore=ignore)
+    legacy = read_weight_map(loaded.maps["img0"])
+    assert legacy.dtype == np.float32
+    np.testing.assert_allclose(legacy, expected, rtol=1e-3, atol=1e-3)
+    # a --border run rewrites them as float32; the masks are not decoded again
+    rerun = run(tmp_path, border=True)
+    assert rerun.maps_written == 2 and rerun.masks_reused == 2
+    assert np.load(weight_map_path(tmp_path, "img0")).dtype == np.float32
+    assert load_weights(tmp_path).border["dtype"] == "float32"
+
+
+def test_float16_maps_go_on_a_run_without_border(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    make_voc(tmp_path, 2)
+    monkeypatch.setattr(weights_stage, "_MAP_DTYPE", "float16")
+    run(tmp_path, border=True)
+    monkeypatch.undo()
+    summary = run(tmp_path)
+    assert summary.maps_removed == 2 and any("map format" in note for note in summary.notes)
+    assert load_weights(tmp_path).maps == {}
 
 
 def test_components_fallback_without_instance_masks(tmp_path: Path):

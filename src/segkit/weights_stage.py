@@ -8,12 +8,20 @@ scheme and writes, in the dataset folder:
 - ``weights.json``: the statistics, the class weights (``class_weights[c]`` is the
   weight of class id ``c``), ``pos_weight`` for binary tasks, the parameters, and per
   image the input hashes that make re-runs incremental (see :func:`load_weights`);
-- with ``border``: ``SegmentationWeights/<id>.npy``, one ``(H, W)`` float16 map
-  ``w(x) = w_c(x) + w0 * exp(-(d1 + d2)**2 / (2 sigma**2))`` per image of the split
-  (float32 if a weight exceeds float16's range), 0 on ignore pixels;
+- with ``border``: ``SegmentationWeights/<id>.npy``, one ``(H, W)`` float32 map
+  ``w(x) = w_c(x) + w0 * exp(-(d1 + d2)**2 / (2 sigma**2))`` per image of the split,
+  0 on ignore pixels. float32, not float16: float16 keeps ~3 significant digits, so a
+  weight above 2 would be stored more than 1e-3 off (7e-3 at w = 14), while the maps
+  promise 1e-3 absolute. :func:`read_weight_map` also reads the float16 maps of
+  earlier segkit versions; a ``border`` run rewrites them as float32;
 - with ``viz``: ``SegmentationWeightsVisualization/<id>.png`` heat maps;
 - the ``"weights"`` key of ``segkit.json`` when the dataset has a manifest (a hand-made
   VOC folder gets ``weights.json`` only).
+
+Without class names (no ``segkit.json``, ``class_names.txt`` or ``labels.txt``) the
+classes are the ids ``0..max`` found in the class masks of the whole dataset, every
+split, so that every split gets the same number of class weights; classes without
+pixels in the chosen split get the zero-pixel weight (see :mod:`segkit.weights`).
 
 Objects for the border term come from ``SegmentationObject/<id>.png`` when it exists,
 otherwise from the 8-connected components of each class in the class mask.
@@ -88,7 +96,8 @@ ALL_IMAGES = "all"
 _MARKER = ".segkit-weights"
 #: Bump when the content of a map changes for the same inputs and options.
 _MAP_VERSION = 1
-_FLOAT16_MAX = 65504.0
+#: How maps are stored (see the module docstring for why not float16).
+_MAP_DTYPE = "float32"
 _BORDER_ON = ("background", "all")
 
 
@@ -228,14 +237,17 @@ def load_weights(root: Path) -> WeightsFile:
 
 
 def read_weight_map(path: Path) -> NDArray[np.float32]:
-    """Load one ``.npy`` weight map as float32 ``(H, W)``."""
+    """Load one ``.npy`` weight map as float32 ``(H, W)``.
+
+    Maps are stored as float32; the float16 maps of earlier versions load too.
+    """
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
         raise DatasetError(f"{path}: cannot read weight map ({error})") from error
     if array.ndim != 2:
         raise DatasetError(f"{path}: weight map must be 2-D, got shape {array.shape}")
-    return array.astype(np.float32)
+    return array.astype(np.float32, copy=False)
 
 
 # -- workers ---------------------------------------------------------------------------
@@ -299,6 +311,25 @@ def _scan_mask(task: _ScanTask) -> _Scan:
     if shape[0] * shape[1] == 0:
         return _Scan(task.id, error=f"{task.class_mask}: empty mask (0 pixels)")
     return _Scan(task.id, None, class_sha, object_sha, histogram, shape, reused)
+
+
+@dataclass(frozen=True)
+class _Ids:
+    id: str
+    error: str | None = None
+    ids: tuple[int, ...] = ()
+
+
+def _mask_ids(task: tuple[str, str]) -> _Ids:
+    """The ids in one class mask (no hashing, no instance mask): for the class count."""
+    sample_id, path = task
+    try:
+        counts = np.bincount(read_class_mask(Path(path)).ravel())
+    except OSError as error:
+        return _Ids(sample_id, error=f"{error.filename}: cannot read ({error.strerror})")
+    except DatasetError as error:
+        return _Ids(sample_id, error=str(error))
+    return _Ids(sample_id, None, tuple(int(v) for v in np.flatnonzero(counts)))
 
 
 def _known_histogram(known: Mapping[str, Any]) -> dict[int, int] | None:
@@ -558,13 +589,35 @@ def _scan_all(
     return parallel_map(_scan_mask, tasks, workers=options.workers, progress=progress)
 
 
-def _class_names(dataset: Dataset, scans: Sequence[_Scan], notes: list[str]) -> list[str]:
+def _other_masks(dataset: Dataset, samples: Sequence[Sample]) -> list[Sample]:
+    """The samples with a class mask outside ``samples`` whose ids fix the class count
+    (none when the dataset names its classes)."""
+    if dataset.classes:
+        return []
+    chosen = {sample.id for sample in samples}
+    return [s for s in dataset.samples if s.class_mask is not None and s.id not in chosen]
+
+
+def _scan_ids(
+    others: Sequence[Sample], options: WeightsOptions, progress: ProgressCallback | None
+) -> list[_Ids]:
+    tasks = [(sample.id, str(sample.class_mask)) for sample in others]
+    return parallel_map(_mask_ids, tasks, workers=options.workers, progress=progress)
+
+
+def _class_names(
+    dataset: Dataset, scans: Sequence[_Scan], others: Sequence[_Ids], notes: list[str]
+) -> list[str]:
+    """The class names, or without names the ids ``0..max`` over every mask of the dataset."""
     if dataset.classes:
         return list(dataset.classes)
-    top = max((v for scan in scans for v in scan.histogram if v < IGNORE_INDEX), default=0)
+    # Unreadable masks are reported by _check_scans.
+    found = [v for scan in scans for v in scan.histogram]
+    found += [v for scan in others for v in scan.ids]
+    top = max((v for v in found if v < IGNORE_INDEX), default=0)
     notes.append(
         "no class names (segkit.json, class_names.txt or labels.txt); "
-        f"classes are the ids 0..{top} found in the masks"
+        f"classes are the ids 0..{top} found in the class masks of the whole dataset"
     )
     return [str(i) for i in range(top + 1)]
 
@@ -576,8 +629,14 @@ def _histogram(scan: _Scan) -> NDArray[np.int64]:
     return histogram
 
 
-def _check_scans(samples: Sequence[Sample], scans: Sequence[_Scan], num_classes: int) -> None:
-    """Raise one line naming every mask that cannot be used, in sample order."""
+def _check_scans(
+    samples: Sequence[Sample],
+    scans: Sequence[_Scan],
+    num_classes: int,
+    others: Sequence[_Ids] = (),
+) -> None:
+    """Raise one line naming every mask that cannot be used, in sample order (the masks
+    read only for the class count last)."""
     problems = []
     for sample, scan in zip(samples, scans, strict=True):
         if scan.error:
@@ -589,8 +648,9 @@ def _check_scans(samples: Sequence[Sample], scans: Sequence[_Scan], num_classes:
                 f"{sample.class_mask}: class id(s) {short_list([str(i) for i in ids])} out of range "
                 f"0..{num_classes - 1} ({IGNORE_INDEX} = ignore)"
             )
+    problems += [scan.error for scan in others if scan.error]
     if problems:
-        raise _fail(problems, len(scans))
+        raise _fail(problems, len(scans) + len(others))
 
 
 @dataclass
@@ -612,7 +672,7 @@ def _plan_maps(
 ) -> _MapPlan:
     """Which maps and heat maps to (re)write; the rest are up to date."""
     peak = float(weights.max()) + (options.w0 if options.border else 0.0)
-    plan = _MapPlan([], {}, {}, 0, "float16" if peak <= _FLOAT16_MAX else "float32")
+    plan = _MapPlan([], {}, {}, 0, _MAP_DTYPE)
     if not (options.border or options.viz):
         return plan
     old_images = (previous or {}).get("images")
@@ -746,11 +806,13 @@ def compute_weights(
     # A run without --border keeps earlier maps that are still up to date.
     kept = _kept_border(previous, options, maps_dir)
     map_options = kept or options
-    total_steps = len(samples) * (2 if map_options.border or options.viz else 1)
+    others = _other_masks(dataset, samples)
+    total_steps = len(samples) * (2 if map_options.border or options.viz else 1) + len(others)
     scans = _scan_all(samples, known, map_options, _offset(progress, 0, total_steps))
-    classes = _class_names(dataset, scans, notes)
+    other_ids = _scan_ids(others, options, _offset(progress, len(samples), total_steps))
+    classes = _class_names(dataset, scans, other_ids, notes)
     check_scheme(options.scheme, beta=options.beta, num_classes=len(classes))
-    _check_scans(samples, scans, len(classes))
+    _check_scans(samples, scans, len(classes), other_ids)
     stats = ClassStats.empty(len(classes))
     for scan in scans:
         stats = stats + stats_from_histogram(_histogram(scan), len(classes))
@@ -772,25 +834,24 @@ def compute_weights(
     plan = _plan_maps(root, samples, scans, weights, map_options, previous)
     if kept is not None and any(task.map_path for task in plan.tasks):
         notes.append(
-            f"the weight maps in {WEIGHTS_DIR}/ no longer match the masks or class weights and "
-            "were removed; run with --border to rebuild them"
+            f"the weight maps in {WEIGHTS_DIR}/ no longer match the masks, class weights or "
+            "map format and were removed; run with --border to rebuild them"
         )
         map_options = options
         plan = _plan_maps(root, samples, scans, weights, map_options, previous)
-    if map_options.border and plan.dtype == "float32":
-        notes.append("weights exceed float16's range; maps are stored as float32")
     if map_options.border:
         _claim(maps_dir)
     if options.viz:
         _claim(viz_dir)
     done_already = len(samples) - len(plan.tasks) if map_options.border or options.viz else 0
+    scanned = len(samples) + len(others)
     if progress is not None and done_already:
-        progress(len(samples) + done_already, total_steps)
+        progress(scanned + done_already, total_steps)
     results = parallel_map(
         _make_map,
         plan.tasks,
         workers=options.workers,
-        progress=_offset(progress, len(samples) + done_already, total_steps),
+        progress=_offset(progress, scanned + done_already, total_steps),
     )
     removed = _remove_stale(maps_dir, set(plan.maps), ".npy")
     if options.viz:
