@@ -501,3 +501,25 @@ def test_value_counts_equal_pillows_histogram(
     expected = plain.histogram()
     assert value_counts(canvas).tolist() == expected
     assert value_counts(plain).tolist() == expected
+
+
+def test_background_and_ignore_shapes_keep_labelme_numbers_but_are_no_instances() -> None:
+    # labelme numbers every (label, group_id) pair; background and ignore shapes paint
+    # 0 and the ignore value, so only the others count, and only their ids set the width.
+    shapes = [rect(0, 0, "_background_"), rect(1, 0), rect(2, 0, "__ignore__"), rect(3, 0, "b")]
+    got = rasterize(shapes, (1, 4), IDS)
+    np.testing.assert_array_equal(got.instance_mask, [[0, 2, 255, 4]])
+    assert (got.instance_count, got.object_count, got.max_instance_id) == (4, 2, 4)
+
+
+@pytest.mark.parametrize(("background_first", "dtype"), [(False, np.uint8), (True, np.uint16)])
+def test_a_background_shape_widens_only_when_it_pushes_ids_past_254(
+    background_first: bool, dtype: type
+) -> None:
+    background = rect(15.0, 15.0, "_background_")
+    objects = pixel_shapes(254, 16)
+    shapes = [background, *objects] if background_first else [*objects, background]
+    got = rasterize(shapes, (16, 16), IDS)
+    assert got.instance_mask.dtype == dtype
+    assert got.object_count == 254 and got.max_instance_id == 254 + background_first
+    assert got.instance_mask.max() == 254 + background_first

@@ -16,7 +16,8 @@ Rules followed (current labelme, ``labelme._utils.shape``):
 - mask: bitmap placed at its rounded top-left corner; integer corners crop it to the
   corner box, fractional ones keep the bitmap's size; clipped to the image;
 - instances are (label, group_id) pairs numbered by first appearance from 1; a shape
-  without group_id is an instance of its own.
+  without group_id is an instance of its own. Background and ignore shapes take a
+  number too (labelme numbers every shape), so the ids of real instances can have gaps.
 """
 
 from __future__ import annotations
@@ -46,16 +47,22 @@ class Rasterized:
     """Masks of one image: class ids (0 background, 255 ignore) and instance ids.
 
     The masks are kept as Pillow images, ready to encode: ``class_image`` is a VOC
-    palette ("P") image; ``instance_image`` is one too when ids fit (≤ 254 instances,
-    255 = ignore), else 16-bit ("I;16", 65535 = ignore). Instance pixels whose class is
-    background are 0. ``class_mask`` / ``instance_mask`` give them as numpy arrays.
+    palette ("P") image; ``instance_image`` is one too when ids fit (largest instance
+    id ≤ 254, 255 = ignore), else 16-bit ("I;16", 65535 = ignore). Instance pixels
+    whose class is background are 0. ``class_mask`` / ``instance_mask`` give them as
+    numpy arrays.
     """
 
     class_image: PIL.Image.Image
     instance_image: PIL.Image.Image
+    #: labelme's count of (label, group_id) pairs, background and ignore shapes included.
     instance_count: int
     #: Pixels per class value, length 256 (index 255 counts ignore pixels).
     class_counts: NDArray[np.int64]
+    #: Instances that get an instance id (neither background nor ignore).
+    object_count: int = 0
+    #: The largest instance id given to such an instance (0 when there is none).
+    max_instance_id: int = 0
 
     @property
     def class_mask(self) -> NDArray[np.uint8]:
@@ -201,8 +208,15 @@ def rasterize(
     """
     class_ids = [label_ids[shape.label] for shape in shapes]
     numbers = instance_numbers(shapes)
-    count = max(numbers, default=0)
-    wide = count > MAX_INSTANCES_8BIT
+    # labelme's numbers are kept (pixel parity), but only ids that are painted as ids
+    # decide the PNG width: background and ignore shapes paint 0 and the ignore value.
+    objects = {
+        number
+        for class_id, number in zip(class_ids, numbers, strict=True)
+        if class_id not in (0, IGNORE_INDEX)
+    }
+    top = max(objects, default=0)
+    wide = top > MAX_INSTANCES_8BIT
     ignore = IGNORE_INDEX_16 if wide else IGNORE_INDEX
     instance_ids = [
         0 if class_id == 0 else ignore if class_id == IGNORE_INDEX else number
@@ -217,4 +231,11 @@ def rasterize(
     else:
         instance_image = with_voc_palette(instance_image)
     counts = value_counts(class_image)
-    return Rasterized(with_voc_palette(class_image), instance_image, count, counts)
+    return Rasterized(
+        with_voc_palette(class_image),
+        instance_image,
+        max(numbers, default=0),
+        counts,
+        object_count=len(objects),
+        max_instance_id=top,
+    )
