@@ -129,6 +129,17 @@ def test_export_errors(tmp_path: Path) -> None:
     assert "cannot be pruned" in result.output
 
 
+@pytest.mark.parametrize("own_file", [".safetensors", ".json"])
+def test_export_never_overwrites_the_checkpoint(tmp_path: Path, own_file: str) -> None:
+    checkpoint = Path(_checkpoint(tmp_path, "unet-tiny", base_channels=4))
+    target = checkpoint.with_suffix(own_file)
+    before = target.read_bytes()
+    result = run("export", checkpoint, "--onnx", "--no-check", "-o", target, "--size", "32")
+    assert result.exit_code == 1
+    assert "is the checkpoint itself" in result.output
+    assert target.read_bytes() == before
+
+
 def test_export_without_onnx_package_says_what_to_install(tmp_path: Path, monkeypatch) -> None:
     import segkit.models.export
 

@@ -7,6 +7,7 @@ import itertools
 import json
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -247,6 +248,25 @@ def test_traceable_for_any_size() -> None:
         traced = torch.jit.trace(model, torch.randn(1, 3, 32, 32))
     other = torch.randn(2, 3, 37, 45)
     torch.testing.assert_close(traced(other), model(other))
+
+
+@pytest.mark.parametrize(("name", "size"), [("unet-tiny", (37, 45)), ("unet-valid", (188, 204))])
+def test_unets_compile_with_torchscript(name: str, size: tuple[int, int]) -> None:
+    model = build_model(name, 3, 2, base_channels=4).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(model)
+    image = torch.randn(1, 3, *size)
+    torch.testing.assert_close(scripted(image), model(image))
+    if name == "unet-valid":
+        with pytest.raises(Exception, match="does not fit the valid-padding U-Net"):
+            scripted(torch.randn(1, 3, 190, 190))
+
+
+def test_valid_size_helpers_take_numpy_integers_and_refuse_floats() -> None:
+    assert valid_output_size(np.int64(572)) == 388
+    with pytest.raises(ValueError, match=r"must be an integer, got 572\.0"):
+        valid_output_size(572.0)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("name", ["unet-tiny", "unetpp-small"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -161,8 +162,10 @@ def export_command(
             model.prune(prune_level)
         except ValueError as error:
             raise OptionError(f"--prune-level: {error}") from None
-    tensors_path, _ = checkpoint_paths(checkpoint)
+    tensors_path, sidecar_path = checkpoint_paths(checkpoint)
     target = output if output is not None else tensors_path.with_suffix(".onnx")
+    if any(_same_file(target, own) for own in (tensors_path, sidecar_path)):
+        raise OptionError(f"-o {target}: is the checkpoint itself; choose another file")
     input_size = example_input_size(model, size)
     metadata = {**meta.to_dict(), "prune_level": prune_level}
     export_onnx(
@@ -208,3 +211,11 @@ def export_command(
             )
     if failed:
         raise SegkitError(f"{target}: ONNX output differs from PyTorch beyond 1e-4; see above")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (also through links or case-insensitive names)."""
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False

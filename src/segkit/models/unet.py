@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numbers
+from typing import Optional
+
 import torch
 from torch import Tensor, nn
 
@@ -36,6 +39,9 @@ def valid_output_size(input_size: int, depth: int = 4) -> int:
     388
     """
     _check_depth(depth)
+    if isinstance(input_size, bool) or not isinstance(input_size, numbers.Integral):
+        raise ValueError(f"input size must be an integer, got {input_size!r}")
+    input_size = int(input_size)  # numpy integers too
     size = _simulate(input_size, depth)
     if size is None:
         below, above = _nearest_valid_inputs(input_size, depth)
@@ -72,20 +78,21 @@ def input_size_for_output(output_size: int, depth: int = 4) -> int:
         bottleneck += 1
 
 
-def _simulate(size: int, depth: int) -> int | None:
-    """Valid-padding output size, or ``None`` when ``size`` does not fit."""
-    if isinstance(size, bool) or not isinstance(size, int):
-        return None
+def _simulate(size: int, depth: int, block_loss: int = _BLOCK_LOSS) -> Optional[int]:  # noqa: UP045 - TorchScript
+    """Valid-padding output size, or ``None`` when ``size`` does not fit.
+
+    Scriptable: TorchScript reads no module globals, hence ``block_loss`` as an argument.
+    """
     for _ in range(depth):
-        size -= _BLOCK_LOSS
+        size -= block_loss
         if size <= 0 or size % 2:
             return None
-        size //= 2
-    size -= _BLOCK_LOSS
+        size = size // 2
+    size -= block_loss
     if size <= 0:
         return None
     for _ in range(depth):
-        size = 2 * size - _BLOCK_LOSS
+        size = 2 * size - block_loss
         if size <= 0:
             return None
     return size
@@ -168,10 +175,14 @@ class UNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         height, width = x.shape[-2], x.shape[-1]
         if self.padding == "same":
-            x = pad_to_multiple(x, 2**self.depth)
+            x = pad_to_multiple(x, 1 << self.depth)
         else:
-            valid_output_size(int(height), self.depth)
-            valid_output_size(int(width), self.depth)
+            fits = _simulate(int(height), self.depth) is not None
+            if not fits or _simulate(int(width), self.depth) is None:
+                if not torch.jit.is_scripting():
+                    valid_output_size(int(height), self.depth)  # raises, naming valid sizes
+                    valid_output_size(int(width), self.depth)
+                raise ValueError("input size does not fit the valid-padding U-Net")
         skips: list[Tensor] = []
         for level, block in enumerate(self.encoder):
             if level > 0:

@@ -107,7 +107,7 @@ class UNetPlusPlus(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor | list[Tensor]:
         height, width = x.shape[-2], x.shape[-1]
-        x = pad_to_multiple(x, 2**self.depth)
+        x = pad_to_multiple(x, 1 << self.depth)
         level = self.level
         # grid[row][column] holds X(row, column); only nodes with row + column <= level.
         grid: list[list[Tensor]] = []
