@@ -333,6 +333,26 @@ def test_parse_loss_spec() -> None:
     assert parse_loss_spec("focal:alpha=none")[0].params == {"alpha": None}
 
 
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(1e-6, 1e6),
+            st.sampled_from(["{!r}", "{:e}", "{:E}", "{:.3g}"]),  # 1.5e+03, 1.5E-05
+            st.sampled_from(["ce", "dice", "focal:gamma=2e+0", "dice:smooth=1E-5"]),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+@settings(max_examples=150, deadline=None)
+def test_loss_spec_weights_in_any_float_notation(terms: list) -> None:
+    spec = "+".join(f"{fmt.format(w)}*{term}" for w, fmt, term in terms)
+    parsed = parse_loss_spec(spec)
+    assert [t.name for t in parsed] == [term.split(":")[0] for _, _, term in terms]
+    for (weight, fmt, _), term in zip(terms, parsed, strict=True):
+        assert term.weight == float(fmt.format(weight))
+
+
 @pytest.mark.parametrize(
     "spec,message",
     [

@@ -407,8 +407,9 @@ _SPEC_PARAMS: dict[str, tuple[str, ...]] = {
     "dice": ("smooth", "exclude_background"),
 }
 LOSS_NAMES = tuple(_FACTORIES)
-# Split on '+' only where a new term starts, so "1e+3" stays one number.
-_TERM_SPLIT = re.compile(r"\+(?=\s*(?:[0-9.]+(?:e-?\d+)?\s*\*\s*)?[A-Za-z_])")
+# Split on '+' only where a new term starts: not inside an exponent ("1e+3", "2E+1"),
+# and only before "[weight*]name".
+_TERM_SPLIT = re.compile(r"(?<![0-9.][eE])\+(?=\s*(?:[0-9.]+(?:[eE][-+]?\d+)?\s*\*\s*)?[A-Za-z_])")
 _TERM = re.compile(
     r"^\s*(?:(?P<weight>[0-9.]+(?:[eE][-+]?\d+)?)\s*\*\s*)?"
     r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*(?::(?P<params>.*))?$"
