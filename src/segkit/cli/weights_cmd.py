@@ -83,7 +83,7 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option(
                 "--border",
-                help="Write per-pixel U-Net weight maps SegmentationWeights/<id>.npy (float16).",
+                help="Write per-pixel U-Net weight maps SegmentationWeights/<id>.npy (float32).",
             ),
         ] = False,
         w0: Annotated[float, typer.Option(help="Border term height (with --border).")] = DEFAULT_W0,
