@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -146,28 +147,52 @@ def test_masks_are_voc_palette_pngs(tmp_path: Path, labels_file: Path) -> None:
     assert read_array(tmp_path / "out/SegmentationClass/x.png")[5, 5] == 3  # cat
 
 
-@pytest.mark.parametrize(("count", "bits"), [(254, 8), (255, 16), (300, 16)])
-def test_instance_png_widens_to_16_bit_past_254(tmp_path: Path, count: int, bits: int) -> None:
-    # count - 1 one-pixel objects, then an ignore shape: labelme numbers it too.
-    shapes = [
-        shape("zeta", "rectangle", [[2 * (i % 30), 2 * (i // 30)], [2 * (i % 30), 2 * (i // 30)]])
-        for i in range(count - 1)
+def _dots(count: int, label: str = "zeta") -> list[dict]:
+    """``count`` one-pixel rectangles on a 2-pixel grid, 30 per row."""
+    return [
+        shape(label, "rectangle", [[2 * (i % 30), 2 * (i // 30)], [2 * (i % 30), 2 * (i // 30)]])
+        for i in range(count)
     ]
+
+
+@pytest.mark.parametrize(("objects", "bits"), [(254, 8), (255, 16), (300, 16)])
+def test_instance_png_widens_to_16_bit_past_254(tmp_path: Path, objects: int, bits: int) -> None:
+    # One-pixel objects, then an ignore shape: labelme numbers it too, but it paints the
+    # ignore value, not an id, so it neither counts as an instance nor widens the PNG.
+    shapes = _dots(objects)
     shapes.append(shape("__ignore__", "rectangle", [[62, 22], [63, 23]]))
     add_sample(tmp_path / "in", "many", shapes, size=(24, 64))
     convert_ok(tmp_path / "in", tmp_path / "out", "--labels", "zeta")
     with PIL.Image.open(tmp_path / "out/SegmentationObject/many.png") as image:
         assert image.mode == ("P" if bits == 8 else "I;16")
         obj = np.asarray(image)
-    last = count - 2
-    assert obj[0, 0] == 1 and obj[2 * (last // 30), 2 * (last % 30)] == count - 1
+    last = objects - 1
+    assert obj[0, 0] == 1 and obj[2 * (last // 30), 2 * (last % 30)] == objects
     assert obj[1, 1] == 0
     assert obj[23, 63] == (255 if bits == 8 else 65535)
-    assert len(np.unique(obj)) == count + 1  # every object, background, ignore
+    assert len(np.unique(obj)) == objects + 2  # every object, background, ignore
     sample = sample_by_source(tmp_path / "out", "many.json")
-    assert sample["object_mask_bits"] == bits and sample["instances"] == count
+    assert sample["object_mask_bits"] == bits and sample["instances"] == objects
     with PIL.Image.open(tmp_path / "out/SegmentationClass/many.png") as image:
         assert image.mode == "P"
+
+
+@pytest.mark.parametrize(("first", "bits"), [(False, 8), (True, 16)])
+def test_background_shapes_are_not_instances(tmp_path: Path, first: bool, bits: int) -> None:
+    # 254 objects and one background shape, which labelme numbers too (ids stay
+    # labelme's). Last, it leaves the objects 1..254: 8 bits hold them. First, it moves
+    # them to 2..255, and 255 is the 8-bit ignore value. Either way: 254 instances.
+    background = shape("_background_", "rectangle", [[62, 22], [63, 23]])
+    dots = _dots(254)
+    shapes = [background, *dots] if first else [*dots, background]
+    add_sample(tmp_path / "in", "many", shapes, size=(24, 64))
+    convert_ok(tmp_path / "in", tmp_path / "out", "--labels", "zeta")
+    obj = read_array(tmp_path / "out/SegmentationObject/many.png")
+    assert obj.dtype == (np.uint8 if bits == 8 else np.uint16)
+    assert obj[0, 0] == 1 + first and obj.max() == 254 + first
+    assert obj[23, 63] == 0
+    sample = sample_by_source(tmp_path / "out", "many.json")
+    assert sample["object_mask_bits"] == bits and sample["instances"] == 254
 
 
 def test_manifest_and_label_files(tmp_path: Path, labels_file: Path) -> None:
@@ -868,6 +893,22 @@ BAD_FILES: dict[str, tuple[object, str]] = {
         _with_shape(shape("ca\nt", "point", [[1, 1]])),
         r"shapes\[1\].*line break",
     ),
+    "label_surrogate": (
+        _with_shape(shape("cat\ud800", "point", [[1, 1]])),
+        r"shapes\[1\]: 'label' 'cat\\ud800' contains an unpaired surrogate",
+    ),
+    "image_path_surrogate": (_good_doc(imagePath="bad\udce9.jpg"), r"'imagePath' .*surrogate"),
+    **{
+        f"shape_type_{name}": (
+            _with_shape(shape("cat", value, [[1, 1], [2, 2], [3, 1]])),  # type: ignore[arg-type]
+            rf"shapes\[1\]: 'shape_type' must be a string or null, got {re.escape(repr(value))}",
+        )
+        for name, value in [("zero", 0), ("false", False), ("list", []), ("object", {})]
+    },
+    "shape_type_empty": (
+        _with_shape(shape("cat", "", [[1, 1], [2, 2], [3, 1]])),
+        r"shapes\[1\]: unknown shape_type ''",
+    ),
 }
 
 
@@ -1102,3 +1143,142 @@ def test_only_segkit_temp_files_are_cleaned_up(tmp_path: Path) -> None:
     assert run(*convert_args(tmp_path / "in", out, "--force")).exit_code == 0
     assert not leftover.exists()
     assert users.read_text() == "mine"
+
+
+# --- names, writes and folders that used to crash a run -------------------------------
+
+
+def _consistent(out: Path) -> None:
+    """Every output the manifest lists exists with the recorded hash."""
+    for sample in manifest(out)["samples"]:
+        for key in ("image", "class_mask", "object_mask"):
+            data = (out / sample[key]).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == sample[f"{key}_sha256"], sample[key]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names are bytes only on Linux")
+def test_text_that_is_not_utf8_fails_its_file_only(tmp_path: Path) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    add_sample(folder, "good")
+    doc = labelme_doc([shape("cat", "point", [[3, 3]])], image_path="good.jpg", size=(24, 32))
+    # A Latin-1 file name (Python sees a surrogate), a label and an imagePath with lone
+    # surrogates: none can be saved in UTF-8 labels.txt / segkit.json.
+    Path(os.fsdecode(os.fsencode(folder) + b"/caf\xe9.json")).write_text(json.dumps(doc))
+    bad_label = {**doc, "shapes": [shape("dog\ud800", "point", [[1, 1]])]}
+    (folder / "label.json").write_text(json.dumps(bad_label))  # as \ud800 escapes
+    (folder / "path.json").write_text(json.dumps({**doc, "imagePath": "good\udce9.jpg"}))
+    for _ in range(2):  # the dataset stays usable: a re-run is not refused
+        result = run(*convert_args(folder, out))
+        assert result.exit_code == 1, result.output
+        lines = error_lines(result)
+        assert len(lines) == 3 and "Traceback" not in result.output
+        assert f"{folder}/caf\\udce9.json: file name is not valid UTF-8" in lines[0]
+        assert any("label.json: shapes[0]: 'label' 'dog\\ud800'" in line for line in lines)
+        assert any("path.json: 'imagePath' 'good\\udce9.jpg'" in line for line in lines)
+        assert [s["source"] for s in manifest(out)["samples"]] == ["good.json"]
+        assert (out / "labels.txt").read_text().split() == ["__ignore__", "_background_", "cat"]
+        assert sorted(p.name for p in (out / "JPEGImages").iterdir()) == ["good.jpg"]
+
+
+def test_an_output_that_cannot_be_written_fails_that_file_only(tmp_path: Path) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    add_sample(folder, "a")
+    add_sample(folder, "b")
+    convert_ok(folder, out)
+    (out / "SegmentationClass/b.png").unlink()
+    (out / "SegmentationClass/b.png").mkdir()  # a folder where the mask goes
+    result = run(*convert_args(folder, out, "--force"))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (line,) = error_lines(result)
+    assert line.startswith(f"error: {folder / 'b.json'}: cannot write ")
+    assert "SegmentationClass/b.png (Is a directory)" in line
+    # b failed, so its outputs went (as for any failing file) and so did its entry.
+    assert [s["id"] for s in manifest(out)["samples"]] == ["a"]
+    assert sorted(p.name for p in (out / "JPEGImages").iterdir()) == ["a.jpg"]
+    assert not (out / "SegmentationObject/b.png").exists()
+    assert (out / "SegmentationClass/b.png").is_dir()
+    assert temp_files(out) == []
+    _consistent(out)
+    (out / "SegmentationClass/b.png").rmdir()
+    summary = convert_ok(folder, out)
+    assert (summary["converted"], summary["up_to_date"]) == (1, 1)
+    _consistent(out)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes read-only folders"
+)
+def test_a_read_only_mask_folder_fails_each_file_without_a_traceback(tmp_path: Path) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    add_sample(folder, "a")
+    convert_ok(folder, out)
+    add_sample(folder, "b")
+    (out / "SegmentationClass").chmod(0o555)
+    try:
+        result = run(*convert_args(folder, out))
+    finally:
+        (out / "SegmentationClass").chmod(0o755)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (line,) = error_lines(result)
+    assert "b.json: cannot write" in line and "Permission denied" in line
+    assert [s["id"] for s in manifest(out)["samples"]] == ["a"]
+    _consistent(out)
+
+
+def test_a_long_file_name_gets_a_shortened_stable_id(tmp_path: Path) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    name = "n" * 244  # + ".json" is a valid 249-byte name; the temporary file was not
+    add_sample(folder, name)
+    add_sample(folder / ("d" * 120) / ("e" * 120), "scene")  # "__"-joined: 250 bytes
+    convert_ok(folder, out)
+    ids = [s["id"] for s in manifest(out)["samples"]]
+    assert all(len(i.encode()) <= 200 and re.fullmatch(r".*-[0-9a-f]{8}", i) for i in ids)
+    assert sorted(i[:3] for i in ids) == ["ddd", "nnn"]
+    assert (out / "JPEGImages" / f"{ids[1]}.jpg").is_file()
+    summary = convert_ok(folder, out, "--force")
+    assert [s["id"] for s in manifest(out)["samples"]] == ids
+    assert summary["converted"] == 2
+
+
+def test_force_from_another_folder_discovers_labels_afresh(tmp_path: Path) -> None:
+    add_sample(tmp_path / "one", "a", [shape("cat", "point", [[3, 3]])])
+    add_sample(tmp_path / "two", "b", [shape("dog", "point", [[3, 3]])])
+    out = tmp_path / "out"
+    convert_ok(tmp_path / "one", out)
+    convert_ok(tmp_path / "two", out, "--force")
+    assert (out / "class_names.txt").read_text().split() == ["_background_", "dog"]
+    assert manifest(out)["classes"] == ["_background_", "dog"]
+    # Same folder and --force: ids stay as they are (--force does not renumber).
+    add_sample(tmp_path / "two", "c", [shape("ant", "point", [[3, 3]])])
+    convert_ok(tmp_path / "two", out)
+    convert_ok(tmp_path / "two", out, "--force")
+    assert manifest(out)["classes"] == ["_background_", "dog", "ant"]
+    # Labels given with --labels are used as given.
+    convert_ok(tmp_path / "one", out, "--force", "--labels", "cat,dog")
+    assert manifest(out)["classes"] == ["_background_", "cat", "dog"]
+
+
+def test_datasets_inside_the_input_folder_are_skipped(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    add_sample(folder, "a")
+    add_sample(tmp_path / "other", "b")
+    convert_ok(tmp_path / "other", folder / "old_dataset")  # has segkit.json
+    add_sample(folder / "old_dataset" / "notes", "c")  # below a dataset: skipped too
+    first = convert_ok(folder, tmp_path / "out")
+    again = convert_ok(folder, tmp_path / "out")
+    assert first["images"] == again["images"] == 1
+    assert [s["source"] for s in manifest(tmp_path / "out")["samples"]] == ["a.json"]
+
+
+def test_corrupt_manifest_needs_force_and_force_replaces_it(tmp_path: Path) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    add_sample(folder, "a")
+    convert_ok(folder, out)
+    (out / "segkit.json").write_text('{"schema_version": 1, "clas', encoding="utf-8")
+    result = run(*convert_args(folder, out))
+    assert result.exit_code == 1
+    (line,) = error_lines(result)
+    assert "not valid JSON" in line and "pass --force to replace" in line
+    convert_ok(folder, out, "--force")
+    assert [s["id"] for s in manifest(out)["samples"]] == ["a"]
+    _consistent(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from segkit.convert_stage import (
     ConvertSummary,
     convert,
     existing_outputs_by_stem,
+    find_annotations,
     parse_label_map,
     resolve_labels,
     stems_for,
@@ -81,6 +83,42 @@ def test_previous_ids_are_kept_and_unsafe_ones_ignored() -> None:
     stems = stems_for(rels, previous)
     assert stems[0] == "a__b" and stems[1].startswith("a__b-")
     assert stems[2:] == ["c", "d"]
+
+
+def test_long_stems_are_cut_to_200_bytes_with_a_path_hash() -> None:
+    long_a, long_b = "é" * 150 + "a.json", "é" * 150 + "b.json"  # 302 bytes, same start
+    rels = [Path(long_a), Path(long_b), Path("x" * 90, "y" * 90, "z" * 30 + ".json")]
+    stems = stems_for(rels)
+    assert stems == stems_for(rels)  # derived from the path alone: stable
+    assert len(set(stems)) == 3
+    for stem, rel in zip(stems, rels, strict=True):
+        digest = hashlib.sha256(rel.as_posix().encode()).hexdigest()[:8]
+        assert len(stem.encode()) <= 200 and stem.endswith(f"-{digest}")
+    assert stems[0].startswith("é" * 95) and stems[2].startswith("x" * 90 + "__")
+    assert stems_for([Path("n" * 200 + ".json")]) == ["n" * 200]  # at the limit: as is
+
+
+def test_previous_ids_with_surrogates_are_not_reused() -> None:
+    assert stems_for([Path("a.json")], {"a.json": "a\udce9"}) == ["a"]
+
+
+def test_find_annotations_skips_folders_holding_a_dataset(tmp_path: Path) -> None:
+    for relative in ("a.json", "ds/segkit.json", "ds/deep/b.json", "ok/c.json", "segkit.json"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text("{}", encoding="utf-8")
+    found = [p.relative_to(tmp_path).as_posix() for p in find_annotations(tmp_path)]
+    # The input folder's own segkit.json is only a file: a labelme folder may hold one.
+    assert found == ["a.json", "ok/c.json", "segkit.json"]
+
+
+def test_corrupt_manifest_is_replaced_only_with_force(tmp_path: Path) -> None:
+    add_sample(tmp_path / "in", "a")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out/segkit.json").write_text("[", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"not valid JSON .*; pass --force to replace"):
+        convert(tmp_path / "in", tmp_path / "out", workers=1)
+    assert convert(tmp_path / "in", tmp_path / "out", workers=1, force=True).ok
+    assert [s["id"] for s in manifest(tmp_path / "out")["samples"]] == ["a"]
 
 
 _PART = st.sampled_from(["a", "A", "b", "a__b", "x"])

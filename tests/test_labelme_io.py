@@ -31,6 +31,7 @@ from segkit.labelme import (
     parse_annotation,
     read_annotation,
     read_image_header,
+    scan_labels,
 )
 
 GOOD_SHAPE = shape("cat", "rectangle", [[1, 1], [4, 4]])
@@ -54,6 +55,10 @@ def doc_with(*shapes: dict) -> dict:
         ('{"shapes": []}', r"no 'imagePath' or 'imageData'"),
         ('{"shapes": [], "imagePath": ""}', r"neither 'imageData' nor 'imagePath'"),
         ('{"shapes": [], "imagePath": 3}', r"'imagePath' must be a string"),
+        (
+            '{"shapes": [], "imagePath": "caf\\udce9.jpg"}',
+            r"'imagePath' 'caf\\udce9\.jpg' contains an unpaired",
+        ),
         ('{"shapes": [], "imageData": "@@@@"}', r"'imageData' is not valid base64"),
         ('{"shapes": [], "imagePath": "a", "imageHeight": "5"}', r"'imageHeight' must be"),
         ('{"shapes": [], "imagePath": "a", "imageWidth": 0}', r"'imageWidth' must be"),
@@ -81,7 +86,23 @@ def test_not_utf8_says_so() -> None:
         (shape("  ", "point", [[1, 1]]), r"'label' must be a non-empty string"),
         (shape("a\nb", "point", [[1, 1]]), r"contains a line break"),
         (shape("a", "hexagon", [[1, 1]]), r"shapes\[1\]: unknown shape_type 'hexagon'"),
-        (shape("a", ["polygon"], [[1, 1]]), r"unknown shape_type \['polygon'\]"),  # type: ignore[arg-type]
+        (
+            shape("a", ["polygon"], [[1, 1]]),
+            r"shapes\[1\]: 'shape_type' must be a string or null, got \['polygon'\]",
+        ),  # type: ignore[arg-type]
+        # Only a missing or null shape_type means polygon (labelme < 4), not any falsy value.
+        (shape("a", 0, [[1, 1]]), r"shapes\[1\]: 'shape_type' must be a string or null, got 0"),  # type: ignore[arg-type]
+        (
+            shape("a", False, [[1, 1]]),
+            r"shapes\[1\]: 'shape_type' must be a string or null, got False",
+        ),  # type: ignore[arg-type]
+        (shape("a", [], [[1, 1]]), r"shapes\[1\]: 'shape_type' must be a string or null, got \[\]"),  # type: ignore[arg-type]
+        (shape("a", {}, [[1, 1]]), r"shapes\[1\]: 'shape_type' must be a string or null, got \{\}"),  # type: ignore[arg-type]
+        (shape("a", "", [[1, 1], [2, 2], [3, 1]]), r"shapes\[1\]: unknown shape_type ''"),
+        (
+            shape("cat\ud800", "point", [[1, 1]]),
+            r"shapes\[1\]: 'label' 'cat\\ud800' contains an unpaired surrogate",
+        ),
         (shape("a", "point", [["1", 2]]), r"points\[0\] must be \[x, y\] numbers"),
         (shape("a", "point", [[True, 2]]), r"points\[0\] must be \[x, y\] numbers"),
         (shape("a", "point", [[1, 2, 3]]), r"points\[0\] must be \[x, y\] numbers"),
@@ -125,6 +146,7 @@ def test_lenient_where_labelme_is() -> None:
     doc = labelme_doc(
         [
             {"label": " cat ", "points": [[1, 1], [2, 2], [3, 1]]},  # labelme < 4: no type
+            {"label": "cow", "points": [[1, 1], [2, 2], [3, 1]], "shape_type": None},
             shape("dog", "point", [[1, 1]], group_id=None),
         ],
         image_path="..\\images\\x.jpg",
@@ -135,11 +157,18 @@ def test_lenient_where_labelme_is() -> None:
     annotation = parse_annotation(Path("a/x.json"), json.dumps(doc))
     assert [(s.label, s.shape_type) for s in annotation.shapes] == [
         ("cat", "polygon"),
+        ("cow", "polygon"),
         ("dog", "point"),
     ]
     assert annotation.image_path == "../images/x.jpg"
     assert (annotation.image_height, annotation.image_width) == (8, 8)
     assert annotation.image_data == base64.b64decode(wrapped)
+
+
+def test_labels_with_surrogates_are_left_out_of_the_label_scan() -> None:
+    # The fast scan never offers such a label as a class; parse_annotation reports it.
+    doc = doc_with(shape("cat\ud800", "point", [[1, 1]]), shape("dog", "point", [[1, 1]]))
+    assert scan_labels(Path("x.json"), json.dumps(doc)) == ["dog"]
 
 
 def test_read_annotation_missing_file(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import PIL.Image
 from numpy.typing import NDArray
 
 from segkit._io import atomic_write_bytes, sha256_bytes, sha256_file
-from segkit.errors import AnnotationError
+from segkit.errors import AnnotationError, DatasetError
 from segkit.imagehash import to_gray8
 from segkit.labelme import (
     Annotation,
@@ -195,16 +195,28 @@ def _read_image_source(annotation: Annotation, raw_json: bytes) -> tuple[str, by
     return sha256_bytes(data), data
 
 
+#: What deleting an output may meet: gone already, a folder in its place, no permission.
+UNLINK_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
 def _remove_other_outputs(output: Path, existing: tuple[str, ...], keep: set[str]) -> None:
     """Delete this id's outputs from an earlier run that this run did not write."""
     for relative in existing:
         if relative not in keep:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(*UNLINK_ERRORS):
                 (output / relative).unlink()
 
 
+def printable(text: str) -> str:
+    """``text`` with lone surrogates (undecodable file-name bytes) as ``\\udcxx`` escapes.
+
+    Such text cannot be encoded as UTF-8, so it could be neither printed nor saved.
+    """
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _one_line(text: str) -> str:
-    return " ".join(text.split("\n")).replace("\r", " ")
+    return printable(" ".join(text.split("\n")).replace("\r", " "))
 
 
 def convert_one(job: Job) -> Outcome:
@@ -219,6 +231,8 @@ def convert_one(job: Job) -> Outcome:
         return _convert(job, outcome, written)
     except AnnotationError as error:
         outcome.error = _one_line(str(error))
+    except DatasetError as error:
+        outcome.error = _one_line(f"{job.source}: {error}")
     except OSError as error:
         outcome.error = _one_line(f"{job.source}: {error}")
     except BaseException:
@@ -231,8 +245,23 @@ def convert_one(job: Job) -> Outcome:
 
 def _unlink_all(paths: list[Path]) -> None:
     for path in paths:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(*UNLINK_ERRORS):
             path.unlink()
+
+
+def _write_outputs(output: Path, files: dict[str, tuple[str, bytes]], written: list[Path]) -> None:
+    """Write each output atomically; a path joins ``written`` only once it is replaced.
+
+    So the clean-up after a failed write never deletes an earlier output this run
+    did not overwrite.
+    """
+    for relative, data in files.values():
+        try:
+            atomic_write_bytes(output / relative, data)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise DatasetError(f"cannot write {output / relative} ({reason})") from None
+        written.append(output / relative)
 
 
 def _convert(job: Job, outcome: Outcome, written: list[Path]) -> Outcome:
@@ -270,9 +299,7 @@ def _convert(job: Job, outcome: Outcome, written: list[Path]) -> Outcome:
     if job.viz:
         viz = _visualization(loaded.image, masks.class_mask)
         files["visualization"] = (f"{VIZ_DIR}/{job.stem}.jpg", viz)
-    for relative, data in files.values():
-        written.append(job.output / relative)
-        atomic_write_bytes(job.output / relative, data)
+    _write_outputs(job.output, files, written)
     _remove_other_outputs(
         job.output, job.existing_outputs, {relative for relative, _ in files.values()}
     )
@@ -291,7 +318,7 @@ def _convert(job: Job, outcome: Outcome, written: list[Path]) -> Outcome:
         "image_reencoded": image_bytes is not loaded.source_bytes,
         "exif_rotated": loaded.needs_reorient,
         "shapes": len(shapes),
-        "instances": masks.instance_count,
+        "instances": masks.object_count,
         "object_mask_bits": 8 if masks.instance_image.mode == "P" else 16,
         "class_pixels": {str(i): int(n) for i, n in enumerate(counts) if n},
     }

@@ -14,8 +14,8 @@ from typing import Any, TypeGuard
 
 from segkit import __version__
 from segkit._io import atomic_write_text
-from segkit.convert_one import Job, LabelPolicy, Outcome, convert_one
-from segkit.errors import AnnotationError, DatasetError, OptionError
+from segkit.convert_one import UNLINK_ERRORS, Job, LabelPolicy, Outcome, convert_one, printable
+from segkit.errors import AnnotationError, DatasetError, ManifestError, OptionError
 from segkit.labelme import DEFAULT_MAX_PIXELS, read_annotation, scan_labels
 from segkit.manifest import load_manifest, new_manifest, save_manifest
 from segkit.parallel import ProgressCallback, parallel_map, worker_pool
@@ -40,6 +40,9 @@ UNKNOWN_LABEL_POLICIES = ("error", "ignore", "background", "skip")
 IMAGE_FORMATS = ("jpg", "png")
 #: Bump when the bytes convert writes for the same input change, to invalidate re-run skips.
 OUTPUT_FORMAT_VERSION = 2
+#: Longest id in UTF-8 bytes: with a suffix and the temporary name's 14 extra characters
+#: it stays well inside the 255 bytes a file name may have.
+MAX_STEM_BYTES = 200
 
 
 @dataclass
@@ -66,14 +69,23 @@ class ConvertSummary:
 def find_annotations(input_dir: Path, exclude: Path | None = None) -> list[Path]:
     """labelme JSON files below ``input_dir`` (recursive, sorted), skipping hidden entries.
 
-    The suffix matches in any case (``.JSON`` from Windows tools too).
+    The suffix matches in any case (``.JSON`` from Windows tools too). A sub-folder
+    holding a ``segkit.json`` is a segkit dataset, not annotations: it is skipped whole.
     """
+    paths = sorted(input_dir.rglob("*"))
+    datasets = {
+        path.parent.relative_to(input_dir).parts
+        for path in paths
+        if path.name == MANIFEST_NAME and path.parent != input_dir and path.is_file()
+    }
     found = []
-    for path in sorted(input_dir.rglob("*")):
+    for path in paths:
         if path.suffix.lower() != ".json":
             continue
         relative = path.relative_to(input_dir)
         if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+            continue
+        if any(relative.parts[:depth] in datasets for depth in range(1, len(relative.parts))):
             continue
         if exclude is not None and path.resolve().is_relative_to(exclude):
             continue
@@ -81,15 +93,63 @@ def find_annotations(input_dir: Path, exclude: Path | None = None) -> list[Path]
     return found
 
 
+def _is_unicode(text: str) -> bool:
+    """False for text with lone surrogates (file-name bytes that are not UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _split_by_name(input_dir: Path, sources: list[Path]) -> tuple[list[Path], list[str]]:
+    """Sources whose relative path is UTF-8, and one failure line per other source.
+
+    Ids, labels.txt and segkit.json are UTF-8 text, so such a file could never be
+    recorded; it fails alone instead of the whole run.
+    """
+    kept, failures = [], []
+    for path in sources:
+        if _is_unicode(path.relative_to(input_dir).as_posix()):
+            kept.append(path)
+        else:
+            failures.append(
+                f"{printable(str(path))}: file name is not valid UTF-8; rename the file "
+                "(ids and the manifest are UTF-8 text)"
+            )
+    return kept, failures
+
+
 def _usable_stem(stem: object) -> TypeGuard[str]:
-    """A previous id may name files only if it is one plain path component."""
+    """A previous id may name files only if it is one plain, UTF-8 path component."""
     return (
         isinstance(stem, str)
         and stem not in ("", ".", "..")
         and "/" not in stem
         and "\\" not in stem
         and "\0" not in stem
+        and _is_unicode(stem)
     )
+
+
+def _path_hash(rel: Path) -> str:
+    return hashlib.sha256(rel.as_posix().encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+
+def _with_hash(stem: str, rel: Path) -> str:
+    """``stem-<8 hex of the path's SHA-256>``, ``stem`` cut so it fits ``MAX_STEM_BYTES``."""
+    digest = _path_hash(rel)
+    room = MAX_STEM_BYTES - len(digest) - 1
+    head = stem.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+    return f"{head}-{digest}"
+
+
+def _candidate_stem(rel: Path) -> str:
+    """``a/b/c.json`` → ``a__b__c``; a longer id than ``MAX_STEM_BYTES`` is cut and hashed."""
+    stem = "__".join(rel.with_suffix("").parts)
+    if len(stem.encode("utf-8", "surrogateescape")) <= MAX_STEM_BYTES:
+        return stem
+    return _with_hash(stem, rel)
 
 
 def stems_for(relatives: list[Path], previous: Mapping[str, str] | None = None) -> list[str]:
@@ -97,7 +157,8 @@ def stems_for(relatives: list[Path], previous: Mapping[str, str] | None = None) 
 
     ``a/b/c.json`` → ``a__b__c``: derived from the whole path, so same-named files in
     different folders differ. Ids that still collide (also case-insensitively, for
-    case-insensitive file systems) get a short hash of their path. ``previous`` maps
+    case-insensitive file systems) get a short hash of their path, and so do ids over
+    ``MAX_STEM_BYTES`` (cut to fit: file names hold 255 bytes). ``previous`` maps
     POSIX relative paths to the ids an earlier run gave them; those are kept, so
     adding a file never renames an existing one.
     """
@@ -109,13 +170,13 @@ def stems_for(relatives: list[Path], previous: Mapping[str, str] | None = None) 
         if _usable_stem(old) and old.casefold() not in taken:
             stems[index] = old
             taken.add(old.casefold())
-    candidates = ["__".join(rel.with_suffix("").parts) for rel in relatives]
+    candidates = [_candidate_stem(rel) for rel in relatives]
     folded = Counter(candidate.casefold() for candidate in candidates)
     for index, (candidate, rel) in enumerate(zip(candidates, relatives, strict=True)):
         if stems[index] is not None:
             continue
         if folded[candidate.casefold()] > 1 or candidate.casefold() in taken:
-            candidate = f"{candidate}-{hashlib.sha256(rel.as_posix().encode()).hexdigest()[:8]}"
+            candidate = _with_hash(candidate, rel)
         stems[index] = candidate
         taken.add(candidate.casefold())
     return [stem for stem in stems if stem is not None]
@@ -170,6 +231,29 @@ def _scan_labels_strict(path: Path) -> tuple[list[str], str | None]:
         return [], str(error)
 
 
+def _previous_labels(output: Path, manifest: Mapping[str, Any] | None) -> LabelSet | None:
+    """The classes an earlier run discovered: its labels.txt, else its manifest."""
+    if manifest is None:
+        return None
+    if (output / LABELS_NAME).is_file():
+        return read_labels(output / LABELS_NAME)
+    if manifest["classes"]:
+        # labels.txt was deleted: the manifest still knows the ids in use.
+        return parse_labels("\n".join(manifest["classes"]), MANIFEST_NAME)
+    return None
+
+
+def _check_label_text(label_set: LabelSet | None, mapping: Mapping[str, str]) -> None:
+    """Labels from the command line end up in labels.txt and segkit.json: UTF-8 only."""
+    names = [*(label_set.names if label_set else ()), *mapping, *mapping.values()]
+    for name in names:
+        if not _is_unicode(name):
+            raise OptionError(
+                f"label {printable(repr(name))} is not valid UTF-8 (a command-line argument "
+                "in another encoding?); labels.txt and segkit.json are UTF-8"
+            )
+
+
 def _discover_labels(found: dict[str, list[str]], previous: LabelSet | None) -> LabelSet:
     """Earlier classes keep their ids; new labels are appended in sorted order."""
     known = list(previous.names) if previous else [BACKGROUND_LABEL]
@@ -218,14 +302,36 @@ def existing_outputs_by_stem(output: Path) -> dict[str, tuple[str, ...]]:
     return {stem: tuple(sorted(paths)) for stem, paths in found.items()}
 
 
+_OUTPUT_DIRS = (IMAGES_DIR, CLASS_DIR, OBJECT_DIR, VIZ_DIR)
+_DATASET_FILES = (MANIFEST_NAME, LABELS_NAME, CLASS_NAMES_NAME)
+
+
 def _remove_own_temp_files(output: Path) -> None:
     """Delete temporary files an interrupted run left, touching nothing segkit did not write."""
-    for folder in (IMAGES_DIR, CLASS_DIR, OBJECT_DIR, VIZ_DIR):
-        for leftover in (output / folder).glob(".*.tmp"):
-            leftover.unlink(missing_ok=True)
-    for name in (MANIFEST_NAME, LABELS_NAME, CLASS_NAMES_NAME):
-        for leftover in output.glob(f".{name}.*.tmp"):
-            leftover.unlink(missing_ok=True)
+    leftovers = [
+        *(path for folder in _OUTPUT_DIRS for path in (output / folder).glob(".*.tmp")),
+        *(path for name in _DATASET_FILES for path in output.glob(f".{name}.*.tmp")),
+    ]
+    for leftover in leftovers:
+        with contextlib.suppress(*UNLINK_ERRORS):
+            leftover.unlink()
+
+
+def _previous_manifest(output: Path, force: bool) -> dict[str, Any] | None:
+    """The output's manifest, if any; a broken one stops the run unless ``force`` replaces it."""
+    if not output.is_dir():
+        return None
+    try:
+        return load_manifest(output)
+    except ManifestError as error:
+        if force:
+            return None  # --force replaces the dataset: the broken manifest is not needed
+        raise ManifestError(f"{error}; pass --force to replace the dataset") from None
+
+
+def _previous_input(manifest: Mapping[str, Any] | None) -> object:
+    """The input folder an earlier run recorded (``None`` when unknown)."""
+    return ((manifest or {}).get("convert") or {}).get("input")
 
 
 def _check_output(input_dir: Path, output: Path, force: bool) -> dict[str, Any] | None:
@@ -241,13 +347,13 @@ def _check_output(input_dir: Path, output: Path, force: bool) -> dict[str, Any] 
             if not parent.is_dir():
                 raise OptionError(f"{output}: {parent} exists and is not a folder")
             break
-    manifest = load_manifest(output) if output.is_dir() else None
+    manifest = _previous_manifest(output, force)
     if manifest is None and output.is_dir() and any(output.iterdir()) and not force:
         raise OptionError(
             f"{output}: folder is not empty and has no {MANIFEST_NAME}; choose a new "
             "folder or pass --force to write into it"
         )
-    previous_input = ((manifest or {}).get("convert") or {}).get("input")
+    previous_input = _previous_input(manifest)
     if previous_input and previous_input != str(input_dir.resolve()) and not force:
         raise OptionError(
             f"{output}: was converted from {previous_input}, not {input_dir.resolve()}; "
@@ -330,7 +436,7 @@ def _remove_outputs(output: Path, relatives: list[str], keep: Mapping[str, str])
         # The manifest is a file users can edit: never delete outside the dataset.
         if target == root or not target.is_relative_to(root):
             continue
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        with contextlib.suppress(*UNLINK_ERRORS):
             target.unlink()
 
 
@@ -367,12 +473,24 @@ def convert(
         raise OptionError("--max-pixels must be positive")
     if not input_dir.is_dir():
         problem = "is not a folder" if input_dir.exists() else "input folder not found"
-        raise OptionError(f"{input_dir}: {problem}")
+        raise OptionError(f"{printable(str(input_dir))}: {problem}")
+    if not _is_unicode(str(input_dir.resolve())):
+        raise OptionError(
+            f"{printable(str(input_dir.resolve()))}: the input folder's path is not valid "
+            "UTF-8 (segkit.json records it); rename or move the folder"
+        )
     previous_manifest = _check_output(input_dir, output, force)
     label_set = resolve_labels(labels)
+    _check_label_text(label_set, label_map or {})
     sources = find_annotations(input_dir, exclude=output.resolve())
     if not sources:
         raise AnnotationError(f"{input_dir}: no labelme .json files found (searched recursively)")
+    sources, misnamed = _split_by_name(input_dir, sources)
+    # --force from another input replaces the dataset: its discovered classes go too.
+    replacing = force and _previous_input(previous_manifest) not in (
+        None,
+        str(input_dir.resolve()),
+    )
 
     # One pool for both passes: worker start-up is paid once.
     with worker_pool(workers) as pool:
@@ -388,14 +506,7 @@ def convert(
         }
         discovered = label_set is None
         if discovered:
-            previous_labels = None
-            if previous_manifest is not None and (output / LABELS_NAME).is_file():
-                previous_labels = read_labels(output / LABELS_NAME)
-            elif previous_manifest is not None and previous_manifest["classes"]:
-                # labels.txt was deleted: the manifest still knows the ids in use.
-                previous_labels = parse_labels(
-                    "\n".join(previous_manifest["classes"]), "segkit.json"
-                )
+            previous_labels = None if replacing else _previous_labels(output, previous_manifest)
             label_set = _discover_labels(found, previous_labels)
         ids = label_set.to_ids()
         if unknown_label == "error" and any(set(ls) - set(ids) for ls in found.values()):
@@ -443,9 +554,11 @@ def convert(
             pool=pool,
         )
     # After the pool has shut down: --fail-fast may leave workers finishing files.
-    return _finish(
+    summary = _finish(
         input_dir, output, label_set, discovered, jobs, outcomes, previous_samples, options
     )
+    summary.failures[:0] = misnamed
+    return summary
 
 
 def _kept_after_cancel(
@@ -512,14 +625,19 @@ def _finish(
     ids = label_set.to_ids()
     names = {value: name for name, value in ids.items()}
     summary.class_pixels = {names.get(i, str(i)): totals[i] for i in sorted(totals)}
-    manifest = load_manifest(output) or {}
+    try:
+        manifest = load_manifest(output) or {}
+    except ManifestError:  # only with --force, which replaces a broken manifest
+        manifest = {}
     keep_sections = {k: v for k, v in manifest.items() if k in ("splits", "weights")}
     try:
         _write_dataset_files(
             output, label_set, samples, keep_sections, input_dir, discovered, options
         )
-    except OSError as error:
-        raise DatasetError(f"{output}: cannot write the dataset files ({error})") from None
+    except (OSError, UnicodeError) as error:
+        raise DatasetError(
+            f"{output}: cannot write the dataset files ({printable(str(error))})"
+        ) from None
     return summary
 
 
@@ -532,20 +650,21 @@ def _write_dataset_files(
     discovered: bool,
     options: dict[str, Any],
 ) -> None:
+    manifest = new_manifest(
+        list(label_set.names),
+        samples,
+        convert={
+            "segkit_version": __version__,
+            "input": str(input_dir.resolve()),
+            "options": options,
+            "options_fingerprint": _fingerprint(options),
+            "labels_discovered": discovered,
+        },
+        **keep_sections,
+    )
+    # Encode before writing anything: text that is not UTF-8 (it cannot reach here from
+    # the inputs, but an edited manifest may hold it) must not leave half the files new.
+    json.dumps(manifest, ensure_ascii=False).encode("utf-8")
     atomic_write_text(output / LABELS_NAME, label_set.labels_txt())
     atomic_write_text(output / CLASS_NAMES_NAME, label_set.class_names_txt())
-    save_manifest(
-        output,
-        new_manifest(
-            list(label_set.names),
-            samples,
-            convert={
-                "segkit_version": __version__,
-                "input": str(input_dir.resolve()),
-                "options": options,
-                "options_fingerprint": _fingerprint(options),
-                "labels_discovered": discovered,
-            },
-            **keep_sections,
-        ),
-    )
+    save_manifest(output, manifest)

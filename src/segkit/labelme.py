@@ -147,7 +147,26 @@ def _clean_label(label: Any) -> str | AnnotationError:
     label = label.strip()
     if len(label.splitlines()) > 1:
         return AnnotationError(f"'label' {label!r} contains a line break")
+    if not _is_unicode(label):
+        return AnnotationError(
+            f"'label' {_escaped(label)} contains an unpaired surrogate (a broken \\u escape), "
+            "so it cannot be saved as UTF-8"
+        )
     return label
+
+
+def _is_unicode(text: str) -> bool:
+    """False for text holding lone surrogates: a JSON ``\\ud800`` escape, or file-name bytes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _escaped(value: object) -> str:
+    """``repr(value)`` that can be printed: lone surrogates as ``\\udcxx``."""
+    return repr(value).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def scan_labels(path: Path, text: str | bytes) -> list[str]:
@@ -180,11 +199,18 @@ def _parse_shape(path: Path, index: int, raw: Any) -> Shape:
     label = _clean_label(raw.get("label"))
     if isinstance(label, AnnotationError):
         raise _fail(path, where, str(label))
-    # labelme < 4 wrote no shape_type; those shapes are polygons.
-    shape_type = raw.get("shape_type") or "polygon"
-    if not isinstance(shape_type, str) or shape_type not in POINT_COUNTS:
+    # labelme < 4 wrote no shape_type (and some tools null); those shapes are polygons.
+    # Any other non-string, or "", is a defect, not a polygon.
+    shape_type = raw.get("shape_type")
+    if shape_type is None:
+        shape_type = "polygon"
+    if not isinstance(shape_type, str):
+        raise _fail(path, where, f"'shape_type' must be a string or null, got {shape_type!r}")
+    if shape_type not in POINT_COUNTS:
         raise _fail(
-            path, where, f"unknown shape_type {shape_type!r}; known: {', '.join(SHAPE_TYPES)}"
+            path,
+            where,
+            f"unknown shape_type {_escaped(shape_type)}; known: {', '.join(SHAPE_TYPES)}",
         )
     where = f"shapes[{index}] ({shape_type} {label!r}): "
     points = _parse_points(path, where, raw.get("points"))
@@ -220,6 +246,13 @@ def parse_annotation(path: Path, text: str | bytes) -> Annotation:
     image_path = data.get("imagePath")
     if image_path is not None and not isinstance(image_path, str):
         raise _fail(path, "", f"'imagePath' must be a string, got {image_path!r}")
+    if image_path is not None and not _is_unicode(image_path):
+        raise _fail(
+            path,
+            "",
+            f"'imagePath' {_escaped(image_path)} contains an unpaired surrogate (a broken "
+            "\\u escape, or a file name that is not UTF-8); rename the image to a UTF-8 name",
+        )
     image_data = None
     if data.get("imageData") is not None:
         if not isinstance(data["imageData"], str):
