@@ -81,15 +81,17 @@ def test_partition_sizes_and_group_integrity(data, seed) -> None:
 
 
 def _coverage_possible(group_labels, group_sizes, targets, k) -> bool:
-    """Brute force: can groups be put in splits, none over its target, covering every class
-    carried by ≥ k groups (and leaving no split empty)?"""
+    """Brute force: can groups be put in splits covering every class carried by ≥ k groups
+    (and leaving no split empty), with the splits' summed excess over their targets below
+    the largest group (rounding up: then no split ends a whole group off target)?"""
     need = {c for c, n in Counter(c for ls in group_labels for c in ls).items() if n >= k}
+    largest = max(group_sizes)
     for choice in itertools.product(range(-1, k), repeat=len(group_labels)):
-        room_ok = all(
-            sum(s for s, j in zip(group_sizes, choice, strict=True) if j == split) <= targets[split]
-            for split in range(k)
+        excess = sum(
+            max(0, sum(s for s, j in zip(group_sizes, choice, strict=True) if j == split) - target)
+            for split, target in enumerate(targets)
         )
-        if not room_ok:
+        if excess >= largest:
             continue
         covered = all(
             any(j == split for j in choice)
@@ -237,14 +239,74 @@ def test_rare_class_lands_in_every_split() -> None:
 
 
 def test_greedy_trap_is_searched_out() -> None:
-    # Classes 1, 2 and 3 need both splits. The greedy first choice often spends one of
-    # class 3's two groups where class 3 already is; the search backs out of that.
-    classes = {"i0": {1, 2}, "i1": {2, 3}, "i2": {3}, "i3": {1}, "i4": {0, 2}}
+    # Every class needs both splits of exactly three images; only {i1, i2, i3} and its
+    # complement do it. The greedy first choices never find that; the search does.
+    classes = {"i0": {0, 2}, "i1": {1, 2, 3}, "i2": {2}, "i3": {0}, "i4": {1}, "i5": {3}}
     fractions = {"train": 0.5, "val": 0.5}
     greedy = [assign_splits(classes, fractions, seed=s, search_budget=0) for s in range(20)]
-    assert any(result.uncovered for result in greedy)
+    assert all(result.uncovered for result in greedy)
     for seed in range(20):
         assert assign_splits(classes, fractions, seed=seed).uncovered == ()
+
+
+def test_as_many_groups_as_splits_give_the_biggest_split_the_biggest_group() -> None:
+    # Groups of 6, 3 and 5 images for targets 9.8, 2.8 and 1.4: no group fits val or
+    # test, so each must be overfilled; the small groups go to the small splits.
+    classes = {f"p{g}_{i}": {1} for g, n in zip("ABC", (6, 3, 5), strict=True) for i in range(n)}
+    groups = {stem: stem[:2] for stem in classes}
+    fractions = {"train": 0.7, "val": 0.2, "test": 0.1}
+    for seed in range(10):
+        result = assign_splits(classes, fractions, seed=seed, groups=groups)
+        assert Counter(result.assignment.values()) == {"train": 6, "val": 5, "test": 3}
+        assert result.uncovered == ()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.integers(1, 8), min_size=2, max_size=3),
+    st.lists(st.integers(1, 8), min_size=3, max_size=3),
+    st.lists(st.sets(st.integers(0, 2), max_size=3), min_size=24, max_size=24),
+    st.integers(0, 2**32),
+)
+def test_one_group_per_split_follows_the_fractions(weights, sizes, labels, seed) -> None:
+    fractions = {name: w / sum(weights) for name, w in zip(SPLIT_NAMES, weights, strict=False)}
+    sizes = sizes[: len(weights)]
+    groups = {f"g{g}_{i}": f"g{g}" for g, n in enumerate(sizes) for i in range(n)}
+    classes = {item: labels[n] for n, item in enumerate(groups)}
+    result = assign_splits(classes, fractions, seed=seed, groups=groups)
+    counts = Counter(result.assignment.values())
+    for a, b in itertools.permutations(fractions, 2):
+        if fractions[a] > fractions[b]:
+            assert counts[a] >= counts[b], (counts, fractions)
+
+
+def test_coverage_rounds_a_split_up() -> None:
+    # Targets 7.7, 2.2 and 1.1: test can only hold both classes with 2 images, which
+    # is within one image of its target (and train 7, val 2 are too).
+    classes = (
+        {f"n{i}": set() for i in range(4)}
+        | {f"a{i}": {1} for i in range(4)}
+        | {f"b{i}": {2} for i in range(3)}
+    )
+    fractions = {"train": 0.7, "val": 0.2, "test": 0.1}
+    for seed in range(10):
+        result = assign_splits(classes, fractions, seed=seed)
+        assert result.uncovered == ()
+        assert Counter(result.assignment.values()) == {"train": 7, "val": 2, "test": 2}
+
+
+def test_appended_class_rounds_up_only_as_far_as_sizes_allow() -> None:
+    # 30 images split 21/6/3, then three of a new class: targets 23.1, 6.6, 3.3. One in
+    # each split would leave train at 22, more than one image under target, so the class
+    # reaches test (4 images, rounded up) and train, and misses val.
+    classes = {f"s{i:02d}": {1} for i in range(30)}
+    fractions = {"train": 0.7, "val": 0.2, "test": 0.1}
+    first = assign_splits(classes, fractions, seed=0)
+    grown = classes | {f"new{i}": {2} for i in range(3)}
+    second = assign_splits(grown, fractions, seed=0, previous=first.assignment)
+    assert {item: second.assignment[item] for item in classes} == first.assignment
+    assert Counter(second.assignment.values()) == {"train": 23, "val": 6, "test": 4}
+    assert second.uncovered == ((2, "val"),)
 
 
 def test_impossible_coverage_is_reported() -> None:

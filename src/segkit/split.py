@@ -12,9 +12,10 @@ classes; a group always lands in one split whole), in four passes:
 2. **Coverage**: every class carried by at least as many groups as there are splits
    gets one group in each split that still lacks it, least slack first. This is a
    depth-first search with a work budget, so a greedy choice cannot use up the last
-   group a rarer class needed; when the search fails it falls back to the greedy
-   path and reports what stayed uncovered. A pseudo-class that every group carries
-   keeps splits from ending up empty.
+   group a rarer class needed: first within the targets; if that fails, again with
+   rounding up (below); when that fails too it falls back to the greedy path and
+   reports what stayed uncovered. A pseudo-class that every group carries keeps
+   splits from ending up empty.
 3. **Iterative stratification** (Sechidis, Tsoumakas & Vlahavas, 2011) for the rest:
    take the class with the fewest unplaced groups and send each of its groups to the
    split that lacks most images of that class.
@@ -22,13 +23,16 @@ classes; a group always lands in one split whole), in four passes:
 
 Sizes are a hard limit in every pass: a group goes only to a split where it *fits*
 (the split's target minus its images is at least the group's size); if it fits
-nowhere, it goes to the split furthest below target. Whatever the order, this keeps
-every split within one group of its target: ``|images - fraction * total| < largest
-group size`` (for ungrouped items: the count is the target rounded up or down). So
-coverage gives way to sizes: a class that could only reach a small split by
-overfilling it is listed in ``SplitResult.uncovered`` rather than placed. The one
-exception: a split that no group fits still gets the smallest group, because an empty
-split is worse than an oversized one.
+nowhere, it goes to the split furthest below target. Coverage alone may *round up*:
+it may take a split over its target as long as the excess summed over all splits
+stays below the largest group (one image for ungrouped items), so the splits under
+target lack less than that too. Whatever the order, this keeps every split within one
+group of its target: ``|images - fraction * total| < largest group size`` (for
+ungrouped items: the count is the target rounded up or down). So coverage gives way
+to sizes: a class that could only reach a small split by overfilling it further is
+listed in ``SplitResult.uncovered`` rather than placed. The one exception: a split
+that no group fits still gets the smallest group (the split with the least room
+first), because an empty split is worse than an oversized one.
 
 Randomness comes only from a per-group priority, the SHA-256 of the seed and the
 group id, so results depend on neither dict order nor ``PYTHONHASHSEED``, and adding a
@@ -48,8 +52,8 @@ from segkit.errors import DatasetError, OptionError
 
 #: Pseudo-class every group carries: covering it in each split means no split is empty.
 _ANY = -1
-#: Groups the coverage search may examine before it settles for the greedy path
-#: (bounds its time to about a second however hard the instance).
+#: Groups each coverage search (within the targets, then rounding up) may examine
+#: before it gives up (bounds each to about a second however hard the instance).
 DEFAULT_SEARCH_BUDGET = 300_000
 #: Fractions are read as rationals with at most this denominator (0.1 is 1/10).
 _MAX_DENOMINATOR = 1_000_000
@@ -179,12 +183,19 @@ class _Placer:
             (sum(1 for c in ls if c in self.stratified_set) for ls in labels), default=0
         )
         self.smallest = min(self.sizes)
+        self.largest = max(self.sizes)
+        # Images over target, summed over the splits (scaled). Coverage may overfill
+        # (`relaxed`) while this stays below the largest group: see `fits`.
+        self.over = 0
+        self.relaxed = False
         self.work = 0
 
     # -- bookkeeping -------------------------------------------------------------------
     def assign(self, g: int, j: int) -> None:
         self.split_of[g] = j
+        self.over -= max(0, -self.deficit[j])
         self.deficit[j] -= self.sizes[g]
+        self.over += max(0, -self.deficit[j])
         for label in (*self.labels[g], _ANY):
             if not self.present[j][label]:
                 self.lacking_splits[label] -= 1
@@ -195,7 +206,9 @@ class _Placer:
     def unassign(self, g: int) -> None:
         j = self.split_of[g]
         self.split_of[g] = -1
+        self.over -= max(0, -self.deficit[j])
         self.deficit[j] += self.sizes[g]
+        self.over += max(0, -self.deficit[j])
         for label in (*self.labels[g], _ANY):
             self.present[j][label] -= 1
             self.unplaced[label] += 1
@@ -211,7 +224,19 @@ class _Placer:
         ]
 
     def fits(self, g: int, j: int) -> bool:
-        return self.sizes[g] <= self.deficit[j]
+        return self.sizes[g] <= self.room(j)
+
+    def room(self, j: int) -> int:
+        """How much more split ``j`` may take (scaled; may be negative).
+
+        Strictly, up to its target. Relaxed (coverage only), also beyond it as long as
+        the summed excess of all splits stays below the largest group: then no split
+        ends up a whole group over its target, and none a whole group under it either,
+        since the splits under target share exactly that excess.
+        """
+        if not self.relaxed:
+            return self.deficit[j]
+        return max(self.deficit[j], max(self.deficit[j], 0) + self.largest - 1 - self.over)
 
     def missing(self, label: int) -> int:
         return self.lacking_splits[label]
@@ -227,7 +252,7 @@ class _Placer:
             # smallest groups would overfill it, no placement below here can succeed.
             for j in range(self.k):
                 groups_needed = -(-self.lacking[j] // self.most_covered)
-                if groups_needed * self.smallest > self.deficit[j]:
+                if groups_needed * self.smallest > self.room(j):
                     return False
         best: tuple[tuple[int, ...], tuple[int, int]] | None = None
         for label in labels:
@@ -319,12 +344,21 @@ class _Placer:
         hopeful = [
             label for label in self.stratified if self.unplaced[label] >= self.missing(label)
         ]
+        # First within the targets; failing that, rounding up (see `room`) and with a
+        # fresh budget; failing that too, greedily as far as it goes.
         if not self._search(hopeful, budget):
-            self._greedy(hopeful)
+            self.relaxed = True
+            self.work = 0
+            if not self._search(hopeful, budget):
+                self._greedy(hopeful)
+        self.relaxed = True
         self._greedy(self.stratified)
-        for j in range(self.k):
+        self.relaxed = False
+        # Nothing fits a split still empty: overfill it with the smallest group (the most
+        # useful one first), the splits with the least room first, so that a small split
+        # does not get a big group because a bigger split took the small one.
+        for j in sorted(range(self.k), key=lambda j: (self.deficit[j], j)):
             if not self.present[j][_ANY]:
-                # Nothing fits: overfill with the smallest group, the most useful one first.
                 spare = [g for g in self.order if self.split_of[g] < 0]
                 if spare:
                     self.assign(min(spare, key=lambda g: (self.sizes[g], -self._gain(g, j))), j)
