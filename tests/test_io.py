@@ -111,3 +111,13 @@ def test_a_handle_that_cannot_be_opened_leaks_no_descriptor_or_file(tmp_path: Pa
         pass  # pragma: no cover - never entered
     assert len(os.listdir("/proc/self/fd")) == before
     assert _listing(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["n" * 250 + ".png", "é" * 125 + ".jpg"])
+def test_names_near_the_255_byte_limit_can_be_written(tmp_path: Path, name: str) -> None:
+    # The temporary name adds 14 bytes: it is cut to fit, the output keeps its name.
+    atomic_write_bytes(tmp_path / name, b"data")
+    atomic_write_text(tmp_path / "sub" / name, "text")
+    assert (tmp_path / name).read_bytes() == b"data"
+    assert (tmp_path / "sub" / name).read_text(encoding="utf-8") == "text"
+    assert _listing(tmp_path) == sorted([name, "sub"])

@@ -23,18 +23,31 @@ _TEMP_FLAGS = (
     | getattr(os, "O_BINARY", 0)
 )
 _TEMP_ATTEMPTS = 100
+#: What file systems allow in one file name; ``.<name>.<8 hex>.tmp`` adds 14 to it.
+_MAX_NAME_BYTES = 255
+_TEMP_EXTRA_BYTES = len(".12345678.tmp") + 1
+
+
+def _temp_prefix(name: str) -> str:
+    """``name``, cut so that its temporary name fits in 255 bytes."""
+    raw = os.fsencode(name)
+    room = _MAX_NAME_BYTES - _TEMP_EXTRA_BYTES
+    # A cut inside a character leaves bytes fsdecode escapes; the name stays these bytes.
+    return name if len(raw) <= room else os.fsdecode(raw[:room])
 
 
 def _create_temp(path: Path) -> tuple[int, str]:
     """Create ``.<name>.<random>.tmp`` next to ``path`` (making its folder if needed).
 
     Unlike ``tempfile.mkstemp`` (mode 0600), the file gets the permissions any new
-    file gets (0666 minus the umask), as it becomes the output itself.
+    file gets (0666 minus the umask), as it becomes the output itself. For a name
+    near the 255-byte limit, ``<name>`` is cut so the temporary name fits too.
     """
     folder, name = os.path.split(os.fspath(path))
+    prefix = _temp_prefix(name)
     made_folder = False
     for _ in range(_TEMP_ATTEMPTS):
-        temp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+        temp = os.path.join(folder, f".{prefix}.{secrets.token_hex(4)}.tmp")
         try:
             return os.open(temp, _TEMP_FLAGS, 0o666), temp
         except FileExistsError:
