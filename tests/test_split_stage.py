@@ -464,3 +464,15 @@ def test_a_folder_in_place_of_a_split_file_is_an_error_before_anything_is_writte
     with pytest.raises(DatasetError, match=r"val\.txt: is a folder"):
         split_dataset(root)
     assert [p.name for p in (root / SPLITS).iterdir()] == ["val.txt"]
+
+
+def test_coarse_groups_that_keep_a_split_off_target_are_reported(tmp_path) -> None:
+    sizes = {"pA": 6, "pB": 3, "pC": 5}
+    masks = {f"{p}_{i}": {0, 1} for p, n in sizes.items() for i in range(n)}
+    root = make_voc(tmp_path / "voc", masks)
+    summary = split_dataset(root, group_by=r"^(p[A-Z])_", workers=1)
+    assert [len(read_split(root, name)) for name in ("train", "val", "test")] == [6, 5, 3]
+    [warning] = [line for line in summary.warnings if "off target" in line]
+    assert "train 6 (target 9.8)" in warning and "groups are never divided" in warning
+    fine = make_voc(tmp_path / "fine", simple_masks(30))
+    assert not any("off target" in w for w in split_dataset(fine, workers=1).warnings)

@@ -717,18 +717,30 @@ def _coverage_warnings(
     return lines
 
 
+#: A fresh split more than this share (and one image) off its target gets a warning.
+_GROUP_SIZE_SLACK = 0.2
+
+
 def _size_warnings(
     result: SplitResult, stats: Sequence[SplitStats], previous: Mapping[str, str]
 ) -> list[str]:
-    if not previous:
-        return []
     total = sum(s.images for s in stats)
-    largest = max(Counter(result.group_of.values()).values())
-    off = [s for s in stats if abs(s.images - s.target * total) >= largest]
+    if previous:
+        largest = max(Counter(result.group_of.values()).values())
+        off = [s for s in stats if abs(s.images - s.target * total) >= largest]
+        cause, advice = "kept assignments leave", "; --reshuffle rebalances"
+    else:
+        # Whole groups move together; coarse groups can keep a split far from its share.
+        off = [
+            s
+            for s in stats
+            if abs(s.images - s.target * total) >= max(1.0, _GROUP_SIZE_SLACK * s.target * total)
+        ]
+        cause, advice = "whole groups leave", " (groups are never divided)"
     if not off:
         return []
     shown = ", ".join(f"{s.name} {s.images} (target {s.target * total:.1f})" for s in off)
-    return [f"kept assignments leave the sizes off target: {shown}; --reshuffle rebalances"]
+    return [f"{cause} the sizes off target: {shown}{advice}"]
 
 
 def _record(
