@@ -1178,6 +1178,11 @@ def test_text_that_is_not_utf8_fails_its_file_only(tmp_path: Path) -> None:
         assert [s["source"] for s in manifest(out)["samples"]] == ["good.json"]
         assert (out / "labels.txt").read_text().split() == ["__ignore__", "_background_", "cat"]
         assert sorted(p.name for p in (out / "JPEGImages").iterdir()) == ["good.jpg"]
+    result = run(*convert_args(folder, tmp_path / "first", "--fail-fast"))
+    assert result.exit_code == 1
+    (line,) = error_lines(result)
+    assert "caf\\udce9.json: file name is not valid UTF-8" in line
+    assert manifest(tmp_path / "first")["samples"] == []
 
 
 def test_an_output_that_cannot_be_written_fails_that_file_only(tmp_path: Path) -> None:

@@ -545,13 +545,17 @@ def convert(
             )
             for path, rel, stem in zip(sources, relatives, stems, strict=True)
         ]
-        outcomes = parallel_map(
-            convert_one,
-            jobs,
-            workers=workers,
-            progress=progress,
-            stop=(lambda outcome: outcome.error is not None) if fail_fast else None,
-            pool=pool,
+        outcomes: list[Outcome | None] = (
+            [None] * len(jobs)  # a misnamed file already failed: stop before the first
+            if fail_fast and misnamed
+            else parallel_map(
+                convert_one,
+                jobs,
+                workers=workers,
+                progress=progress,
+                stop=(lambda outcome: outcome.error is not None) if fail_fast else None,
+                pool=pool,
+            )
         )
     # After the pool has shut down: --fail-fast may leave workers finishing files.
     summary = _finish(
