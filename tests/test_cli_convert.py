@@ -662,6 +662,19 @@ def test_same_names_in_sub_folders_get_distinct_stems(tmp_path: Path) -> None:
     assert len(list((out / "SegmentationClass").iterdir())) == 3
 
 
+def test_ids_fit_split_files_whatever_spaces_the_names_hold(tmp_path: Path) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    for seed, name in enumerate(("scene ", " tab\tbed", "plain")):
+        noise = np.random.default_rng(seed).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+        picture = PIL.Image.fromarray(noise)  # distinct pictures: no near-duplicate groups
+        add_sample(folder, name, [shape("zeta", "point", [[5, 5]])], image=picture)
+    convert_ok(folder, out, "--labels", "zeta")
+    ids = sorted(s["id"] for s in manifest(out)["samples"])
+    assert ids == ["plain", "scene", "tab bed"]
+    assert run("split", out, "--val", "0.34", "--test", "0").exit_code == 0
+    assert run("validate", out).exit_code == 0
+
+
 def test_stems_stable_when_colliding_files_are_added(tmp_path: Path) -> None:
     folder, out = tmp_path / "in", tmp_path / "out"
     add_sample(folder / "a", "b")

@@ -128,6 +128,7 @@ def _usable_stem(stem: object) -> TypeGuard[str]:
         and "/" not in stem
         and "\\" not in stem
         and "\0" not in stem
+        and stem == _listable(stem)
         and _is_unicode(stem)
     )
 
@@ -144,9 +145,21 @@ def _with_hash(stem: str, rel: Path) -> str:
     return f"{head}-{digest}"
 
 
+_LINE_SPACES = str.maketrans({c: " " for c in "\t\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
+def _listable(text: str) -> str:
+    """``text`` as one line of a split file: line breaks and tabs as spaces, stripped."""
+    return text.translate(_LINE_SPACES).strip()
+
+
 def _candidate_stem(rel: Path) -> str:
-    """``a/b/c.json`` → ``a__b__c``; a longer id than ``MAX_STEM_BYTES`` is cut and hashed."""
-    stem = "__".join(rel.with_suffix("").parts)
+    """``a/b/c.json`` → ``a__b__c``; a longer id than ``MAX_STEM_BYTES`` is cut and hashed.
+
+    Split files list one id per line and readers strip lines, so line breaks and tabs
+    become spaces and each part loses surrounding spaces.
+    """
+    stem = "__".join(_listable(part) or "_" for part in rel.with_suffix("").parts)
     if len(stem.encode("utf-8", "surrogateescape")) <= MAX_STEM_BYTES:
         return stem
     return _with_hash(stem, rel)
