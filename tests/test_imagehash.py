@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import io
+import pickle
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
+import PIL.ImageDraw
+import PIL.ImageEnhance
 import pytest
 
-from segkit.imagehash import difference_hash, hamming_distance, hash_image_file, to_gray8
+from segkit.imagehash import (
+    ImageHash,
+    difference_hash,
+    hamming_distance,
+    hash_image_file,
+    near_duplicate_groups,
+    to_gray8,
+)
 
 
 def microscopy(seed: int, shape: tuple[int, int] = (32, 40)) -> np.ndarray:
@@ -60,3 +71,92 @@ def test_hash_file_over_the_pixel_limit(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 100)
     assert hash_image_file(path) == expected
     assert PIL.Image.MAX_IMAGE_PIXELS == 100  # the limit is lifted only while reading
+
+
+def cells(rng: np.random.Generator, size: int = 256) -> PIL.Image.Image:
+    """Microscopy-like: three small bright blobs on a dark, flat background."""
+    image = PIL.Image.new("L", (size, size), 10)
+    draw = PIL.ImageDraw.Draw(image)
+    for _ in range(3):
+        x, y = rng.integers(20, size - 20, 2)
+        r = int(rng.integers(4, 8))
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=200)
+    return image
+
+
+def reopened(image: PIL.Image.Image, fmt: str = "PNG", **save: object) -> PIL.Image.Image:
+    """``image`` written and read back as ``hash_image_file`` reads it (JPEG draft)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **save)
+    buffer.seek(0)
+    opened = PIL.Image.open(buffer)
+    opened.draft("L", (64, 64))
+    opened.load()
+    return opened
+
+
+def test_distinct_low_texture_images_form_no_group() -> None:
+    # 300 such images used to chain into a group of 72 (1000 into one of 666): their
+    # dHashes are nearly all zero bits, so unrelated images lie within 4 bits.
+    rng = np.random.default_rng(0)
+    hashes = {f"m{i:03d}": difference_hash(reopened(cells(rng))) for i in range(240)}
+    values = np.array([int(h) for h in hashes.values()], dtype=np.uint64)
+    close = np.bitwise_count(values[:, None] ^ values[None, :]) <= 4
+    assert (close.sum() - len(values)) // 2 > 50  # the hashes alone would link them
+    assert near_duplicate_groups(hashes) == []
+
+
+def test_copies_of_a_low_texture_image_are_grouped_with_it() -> None:
+    rng = np.random.default_rng(1)
+    original = cells(rng)
+    rgb = original.convert("RGB")
+    copies = {
+        "jpeg": reopened(rgb, "JPEG", quality=70),
+        "brighter_jpeg": reopened(PIL.ImageEnhance.Brightness(rgb).enhance(1.3), "JPEG"),
+        "contrast": reopened(PIL.ImageEnhance.Contrast(original).enhance(0.7)),
+        "half": reopened(original.resize((128, 128), PIL.Image.Resampling.LANCZOS)),
+        "plus30": reopened(PIL.Image.eval(original, lambda v: min(255, v + 30))),
+    }
+    hashes = {name: difference_hash(image) for name, image in copies.items()}
+    hashes["original"] = difference_hash(reopened(original))
+    others = {f"other{i}": difference_hash(reopened(cells(rng))) for i in range(40)}
+    assert near_duplicate_groups({**hashes, **others}) == [sorted(hashes)]
+
+
+def test_copies_of_a_photo_are_grouped_and_different_photos_not() -> None:
+    def photo(seed: int) -> PIL.Image.Image:
+        rng = np.random.default_rng(seed)
+        small = PIL.Image.fromarray((rng.random((6, 8, 3)) * 255).astype(np.uint8))
+        return small.resize((160, 120), PIL.Image.Resampling.BICUBIC)
+
+    original = photo(0)
+    hashes = {
+        "original": difference_hash(reopened(original, "JPEG", quality=95)),
+        "jpeg60": difference_hash(reopened(original, "JPEG", quality=60)),
+        "small": difference_hash(reopened(original.resize((80, 60)))),
+        "darker": difference_hash(reopened(PIL.ImageEnhance.Brightness(original).enhance(0.8))),
+    }
+    others = {f"other{i}": difference_hash(reopened(photo(i))) for i in range(1, 60)}
+    assert near_duplicate_groups({**hashes, **others}) == [sorted(hashes)]
+
+
+def test_flat_images_are_nobodys_near_duplicate() -> None:
+    # A flat picture hashes to 0 and its thumbnail has no structure to compare.
+    black, grey = (difference_hash(PIL.Image.new("L", (32, 32), v)) for v in (0, 90))
+    assert int(black) == int(grey) == 0
+    assert near_duplicate_groups({"black": black, "grey": grey}) == []
+
+
+def test_plain_integer_hashes_group_by_distance_alone() -> None:
+    # Without thumbnails there is nothing to confirm with: the old rule, chains included.
+    hashes = {"a": 0b1111, "b": 0b0111, "c": 0b0011, "d": 0b0001}
+    assert near_duplicate_groups(hashes, 1) == [["a", "b", "c", "d"]]
+    assert near_duplicate_groups(hashes, 0) == []
+
+
+def test_image_hash_is_the_int_and_keeps_its_thumbnail_through_pickle() -> None:
+    value = difference_hash(PIL.Image.fromarray(microscopy(7)))
+    assert isinstance(value, ImageHash) and value.thumbnail is not None
+    copy = pickle.loads(pickle.dumps(value))
+    assert copy == value and int(copy) == int(value) and hash(copy) == hash(int(value))
+    assert np.array_equal(copy.thumbnail, value.thumbnail)
