@@ -574,7 +574,9 @@ def near_duplicate_findings(
     max_distance: int = DEFAULT_MAX_DISTANCE,
     disjoint: Sequence[Sequence[str]] = (PARTITION_SPLITS,),
 ) -> list[Finding]:
-    """Images whose 64-bit dHashes chain within ``max_distance`` bits (warnings).
+    """Groups of near-identical images (warnings): linked pairs have dHashes within
+    ``max_distance`` bits and, for ``imagehash.ImageHash`` values, thumbnails that
+    confirm the same picture (see ``imagehash.near_duplicate_groups``).
 
     Byte-identical copies are collapsed to one first, since ``duplicate_findings``
     reports them; a group is reported only if it holds two different files.
