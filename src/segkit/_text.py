@@ -1,4 +1,4 @@
-"""Short English for messages: bounded lists and counted nouns."""
+"""Text helpers for messages and names: bounded lists, counted nouns, UTF-8 checks."""
 
 from __future__ import annotations
 
@@ -24,3 +24,25 @@ def plural(count: int, noun: str) -> str:
     ('1 image', '3 images')
     """
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def is_unicode(text: str) -> bool:
+    """False for text holding lone surrogates: a JSON ``\\ud800`` escape, or file-name
+    bytes that are not UTF-8 (Python decodes those to surrogates).
+
+    >>> is_unicode("café"), is_unicode("caf\\udce9")
+    (True, False)
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(text: str) -> str:
+    """``text`` with lone surrogates (undecodable file-name bytes) as ``\\udcxx`` escapes.
+
+    Such text cannot be encoded as UTF-8, so it could be neither printed nor saved.
+    """
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

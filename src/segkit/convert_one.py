@@ -14,6 +14,7 @@ import PIL.Image
 from numpy.typing import NDArray
 
 from segkit._io import atomic_write_bytes, sha256_bytes, sha256_file
+from segkit._text import printable
 from segkit.errors import AnnotationError, DatasetError
 from segkit.imagehash import to_gray8
 from segkit.labelme import (
@@ -205,14 +206,6 @@ def _remove_other_outputs(output: Path, existing: tuple[str, ...], keep: set[str
         if relative not in keep:
             with contextlib.suppress(*UNLINK_ERRORS):
                 (output / relative).unlink()
-
-
-def printable(text: str) -> str:
-    """``text`` with lone surrogates (undecodable file-name bytes) as ``\\udcxx`` escapes.
-
-    Such text cannot be encoded as UTF-8, so it could be neither printed nor saved.
-    """
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _one_line(text: str) -> str:

@@ -14,7 +14,8 @@ from typing import Any, TypeGuard
 
 from segkit import __version__
 from segkit._io import atomic_write_text
-from segkit.convert_one import UNLINK_ERRORS, Job, LabelPolicy, Outcome, convert_one, printable
+from segkit._text import is_unicode, printable
+from segkit.convert_one import UNLINK_ERRORS, Job, LabelPolicy, Outcome, convert_one
 from segkit.errors import AnnotationError, DatasetError, ManifestError, OptionError
 from segkit.labelme import DEFAULT_MAX_PIXELS, read_annotation, scan_labels
 from segkit.manifest import load_manifest, new_manifest, save_manifest
@@ -93,15 +94,6 @@ def find_annotations(input_dir: Path, exclude: Path | None = None) -> list[Path]
     return found
 
 
-def _is_unicode(text: str) -> bool:
-    """False for text with lone surrogates (file-name bytes that are not UTF-8)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _split_by_name(input_dir: Path, sources: list[Path]) -> tuple[list[Path], list[str]]:
     """Sources whose relative path is UTF-8, and one failure line per other source.
 
@@ -110,7 +102,7 @@ def _split_by_name(input_dir: Path, sources: list[Path]) -> tuple[list[Path], li
     """
     kept, failures = [], []
     for path in sources:
-        if _is_unicode(path.relative_to(input_dir).as_posix()):
+        if is_unicode(path.relative_to(input_dir).as_posix()):
             kept.append(path)
         else:
             failures.append(
@@ -129,7 +121,7 @@ def _usable_stem(stem: object) -> TypeGuard[str]:
         and "\\" not in stem
         and "\0" not in stem
         and stem == _listable(stem)
-        and _is_unicode(stem)
+        and is_unicode(stem)
     )
 
 
@@ -260,7 +252,7 @@ def _check_label_text(label_set: LabelSet | None, mapping: Mapping[str, str]) ->
     """Labels from the command line end up in labels.txt and segkit.json: UTF-8 only."""
     names = [*(label_set.names if label_set else ()), *mapping, *mapping.values()]
     for name in names:
-        if not _is_unicode(name):
+        if not is_unicode(name):
             raise OptionError(
                 f"label {printable(repr(name))} is not valid UTF-8 (a command-line argument "
                 "in another encoding?); labels.txt and segkit.json are UTF-8"
@@ -487,7 +479,7 @@ def convert(
     if not input_dir.is_dir():
         problem = "is not a folder" if input_dir.exists() else "input folder not found"
         raise OptionError(f"{printable(str(input_dir))}: {problem}")
-    if not _is_unicode(str(input_dir.resolve())):
+    if not is_unicode(str(input_dir.resolve())):
         raise OptionError(
             f"{printable(str(input_dir.resolve()))}: the input folder's path is not valid "
             "UTF-8 (segkit.json records it); rename or move the folder"

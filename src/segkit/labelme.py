@@ -17,6 +17,7 @@ import PIL.Image
 from numpy.typing import NDArray
 
 from segkit._pillow import DECODE_ERRORS, EXIF_ORIENTATION_TAG, pixel_limit_lifted
+from segkit._text import is_unicode, printable
 from segkit.errors import AnnotationError
 
 #: Number of points each shape type needs: an exact count, or (minimum, None).
@@ -147,7 +148,7 @@ def _clean_label(label: Any) -> str | AnnotationError:
     label = label.strip()
     if len(label.splitlines()) > 1:
         return AnnotationError(f"'label' {label!r} contains a line break")
-    if not _is_unicode(label):
+    if not is_unicode(label):
         return AnnotationError(
             f"'label' {_escaped(label)} contains an unpaired surrogate (a broken \\u escape), "
             "so it cannot be saved as UTF-8"
@@ -155,18 +156,9 @@ def _clean_label(label: Any) -> str | AnnotationError:
     return label
 
 
-def _is_unicode(text: str) -> bool:
-    """False for text holding lone surrogates: a JSON ``\\ud800`` escape, or file-name bytes."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _escaped(value: object) -> str:
     """``repr(value)`` that can be printed: lone surrogates as ``\\udcxx``."""
-    return repr(value).encode("utf-8", "backslashreplace").decode("utf-8")
+    return printable(repr(value))
 
 
 def scan_labels(path: Path, text: str | bytes) -> list[str]:
@@ -246,7 +238,7 @@ def parse_annotation(path: Path, text: str | bytes) -> Annotation:
     image_path = data.get("imagePath")
     if image_path is not None and not isinstance(image_path, str):
         raise _fail(path, "", f"'imagePath' must be a string, got {image_path!r}")
-    if image_path is not None and not _is_unicode(image_path):
+    if image_path is not None and not is_unicode(image_path):
         raise _fail(
             path,
             "",
