@@ -38,6 +38,9 @@ class UNetPlusPlus(nn.Module):
 
     Inputs of any size work: the image is padded to a multiple of ``2**depth`` inside
     ``forward`` and the logits are cropped back.
+
+    ``torch.jit.script`` compiles the model; prune before scripting (the scripted module
+    keeps that level and has no ``prune``).
     """
 
     def __init__(
@@ -59,11 +62,16 @@ class UNetPlusPlus(nn.Module):
         self.deep_supervision = bool(deep_supervision)
         self.level = depth
         widths = [base_channels * 2**row for row in range(depth + 1)]
+        # Nodes are inserted in computation order (encoder, then column by column), and
+        # forward iterates them in that order: TorchScript can iterate a ModuleDict but
+        # not index it with a computed key. ``_node_positions`` holds each node's (row, column).
         self.nodes = nn.ModuleDict()
         self.ups = nn.ModuleDict()
+        positions: list[tuple[int, int]] = []
         for row in range(depth + 1):
             source = in_channels if row == 0 else widths[row - 1]
             self.nodes[_node(row, 0)] = ConvBlock(source, widths[row], batch_norm=batch_norm)
+            positions.append((row, 0))
         for column in range(1, depth + 1):
             for row in range(depth + 1 - column):
                 key = _node(row, column)
@@ -71,6 +79,8 @@ class UNetPlusPlus(nn.Module):
                 self.nodes[key] = ConvBlock(
                     widths[row] * (column + 1), widths[row], batch_norm=batch_norm
                 )
+                positions.append((row, column))
+        self._node_positions = tuple(positions)
         head_levels = range(1, depth + 1) if self.deep_supervision else (depth,)
         self.heads = nn.ModuleDict(
             {str(level): nn.Conv2d(widths[0], num_classes, 1) for level in head_levels}
@@ -111,19 +121,39 @@ class UNetPlusPlus(nn.Module):
         level = self.level
         # grid[row][column] holds X(row, column); only nodes with row + column <= level.
         grid: list[list[Tensor]] = []
-        for row in range(level + 1):
-            if row > 0:
-                x = self.pool(x)
-            x = self.nodes[_node(row, 0)](x)
-            grid.append([x])
-        for column in range(1, level + 1):
-            for row in range(level + 1 - column):
-                key = _node(row, column)
-                upsampled = self.ups[key](grid[row + 1][column - 1])
-                grid[row].append(self.nodes[key](torch.cat([*grid[row], upsampled], dim=1)))
+        for (row, column), (key, node) in zip(
+            self._node_positions, self.nodes.items(), strict=True
+        ):
+            # Deeper nodes are pruned away, never computed. (An ``if``, not ``continue``:
+            # TorchScript unrolls loops over modules and refuses ``continue`` in them.)
+            if row + column <= level:
+                if column == 0:
+                    if row > 0:
+                        x = self.pool(x)
+                    x = node(x)
+                    grid.append([x])
+                else:
+                    upsampled = self._upsample(key, grid[row + 1][column - 1])
+                    grid[row].append(node(torch.cat(grid[row] + [upsampled], dim=1)))
         if self.training and self.deep_supervision:
-            return [
-                crop_top_left(self.heads[str(column)](grid[0][column]), height, width)
-                for column in range(1, level + 1)
-            ]
-        return crop_top_left(self.heads[str(level)](grid[0][level]), height, width)
+            outputs: list[Tensor] = []
+            for key, head in self.heads.items():
+                column = int(key)
+                if column <= level:
+                    outputs.append(crop_top_left(head(grid[0][column]), height, width))
+            return outputs
+        return crop_top_left(self._head(str(level), grid[0][level]), height, width)
+
+    def _upsample(self, key: str, x: Tensor) -> Tensor:
+        """``self.ups[key](x)``, written as a scan because TorchScript needs literal keys."""
+        for name, up in self.ups.items():
+            if name == key:
+                return up(x)
+        raise KeyError("UNet++ has no upsampling for node " + key)
+
+    def _head(self, key: str, x: Tensor) -> Tensor:
+        """``self.heads[key](x)``, written as a scan because TorchScript needs literal keys."""
+        for name, head in self.heads.items():
+            if name == key:
+                return head(x)
+        raise KeyError("UNet++ has no head at level " + key)
