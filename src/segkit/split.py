@@ -5,7 +5,7 @@ group per item, the wanted fraction per split, a seed and the previous assignmen
 Output is a split name per item. No files, no printing.
 
 Everything happens over *groups* (a group's classes are the union of its items'
-classes; a group always lands in one split whole), in four passes:
+classes; a group always lands in one split whole), in five passes:
 
 1. **Kept**: groups holding items of the previous assignment stay where they were;
    their new items follow them (the split most of the group's kept items are in).
@@ -20,6 +20,15 @@ classes; a group always lands in one split whole), in four passes:
    take the class with the fewest unplaced groups and send each of its groups to the
    split that lacks most images of that class.
 4. Groups without any class go wherever they fit.
+5. **Balance**: coverage favours small groups, so big groups come last and may fit
+   nowhere (groups of 6, 2 and 1 for targets 4.9 and 4.1 came out 2 and 7). The
+   placed groups (not the kept ones) are repacked largest first, each to the split
+   furthest below target, when that is closer to the targets, covers as much and
+   spreads each class no worse; then single groups move, or two swap, between splits
+   while that lowers ``sum |target - images|`` and no split loses the last group of a
+   class coverage counts. With one class this is never further from the targets than
+   plain largest-first packing (when that leaves no split empty) nor than the passes
+   before it.
 
 Sizes are a hard limit in every pass: a group goes only to a split where it *fits*
 (the split's target minus its images is at least the group's size); if it fits
@@ -32,7 +41,10 @@ ungrouped items: the count is the target rounded up or down). So coverage gives 
 to sizes: a class that could only reach a small split by overfilling it further is
 listed in ``SplitResult.uncovered`` rather than placed. The one exception: a split
 that no group fits still gets the smallest group (the split with the least room
-first), because an empty split is worse than an oversized one.
+first), because an empty split is worse than an oversized one. Balancing keeps the
+bound: largest-first packing to the split furthest below target meets it by itself,
+and a move or swap takes fewer images than the largest group from a split over its
+target to one under it, so neither ends up further off than that unless it was.
 
 Randomness comes only from a per-group priority, the SHA-256 of the seed and the
 group id, so results depend on neither dict order nor ``PYTHONHASHSEED``, and adding a
@@ -55,6 +67,9 @@ _ANY = -1
 #: Groups each coverage search (within the targets, then rounding up) may examine
 #: before it gives up (bounds each to about a second however hard the instance).
 DEFAULT_SEARCH_BUDGET = 300_000
+#: Pairs of group sizes the balancing pass may examine (bounds it to well under a
+#: second; it usually ends after a few steps).
+DEFAULT_BALANCE_BUDGET = 1_000_000
 #: Fractions are read as rationals with at most this denominator (0.1 is 1/10).
 _MAX_DENOMINATOR = 1_000_000
 
@@ -151,8 +166,10 @@ class _Placer:
         total = sum(sizes)
         # Integer arithmetic: targets and sizes scaled by the fractions' common denominator.
         scale = math.lcm(*(value.denominator for value in fractions))
+        self.scale = scale
+        self.shares = [int(value * scale) for value in fractions]
         self.sizes = [size * scale for size in sizes]
-        self.deficit = [int(value * scale) * total for value in fractions]
+        self.deficit = [share * total for share in self.shares]
         self.split_of = [-1] * len(sizes)
         self.order = sorted(range(len(sizes)), key=lambda g: (priorities[g], g))
         self.rank = [0] * len(sizes)
@@ -403,6 +420,147 @@ class _Placer:
             if self.split_of[g] < 0:
                 place(g, None)
 
+    def by_size(self, groups: Sequence[int]) -> list[int]:
+        """``groups`` largest first (then by priority), as bin packing places them."""
+        return sorted(groups, key=lambda g: (-self.sizes[g], self.rank[g]))
+
+    # -- pass 5: balance sizes ---------------------------------------------------------
+    def balance(self, fixed: Sequence[bool], budget: int) -> None:
+        """Repack, then move or swap groups while that brings sizes closer to the targets.
+
+        The passes before place big groups last, when they may fit nowhere (groups of 6,
+        2 and 1 for targets 4.9 and 4.1 became 2 and 7); this pass then finds 6 and 3.
+        First :meth:`_try_packing`; then each step takes the move of one group, or the
+        swap of two, that most reduces ``sum |target - images|`` over the splits, never
+        moving a ``fixed`` (kept) group nor taking from a split the last group of a class
+        coverage counts (or its last group at all). Every step lowers the sum, so the
+        loop ends; ``budget`` (pairs of group sizes and groups examined) bounds it
+        anyway. A step never takes a split a whole group off its target that was not
+        already: it moves images only from a split over its target to one under it, by
+        less than the largest group.
+        """
+        self._try_packing(fixed)
+        # Per split, the movable groups by size (in priority order): a step needs only
+        # the sizes, then one group of each size that coverage lets go.
+        buckets: list[dict[int, list[int]]] = [{} for _ in range(self.k)]
+        for g in self.order:
+            if not fixed[g]:
+                buckets[self.split_of[g]].setdefault(self.sizes[g], []).append(g)
+        work = 0
+        while work < budget:
+            steps = []
+            for a in range(self.k):
+                for b in range(self.k):
+                    if a == b or not buckets[a]:
+                        continue
+                    da, db = self.deficit[a], self.deficit[b]
+                    if da >= 0 or db <= 0:
+                        continue  # only a split over target gains by giving images away
+                    here = abs(da) + abs(db)
+                    work += len(buckets[a]) * (1 + len(buckets[b]))
+                    for s in buckets[a]:
+                        gain = here - abs(da + s) - abs(db - s)
+                        if gain > 0:
+                            steps.append((-gain, s, 0, a, b))
+                        for t in buckets[b]:
+                            if t < s:
+                                gain = here - abs(da + s - t) - abs(db - s + t)
+                                if gain > 0:
+                                    steps.append((-gain, s + t, t, a, b))
+            steps.sort()
+            for _, total, t, a, b in steps:
+                work += len(buckets[a][total - t]) * len(buckets[b].get(t, (0,)))
+                pair = self._movable_pair(buckets, a, total - t, b, t)
+                if pair is not None or work >= budget:
+                    break
+            else:
+                return
+            if pair is None:
+                return
+            for g, j in ((pair[0], b), (pair[1], a)):
+                if g >= 0:
+                    source = self.split_of[g]
+                    bucket = buckets[source][self.sizes[g]]
+                    bucket.remove(g)
+                    if not bucket:
+                        del buckets[source][self.sizes[g]]
+                    self.unassign(g)
+                    self.assign(g, j)
+                    moved = buckets[j].setdefault(self.sizes[g], [])
+                    moved.append(g)
+                    moved.sort(key=self.rank.__getitem__)
+
+    def _covered(self) -> set[tuple[int, int]]:
+        return {
+            (label, j) for j in range(self.k) for label in self.stratified if self.present[j][label]
+        }
+
+    def _class_deviation(self) -> int:
+        """``sum |share * images with the class - images with it in the split|`` (scaled)."""
+        per_split: list[Counter[int]] = [Counter() for _ in range(self.k)]
+        for g, j in enumerate(self.split_of):
+            per_split[j].update(self.counts[g])
+        totals: Counter[int] = sum(per_split, Counter())
+        return sum(
+            abs(share * n - self.scale * per_split[j][label])
+            for j, share in enumerate(self.shares)
+            for label, n in totals.items()
+        )
+
+    def _try_packing(self, fixed: Sequence[bool]) -> None:
+        """Repack the movable groups by plain bin packing, ignoring classes: largest first,
+        each to the split furthest below target. Kept only when it lands strictly closer
+        to the targets, covers every class in every split the placement so far covers,
+        and spreads each class no worse (with one class, then, whenever it is closer)."""
+        before = list(self.split_of)
+        deviation = sum(map(abs, self.deficit))
+        covered = self._covered()
+        class_deviation = self._class_deviation()
+        movable = [g for g in self.by_size(self.order) if not fixed[g]]
+        for g in movable:
+            self.unassign(g)
+        for g in movable:
+            self.assign(g, max(range(self.k), key=lambda j: (self.deficit[j], -j)))
+        if (
+            sum(map(abs, self.deficit)) < deviation
+            and covered <= self._covered()
+            and self._class_deviation() <= class_deviation
+        ):
+            return
+        for g in movable:
+            self.unassign(g)
+        for g in movable:
+            self.assign(g, before[g])
+
+    def _movable_pair(
+        self, buckets: list[dict[int, list[int]]], a: int, s: int, b: int, t: int
+    ) -> tuple[int, int] | None:
+        """A group of size ``s`` in split ``a`` and one of size ``t`` in ``b`` (``-1`` for
+        none when ``t`` is 0) that may change places without a split losing the last
+        group of a covered class; ``None`` when there is no such pair."""
+
+        def sole(g: int, j: int) -> frozenset[int]:
+            # Covered classes (and the pseudo-class) that only g brings to split j.
+            return frozenset(
+                label
+                for label in (*self.labels[g], _ANY)
+                if label in self.stratified_set and self.present[j][label] == 1
+            )
+
+        if not t:
+            for g in buckets[a][s]:
+                if not sole(g, a):
+                    return g, -1
+            return None
+        # Every group carries the pseudo-class, so the other group always replaces it.
+        others = [(h, sole(h, b) - {_ANY}) for h in buckets[b][t]]
+        for g in buckets[a][s]:
+            needs = sole(g, a) - {_ANY}
+            for h, h_needs in others:
+                if needs.issubset(self.labels[h]) and h_needs.issubset(self.labels[g]):
+                    return g, h
+        return None
+
 
 def assign_splits(
     classes: Mapping[str, Collection[int]],
@@ -484,15 +642,18 @@ def assign_splits(
         priorities=[group_priority(seed, u) for u in unit_ids],
         fractions=shares,
     )
+    fixed = [False] * len(unit_ids)
     for g, unit in enumerate(unit_ids):
         held = {previous[item] for item in units[unit] if item in previous}
         if held:
             placer.assign(g, index_of[held.pop()])
+            fixed[g] = True
     placer.cover(search_budget)
     for j, name in enumerate(names):
         if not placer.present[j][_ANY]:
             raise EmptySplitError(name)
     placer.stratify()
+    placer.balance(fixed, DEFAULT_BALANCE_BUDGET)
 
     assignment = {
         item: names[placer.split_of[g]] for g, unit in enumerate(unit_ids) for item in units[unit]
