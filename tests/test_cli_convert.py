@@ -1276,6 +1276,76 @@ def test_force_from_another_folder_discovers_labels_afresh(tmp_path: Path) -> No
     assert manifest(out)["classes"] == ["_background_", "cat", "dog"]
 
 
+def test_force_from_another_folder_keeps_no_ids_splits_or_weights(tmp_path: Path) -> None:
+    one, two, out = tmp_path / "one", tmp_path / "two", tmp_path / "out"
+    for seed, name in enumerate(("a", "A", "b", "c")):
+        noise = np.random.default_rng(seed).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+        add_sample(one, name, [shape("cat", "point", [[3, 3]])], image=PIL.Image.fromarray(noise))
+    add_sample(two, "a", [shape("dog", "point", [[3, 3]])])
+    convert_ok(one, out)
+    assert run("split", out, "--val", "0.5", "--test", "0").exit_code == 0
+    assert run("weights", out).exit_code == 0
+    assert {"splits", "weights"} <= set(manifest(out))
+    convert_ok(two, out, "--force")
+    assert [s["id"] for s in manifest(out)["samples"]] == ["a"]  # not the old "a-<hash>"
+    assert not {"splits", "weights"} & set(manifest(out))
+
+
+def test_failed_dataset_files_leave_the_old_manifest_true(tmp_path: Path) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    add_sample(folder, "a")
+    add_sample(folder, "b")
+    convert_ok(folder, out)
+    (folder / "b.json").unlink()
+    (out / "class_names.txt").unlink()
+    (out / "class_names.txt").mkdir()
+    result = run(*convert_args(folder, out))
+    assert result.exit_code == 1
+    (line,) = error_lines(result)
+    assert "cannot write the dataset files" in line
+    # The old manifest still lists b, so b's files must still be there.
+    for sample in manifest(out)["samples"]:
+        for key in ("image", "class_mask", "object_mask"):
+            assert (out / sample[key]).is_file(), sample[key]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("convert", "x", "'convert' must be an object"),
+        ("classes", [1], "'classes' must list class names"),
+    ],
+)
+def test_manifest_with_wrong_types_is_one_line_and_force_replaces_it(
+    tmp_path: Path, key: str, value: object, message: str
+) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    add_sample(folder, "a")
+    convert_ok(folder, out)
+    broken = manifest(out)
+    broken[key] = value
+    (out / "segkit.json").write_text(json.dumps(broken), encoding="utf-8")
+    result = run(*convert_args(folder, out))
+    assert result.exit_code == 1
+    (line,) = error_lines(result)
+    assert message in line and "pass --force" in line
+    convert_ok(folder, out, "--force")
+    assert [s["id"] for s in manifest(out)["samples"]] == ["a"]
+
+
+def test_sample_fields_of_the_wrong_type_are_one_line(tmp_path: Path) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    add_sample(folder, "a")
+    convert_ok(folder, out)
+    broken = manifest(out)
+    broken["samples"][0]["class_pixels"] = "x"
+    (out / "segkit.json").write_text(json.dumps(broken), encoding="utf-8")
+    result = run(*convert_args(folder, out))
+    assert result.exit_code == 1
+    (line,) = error_lines(result)
+    assert "samples[0].class_pixels must be a dict" in line
+
+
 def test_datasets_inside_the_input_folder_are_skipped(tmp_path: Path) -> None:
     folder = tmp_path / "in"
     add_sample(folder, "a")

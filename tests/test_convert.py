@@ -21,6 +21,7 @@ from segkit.convert_stage import (
     stems_for,
 )
 from segkit.errors import AnnotationError, DatasetError, OptionError
+from segkit.manifest import new_manifest, save_manifest
 from segkit.voc import LabelSet
 
 
@@ -103,12 +104,15 @@ def test_previous_ids_with_surrogates_are_not_reused() -> None:
 
 
 def test_find_annotations_skips_folders_holding_a_dataset(tmp_path: Path) -> None:
-    for relative in ("a.json", "ds/segkit.json", "ds/deep/b.json", "ok/c.json", "segkit.json"):
+    relatives = ("a.json", "ds/deep/b.json", "ok/c.json", "segkit.json", "site/segkit.json")
+    for relative in relatives:
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / relative).write_text("{}", encoding="utf-8")
+    save_manifest(tmp_path / "ds", new_manifest(["_background_"], []))
     found = [p.relative_to(tmp_path).as_posix() for p in find_annotations(tmp_path)]
-    # The input folder's own segkit.json is only a file: a labelme folder may hold one.
-    assert found == ["a.json", "ok/c.json", "segkit.json"]
+    # The input folder's own segkit.json is only a file: a labelme folder may hold one;
+    # and site/segkit.json is no manifest (a labelme file for segkit.jpg, say).
+    assert found == ["a.json", "ok/c.json", "segkit.json", "site/segkit.json"]
 
 
 def test_corrupt_manifest_is_replaced_only_with_force(tmp_path: Path) -> None:

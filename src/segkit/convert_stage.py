@@ -40,7 +40,7 @@ from segkit.voc import (
 UNKNOWN_LABEL_POLICIES = ("error", "ignore", "background", "skip")
 IMAGE_FORMATS = ("jpg", "png")
 #: Bump when the bytes convert writes for the same input change, to invalidate re-run skips.
-OUTPUT_FORMAT_VERSION = 2
+OUTPUT_FORMAT_VERSION = 3
 #: Longest id in UTF-8 bytes: with a suffix and the temporary name's 14 extra characters
 #: it stays well inside the 255 bytes a file name may have.
 MAX_STEM_BYTES = 200
@@ -67,17 +67,25 @@ class ConvertSummary:
         return not self.failures
 
 
+def _is_dataset(folder: Path) -> bool:
+    """Whether ``folder`` holds a segkit manifest (a labelme file may be named segkit.json)."""
+    try:
+        return load_manifest(folder) is not None
+    except ManifestError:
+        return False
+
+
 def find_annotations(input_dir: Path, exclude: Path | None = None) -> list[Path]:
     """labelme JSON files below ``input_dir`` (recursive, sorted), skipping hidden entries.
 
     The suffix matches in any case (``.JSON`` from Windows tools too). A sub-folder
-    holding a ``segkit.json`` is a segkit dataset, not annotations: it is skipped whole.
+    holding a segkit manifest (``segkit.json``) is a dataset, not annotations: skipped whole.
     """
     paths = sorted(input_dir.rglob("*"))
     datasets = {
         path.parent.relative_to(input_dir).parts
         for path in paths
-        if path.name == MANIFEST_NAME and path.parent != input_dir and path.is_file()
+        if path.name == MANIFEST_NAME and path.parent != input_dir and _is_dataset(path.parent)
     }
     found = []
     for path in paths:
@@ -525,7 +533,7 @@ def convert(
         previous_ids = {
             source: sample["id"]
             for source, sample in previous_samples.items()
-            if source is not None
+            if source is not None and not replacing
         }
         stems = stems_for(relatives, previous_ids)
         try:
@@ -564,7 +572,15 @@ def convert(
         )
     # After the pool has shut down: --fail-fast may leave workers finishing files.
     summary = _finish(
-        input_dir, output, label_set, discovered, jobs, outcomes, previous_samples, options
+        input_dir,
+        output,
+        label_set,
+        discovered,
+        jobs,
+        outcomes,
+        previous_samples,
+        options,
+        replacing=replacing,
     )
     summary.failures[:0] = misnamed
     return summary
@@ -593,6 +609,8 @@ def _finish(
     outcomes: list[Outcome | None],
     previous_samples: dict[str | None, dict[str, Any]],
     options: dict[str, Any],
+    *,
+    replacing: bool,
 ) -> ConvertSummary:
     summary = ConvertSummary(output, label_set.names, labels_discovered=discovered)
     samples = []
@@ -625,7 +643,6 @@ def _finish(
         if source not in kept_sources:
             stale.extend(_output_paths(sample))
             summary.removed.append(str(sample.get("id")))
-    _remove_outputs(output, stale, keep)
     samples.sort(key=lambda sample: sample["id"])
     summary.images = len(samples)
     totals: Counter[int] = Counter()
@@ -638,7 +655,9 @@ def _finish(
         manifest = load_manifest(output) or {}
     except ManifestError:  # only with --force, which replaces a broken manifest
         manifest = {}
-    keep_sections = {k: v for k, v in manifest.items() if k in ("splits", "weights")}
+    # A dataset replaced from another input keeps no split or weights of the old one.
+    kept = () if replacing else ("splits", "weights")
+    keep_sections = {k: v for k, v in manifest.items() if k in kept}
     try:
         _write_dataset_files(
             output, label_set, samples, keep_sections, input_dir, discovered, options
@@ -647,6 +666,8 @@ def _finish(
         raise DatasetError(
             f"{output}: cannot write the dataset files ({printable(str(error))})"
         ) from None
+    # Only now: until the new manifest is written the old one lists these files.
+    _remove_outputs(output, stale, keep)
     return summary
 
 

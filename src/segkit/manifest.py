@@ -14,6 +14,9 @@ from segkit.voc import IGNORE_INDEX, MANIFEST_NAME, voc_colormap
 SCHEMA_VERSION = 1
 _REQUIRED_KEYS = {"schema_version": int, "classes": list, "samples": list}
 _SAMPLE_KEYS = ("id", "image", "class_mask")
+_OPTIONAL_SAMPLE_KEYS = {"source": str, "class_pixels": dict, "object_mask": str}
+#: Top-level sections, one per stage.
+_SECTIONS = ("convert", "splits", "weights")
 
 
 def manifest_path(root: Path) -> Path:
@@ -57,11 +60,19 @@ def load_manifest(root: Path) -> dict[str, Any] | None:
             f"{path}: schema_version {data['schema_version']} is newer than this segkit "
             f"understands ({SCHEMA_VERSION}); upgrade segkit"
         )
+    if not all(isinstance(name, str) for name in data["classes"]):
+        raise ManifestError(f"{path}: 'classes' must list class names (strings)")
+    for section in _SECTIONS:
+        if section in data and not isinstance(data[section], dict):
+            raise ManifestError(f"{path}: {section!r} must be an object")
     for index, sample in enumerate(data["samples"]):
         if not isinstance(sample, dict) or any(
             not isinstance(sample.get(key), str) for key in _SAMPLE_KEYS
         ):
             raise ManifestError(f"{path}: samples[{index}] needs string keys {_SAMPLE_KEYS}")
+        for key, kind in _OPTIONAL_SAMPLE_KEYS.items():
+            if key in sample and not isinstance(sample[key], kind):
+                raise ManifestError(f"{path}: samples[{index}].{key} must be a {kind.__name__}")
     return data
 
 

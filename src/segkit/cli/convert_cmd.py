@@ -87,8 +87,8 @@ def register(app: typer.Typer) -> None:
 
         Writes JPEGImages/ (JPEG bytes copied when no rotation is needed), palette PNG
         SegmentationClass/ and SegmentationObject/ (0 background, 255 ignore),
-        labels.txt, class_names.txt and segkit.json. An image with more than 254
-        instances gets a 16-bit grayscale SegmentationObject PNG (65535 = ignore).
+        labels.txt, class_names.txt and segkit.json. An image whose instance ids go
+        beyond 254 gets a 16-bit grayscale SegmentationObject PNG (65535 = ignore).
         A re-run converts only what changed.
         """
         with progress_bar("converting", quiet=as_json) as progress:
