@@ -160,3 +160,39 @@ def test_image_hash_is_the_int_and_keeps_its_thumbnail_through_pickle() -> None:
     copy = pickle.loads(pickle.dumps(value))
     assert copy == value and int(copy) == int(value) and hash(copy) == hash(int(value))
     assert np.array_equal(copy.thumbnail, value.thumbnail)
+
+
+def test_local_edit_checks_are_bounded_per_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Smooth, alike pictures make every pair a local-edit candidate; the check must not
+    run once per pair (that took minutes and 10 GB for 10,000 images)."""
+    import segkit.imagehash as module
+
+    rng = np.random.default_rng(0)
+    ramp = np.tile(np.linspace(0, 200, 16), (16, 1))
+    hashes = {}
+    for index in range(400):
+        bumps = np.kron(rng.normal(0, 1, (4, 4)), np.ones((4, 4)))
+        thumbnail = (ramp + 30 * bumps).astype(np.float32).ravel()
+        hashes[f"s{index:03d}"] = module.ImageHash((1 << 64) - 1, thumbnail)
+    checked = []
+    real = module._only_locally_edited
+
+    def counting(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        checked.append(len(first))
+        return real(first, second)
+
+    monkeypatch.setattr(module, "_only_locally_edited", counting)
+    module.near_duplicate_groups(hashes)
+    assert 0 < sum(checked) <= len(hashes) * module.EDIT_CANDIDATES_PER_IMAGE
+
+
+def test_best_per_row_picks_the_top_scoring_allowed_cells() -> None:
+    from segkit.imagehash import _best_per_row
+
+    mask = np.array(
+        [[True, True, False, True], [False, False, False, False], [True, False, True, True]]
+    )
+    score = np.array([[0.1, 0.9, 1.0, 0.5], [1, 1, 1, 1], [0.3, 0.2, 0.8, 0.7]], dtype=np.float32)
+    rows, cols = _best_per_row(mask, score, 2)
+    pairs = sorted(zip(rows.tolist(), cols.tolist(), strict=True))
+    assert pairs == [(0, 1), (0, 3), (2, 2), (2, 3)]

@@ -186,12 +186,13 @@ def near_duplicate_groups(
     A pair is linked when the hashes are within ``max_distance`` bits and, if both are
     :class:`ImageHash` with thumbnails, the thumbnails show the same picture
     (correlation ≥ ``min_correlation``, or for dense pictures equal but for a local
-    edit, :func:`_only_locally_edited`); flat images link to nothing. Plain ``int`` hashes are
+    edit, :func:`_only_locally_edited`, checked against an image's
+    ``EDIT_CANDIDATES_PER_IMAGE`` best-correlated candidates); flat images link to nothing. Plain ``int`` hashes are
     linked on distance alone, as before thumbnails existed. Groups are the connected
     components: for a split, a chain of genuine copies (a~b, b~c) must stay together,
     and confirming every link keeps unrelated images from chaining. Work is done with
-    numpy in blocks: 10,000 images take well under a second, and about 2 s when every
-    pair is a candidate (all hashes alike, as with 10,000 low-texture images).
+    numpy in blocks: 10,000 images take well under a second, and about 2 s (300 MB)
+    when every pair is a candidate (all hashes alike, smooth alike pictures).
     """
     ids = sorted(hashes)
     count = len(ids)
@@ -201,12 +202,8 @@ def near_duplicate_groups(
     values = np.array([int(h) for h in listed], dtype=np.uint64)
     unit, known, flat, dense = _normalised_thumbnails(listed)
 
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     # The representative (lowest index) of each image's group so far.
     label = np.arange(count)
-    everyone = np.arange(count)
     plain = ~known
     block = 1024
     for start in range(0, count, block):
@@ -231,6 +228,8 @@ def near_duplicate_groups(
             | plain[None, col_at]
             | (usable & (correlation >= min_correlation))
         )
+        pair_rows, pair_cols = np.nonzero(linked)
+        label = _merged(label, row_at[pair_rows], col_at[pair_cols])
         edited = (
             candidate
             & ~linked
@@ -238,34 +237,73 @@ def near_duplicate_groups(
             & dense[None, col_at]
             & (correlation >= EDIT_MIN_PLAIN_CORRELATION)
         )
-        if edited.any():
-            pair_rows, pair_cols = np.nonzero(edited)
-            linked[pair_rows, pair_cols] = _only_locally_edited(
-                unit[row_at[pair_rows]], unit[col_at[pair_cols]]
-            )
-        pair_rows, pair_cols = np.nonzero(linked)
-        if pair_rows.size == 0:
-            continue
-        # Merge this block's links with the groups so far (linking each image to its
-        # representative keeps earlier links), then relabel by lowest member.
-        graph = coo_matrix(
-            (
-                np.ones(pair_rows.size + count, dtype=np.int8),
-                (
-                    np.concatenate([row_at[pair_rows], everyone]),
-                    np.concatenate([col_at[pair_cols], label]),
-                ),
-            ),
-            shape=(count, count),
-        )
-        _, component = connected_components(graph, directed=False)
-        lowest = np.full(component.max() + 1, count)
-        np.minimum.at(lowest, component, everyone)
-        label = lowest[component]
+        pair_rows, pair_cols = _best_per_row(edited, correlation, EDIT_CANDIDATES_PER_IMAGE)
+        label = _link_local_edits(label, unit, row_at[pair_rows], col_at[pair_cols])
     groups: dict[int, list[str]] = {}
     for index, sample_id in enumerate(ids):
         groups.setdefault(int(label[index]), []).append(sample_id)
     return sorted(group for group in groups.values() if len(group) > 1)
+
+
+#: Pairs checked for a local edit at a time (bounds memory: two thumbnails a pair).
+_EDIT_CHUNK = 16384
+#: An image is checked for a local edit against at most this many candidates, the
+#: best-correlated: a locally edited copy is among them, and smooth, alike images
+#: (every pair a candidate) no longer cost a check per pair.
+EDIT_CANDIDATES_PER_IMAGE = 8
+
+
+def _best_per_row(
+    mask: NDArray[np.bool_], score: NDArray[np.float32], limit: int
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Indices of up to ``limit`` highest-scoring ``True`` cells in each row of ``mask``."""
+    if not mask.any():
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
+    limit = min(limit, mask.shape[1])
+    scores = np.where(mask, score, -np.inf)
+    best = np.argpartition(scores, -limit, axis=1)[:, -limit:]
+    rows = np.repeat(np.arange(mask.shape[0]), limit)
+    cols = best.ravel()
+    chosen = mask[rows, cols]
+    return rows[chosen], cols[chosen]
+
+
+def _merged(label: NDArray[np.intp], rows: NDArray[np.intp], cols: NDArray[np.intp]) -> NDArray:
+    """Group labels (lowest member of each group) after also linking ``rows[i]``–``cols[i]``."""
+    if rows.size == 0:
+        return label
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    count = label.size
+    everyone = np.arange(count)
+    # Linking each image to its representative keeps the groups found so far.
+    graph = coo_matrix(
+        (
+            np.ones(rows.size + count, dtype=np.int8),
+            (np.concatenate([rows, everyone]), np.concatenate([cols, label])),
+        ),
+        shape=(count, count),
+    )
+    _, component = connected_components(graph, directed=False)
+    lowest = np.full(component.max() + 1, count)
+    np.minimum.at(lowest, component, everyone)
+    return lowest[component]
+
+
+def _link_local_edits(
+    label: NDArray[np.intp], unit: NDArray[np.float32], rows: NDArray, cols: NDArray
+) -> NDArray:
+    """Link the pairs that differ only by a local edit, in chunks; pairs already in one
+    group are not checked (smooth, alike images make nearly every pair a candidate)."""
+    for part in range(0, rows.size, _EDIT_CHUNK):
+        first, second = rows[part : part + _EDIT_CHUNK], cols[part : part + _EDIT_CHUNK]
+        apart = label[first] != label[second]
+        first, second = first[apart], second[apart]
+        if first.size:
+            same = _only_locally_edited(unit[first], unit[second])
+            label = _merged(label, first[same], second[same])
+    return label
 
 
 def _only_locally_edited(
