@@ -1198,13 +1198,23 @@ def test_text_that_is_not_utf8_fails_its_file_only(tmp_path: Path) -> None:
     assert manifest(tmp_path / "first")["samples"] == []
 
 
-def test_an_output_that_cannot_be_written_fails_that_file_only(tmp_path: Path) -> None:
+def _converted_a_and_b(tmp_path: Path) -> tuple[Path, Path]:
+    """Input folder with samples a and b, converted once; returns (input, output)."""
     folder, out = tmp_path / "in", tmp_path / "out"
     add_sample(folder, "a")
     add_sample(folder, "b")
     convert_ok(folder, out)
-    (out / "SegmentationClass/b.png").unlink()
-    (out / "SegmentationClass/b.png").mkdir()  # a folder where the mask goes
+    return folder, out
+
+
+def _folder_in_place_of(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+def test_an_output_that_cannot_be_written_fails_that_file_only(tmp_path: Path) -> None:
+    folder, out = _converted_a_and_b(tmp_path)
+    _folder_in_place_of(out / "SegmentationClass/b.png")  # a folder where the mask goes
     result = run(*convert_args(folder, out, "--force"))
     assert result.exit_code == 1 and "Traceback" not in result.output
     (line,) = error_lines(result)
@@ -1292,13 +1302,9 @@ def test_force_from_another_folder_keeps_no_ids_splits_or_weights(tmp_path: Path
 
 
 def test_failed_dataset_files_leave_the_old_manifest_true(tmp_path: Path) -> None:
-    folder, out = tmp_path / "in", tmp_path / "out"
-    add_sample(folder, "a")
-    add_sample(folder, "b")
-    convert_ok(folder, out)
+    folder, out = _converted_a_and_b(tmp_path)
     (folder / "b.json").unlink()
-    (out / "class_names.txt").unlink()
-    (out / "class_names.txt").mkdir()
+    _folder_in_place_of(out / "class_names.txt")
     result = run(*convert_args(folder, out))
     assert result.exit_code == 1
     (line,) = error_lines(result)
