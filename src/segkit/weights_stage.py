@@ -357,7 +357,6 @@ class _MapTask:
     map_path: str | None
     viz_path: str | None
     viz_max: float
-    dtype: str
 
 
 @dataclass(frozen=True)
@@ -387,7 +386,7 @@ def _make_map(task: _MapTask) -> _MapResult:
         tolerance=task.tolerance,
     )
     if task.map_path is not None:
-        stored = result.astype(task.dtype)
+        stored = result.astype(_MAP_DTYPE)
         atomic_write_with(Path(task.map_path), lambda handle: np.save(handle, stored))
     if task.viz_path is not None:
         atomic_write_bytes(Path(task.viz_path), heat_map_png(result, task.viz_max))
@@ -514,7 +513,7 @@ def _known_records(
     return known
 
 
-def _map_key(scan: _Scan, weights: Sequence[float], options: WeightsOptions, dtype: str) -> str:
+def _map_key(scan: _Scan, weights: Sequence[float], options: WeightsOptions) -> str:
     payload = {
         "version": _MAP_VERSION,
         "class": scan.class_sha,
@@ -525,7 +524,7 @@ def _map_key(scan: _Scan, weights: Sequence[float], options: WeightsOptions, dty
         "sigma": options.sigma if options.border else None,
         "on": options.border_on if options.border else None,
         "tolerance": options.tolerance if options.border else None,
-        "dtype": dtype,
+        "dtype": _MAP_DTYPE,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -659,7 +658,6 @@ class _MapPlan:
     keys: dict[str, str]
     maps: dict[str, str]
     unchanged: int
-    dtype: str
 
 
 def _plan_maps(
@@ -672,14 +670,14 @@ def _plan_maps(
 ) -> _MapPlan:
     """Which maps and heat maps to (re)write; the rest are up to date."""
     peak = float(weights.max()) + (options.w0 if options.border else 0.0)
-    plan = _MapPlan([], {}, {}, 0, _MAP_DTYPE)
+    plan = _MapPlan([], {}, {}, 0)
     if not (options.border or options.viz):
         return plan
     old_images = (previous or {}).get("images")
     old_images = old_images if isinstance(old_images, dict) else {}
     weight_list = [float(w) for w in weights]
     for sample, scan in zip(samples, scans, strict=True):
-        key = _map_key(scan, weight_list, options, plan.dtype)
+        key = _map_key(scan, weight_list, options)
         plan.keys[sample.id] = key
         old = old_images.get(sample.id)
         old = old if isinstance(old, dict) else {}
@@ -706,13 +704,12 @@ def _plan_maps(
                     map_path=str(map_file) if need_map else None,
                     viz_path=str(viz_file) if need_viz else None,
                     viz_max=peak,
-                    dtype=plan.dtype,
                 )
             )
     return plan
 
 
-def _border_record(options: WeightsOptions, dtype: str) -> dict[str, Any] | None:
+def _border_record(options: WeightsOptions) -> dict[str, Any] | None:
     if not options.border:
         return None
     return {
@@ -722,7 +719,7 @@ def _border_record(options: WeightsOptions, dtype: str) -> dict[str, Any] | None
         "tolerance": options.tolerance,
         "cutoff_px": border_cutoff(options.w0, options.sigma, options.tolerance),
         "dir": WEIGHTS_DIR,
-        "dtype": dtype,
+        "dtype": _MAP_DTYPE,
         "ignore_weight": 0.0,
     }
 
@@ -863,7 +860,7 @@ def compute_weights(
             f"{OBJECT_DIR} mask; their objects are the 8-connected components of each class"
         )
 
-    border = _border_record(map_options, plan.dtype)
+    border = _border_record(map_options)
     frequencies = stats.frequencies
     rows = tuple(
         ClassSummary(
