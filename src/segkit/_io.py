@@ -62,36 +62,13 @@ def _create_temp(path: Path) -> tuple[int, str]:
 
 
 @contextlib.contextmanager
-def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary sibling of ``path`` and rename it over ``path`` on success.
-
-    An exception inside the block removes the temporary file, so readers only ever
-    see the old file or the complete new one. Missing folders are created.
-    """
+def _replacing(path: Path) -> Iterator[int]:
+    """A descriptor of a new temporary sibling of ``path``, closed afterwards; renamed
+    over ``path`` when the block succeeds, removed when it raises."""
     fd, temp = _create_temp(path)
     try:
         try:
-            handle = os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
-        except BaseException:
-            os.close(fd)
-            raise
-        with handle:
-            yield handle
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (with plain system calls: convert writes many)."""
-    fd, temp = _create_temp(path)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            yield fd
         finally:
             os.close(fd)
         os.replace(temp, path)
@@ -99,6 +76,26 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary sibling of ``path`` and rename it over ``path`` on success.
+
+    An exception inside the block removes the temporary file, so readers only ever
+    see the old file or the complete new one. Missing folders are created.
+    """
+    text = {} if "b" in mode else {"encoding": "utf-8"}
+    with _replacing(path) as fd, os.fdopen(fd, mode, closefd=False, **text) as handle:
+        yield handle
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (with plain system calls: convert writes many)."""
+    with _replacing(path) as fd:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def atomic_write_text(path: Path, text: str) -> None:
