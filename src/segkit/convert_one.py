@@ -224,9 +224,7 @@ def convert_one(job: Job) -> Outcome:
         return _convert(job, outcome, written)
     except AnnotationError as error:
         outcome.error = _one_line(str(error))
-    except DatasetError as error:
-        outcome.error = _one_line(f"{job.source}: {error}")
-    except OSError as error:
+    except (DatasetError, OSError) as error:
         outcome.error = _one_line(f"{job.source}: {error}")
     except BaseException:
         _unlink_all(written)

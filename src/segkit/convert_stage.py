@@ -347,6 +347,11 @@ def _previous_input(manifest: Mapping[str, Any] | None) -> object:
     return ((manifest or {}).get("convert") or {}).get("input")
 
 
+def _from_other_input(manifest: Mapping[str, Any] | None, input_dir: Path) -> bool:
+    """Whether the dataset was converted from a different input folder than ``input_dir``."""
+    return _previous_input(manifest) not in (None, "", str(input_dir.resolve()))
+
+
 def _check_output(input_dir: Path, output: Path, force: bool) -> dict[str, Any] | None:
     if output.resolve() == input_dir.resolve():
         raise OptionError(f"{output}: the output folder must differ from the input folder")
@@ -366,10 +371,9 @@ def _check_output(input_dir: Path, output: Path, force: bool) -> dict[str, Any] 
             f"{output}: folder is not empty and has no {MANIFEST_NAME}; choose a new "
             "folder or pass --force to write into it"
         )
-    previous_input = _previous_input(manifest)
-    if previous_input and previous_input != str(input_dir.resolve()) and not force:
+    if _from_other_input(manifest, input_dir) and not force:
         raise OptionError(
-            f"{output}: was converted from {previous_input}, not {input_dir.resolve()}; "
+            f"{output}: was converted from {_previous_input(manifest)}, not {input_dir.resolve()}; "
             "a run from another folder would remove the samples that are not in it. "
             "Choose a new output folder, or pass --force to replace the dataset"
         )
@@ -500,10 +504,7 @@ def convert(
         raise AnnotationError(f"{input_dir}: no labelme .json files found (searched recursively)")
     sources, misnamed = _split_by_name(input_dir, sources)
     # --force from another input replaces the dataset: its discovered classes go too.
-    replacing = force and _previous_input(previous_manifest) not in (
-        None,
-        str(input_dir.resolve()),
-    )
+    replacing = force and _from_other_input(previous_manifest, input_dir)
 
     # One pool for both passes: worker start-up is paid once.
     with worker_pool(workers) as pool:
