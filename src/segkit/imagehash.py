@@ -187,8 +187,9 @@ def near_duplicate_groups(
     :class:`ImageHash` with thumbnails, the thumbnails show the same picture
     (correlation ≥ ``min_correlation``, or for dense pictures equal but for a local
     edit, :func:`_only_locally_edited`, checked against an image's
-    ``EDIT_CANDIDATES_PER_IMAGE`` best-correlated candidates); flat images link to nothing. Plain ``int`` hashes are
-    linked on distance alone, as before thumbnails existed. Groups are the connected
+    ``EDIT_CANDIDATES_PER_IMAGE`` best-correlated candidates); flat images link to
+    nothing. Plain ``int`` hashes are linked on distance alone, as before thumbnails
+    existed. Groups are the connected
     components: for a split, a chain of genuine copies (a~b, b~c) must stay together,
     and confirming every link keeps unrelated images from chaining. Work is done with
     numpy in blocks: 10,000 images take well under a second, and about 2 s (300 MB)

@@ -37,9 +37,9 @@ def prepare_worker_process() -> None:
     back in, zeroed page by page, for the next item: a tenth of a worker's time in
     ``segkit convert``. Worker processes are ours, so they keep freed memory (heap
     allocations up to 32 MiB, up to 256 MiB kept, so a worker's memory stays at its
-    peak until the pool ends). ``gc.freeze`` moves the objects
-    the worker inherited to the permanent generation, so garbage collections between
-    items do not walk every imported module. No effect beyond speed.
+    peak until the pool ends). ``gc.freeze`` moves the objects the worker inherited
+    to the permanent generation, so garbage collections between items do not walk
+    every imported module. No effect beyond speed.
     """
     gc.freeze()
     if not sys.platform.startswith("linux"):

@@ -78,7 +78,9 @@ def input_size_for_output(output_size: int, depth: int = 4) -> int:
         bottleneck += 1
 
 
-def _simulate(size: int, depth: int, block_loss: int = _BLOCK_LOSS) -> Optional[int]:  # noqa: UP045 - TorchScript
+def _simulate(  # Optional, not "int | None": TorchScript reads the annotation
+    size: int, depth: int, block_loss: int = _BLOCK_LOSS
+) -> Optional[int]:  # noqa: UP045
     """Valid-padding output size, or ``None`` when ``size`` does not fit.
 
     Scriptable: TorchScript reads no module globals, hence ``block_loss`` as an argument.
