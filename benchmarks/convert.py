@@ -216,8 +216,9 @@ def main() -> None:
         name = "reused" if args.reuse_folders else run
         reference_out = args.workdir / f"{_OUTPUT_PREFIX}labelme_{name}"
         segkit_out = args.workdir / f"{_OUTPUT_PREFIX}segkit_{name}"
-        for folder in (reference_out, segkit_out):
-            shutil.rmtree(folder, ignore_errors=True)  # only with --reuse-folders
+        if args.reuse_folders:
+            for folder in (reference_out, segkit_out):
+                shutil.rmtree(folder, ignore_errors=True)
         ref_times.append(run_labelme_reference(src, reference_out))
         seg_times.append(run_segkit(src, segkit_out, args.workers))
     t_ref, t_seg = min(ref_times), min(seg_times)
