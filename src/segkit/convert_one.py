@@ -83,6 +83,8 @@ class Job:
     #: Files in the output folder that an image or visualization of this id may be
     #: (any image suffix); whichever this run does not write is removed.
     existing_outputs: tuple[str, ...] = ()
+    #: Files at this id's output names that segkit did not write: never replaced.
+    foreign_outputs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -290,6 +292,12 @@ def _convert(job: Job, outcome: Outcome, written: list[Path]) -> Outcome:
     if job.viz:
         viz = _visualization(loaded.image, masks.class_mask)
         files["visualization"] = (f"{VIZ_DIR}/{job.stem}.jpg", viz)
+    in_the_way = [relative for relative, _ in files.values() if relative in job.foreign_outputs]
+    if in_the_way:
+        raise DatasetError(
+            f"{job.output / in_the_way[0]} exists and was not written by segkit; move it "
+            "away (segkit never replaces files it did not write, not even with --force)"
+        )
     _write_outputs(job.output, files, written)
     _remove_other_outputs(
         job.output, job.existing_outputs, {relative for relative, _ in files.values()}

@@ -89,21 +89,6 @@ def check_real_folders(root: Path, subfolders: Iterable[str]) -> None:
                 )
 
 
-def check_apart(input_dir: Path, output: Path, subfolders: Iterable[str] = ()) -> None:
-    """Refuse an output whose folders resolve into the input folder, or an input inside it."""
-    source = Path(input_dir).resolve()
-    target = Path(output).resolve()
-    if source == target or source.is_relative_to(target):
-        return  # the caller names these cases in its own words
-    for sub in subfolders:
-        resolved = (target / sub).resolve()
-        if resolved == source or resolved.is_relative_to(source) or source.is_relative_to(resolved):
-            raise OptionError(
-                f"{Path(output) / sub}: resolves to {resolved}, which overlaps the input "
-                f"folder {source}; input and output must be separate folders"
-            )
-
-
 def note_foreign(folder: Path, names: Sequence[str], why: str) -> None:
     """Name, once, the files segkit did not write and therefore left alone."""
     if names:

@@ -15,7 +15,7 @@ from typing import Annotated  # noqa: E402
 import typer  # noqa: E402
 
 from segkit import __version__  # noqa: E402
-from segkit.cli import convert_cmd, models_cmd, split_cmd, validate_cmd, weights_cmd  # noqa: E402
+from segkit.cli import _notes, convert_cmd, models_cmd, split_cmd, validate_cmd, weights_cmd  # noqa: E402
 
 app = typer.Typer(
     name="segkit",
@@ -51,5 +51,5 @@ _interrupt.end_startup(_previous_sigint)
 
 def main() -> None:
     """Console-script entry point (Ctrl-C: one line, exit 130)."""
-    with _interrupt.ctrl_c_exits_130():
+    with _interrupt.ctrl_c_exits_130(), _notes.notes_on_stderr():
         app()
