@@ -123,6 +123,12 @@ def write_error_reason(error: OSError) -> str:
     return f"cannot write{where} ({error.strerror or error})"
 
 
+def io_error_line(error: OSError) -> str:
+    """``<file>: <reason>`` for a failed read or write, one line."""
+    where = f"{error.filename}: " if error.filename else ""
+    return f"{where}{error.strerror or error}"
+
+
 @contextlib.contextmanager
 def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary sibling of ``path`` and rename it over ``path`` on success.

@@ -101,8 +101,11 @@ def note_foreign(folder: Path, names: Sequence[str], why: str) -> None:
 
 
 @contextlib.contextmanager
-def output_folder(folder: Path, *, subfolders: Sequence[str] = ()) -> Iterator[Path]:
-    """Create ``folder``, lock it for this process, and clean what an earlier run left.
+def output_folder(
+    folder: Path, *, subfolders: Sequence[str] = (), create: bool = True
+) -> Iterator[Path]:
+    """Create ``folder`` (unless not ``create``: then it must exist), lock it for this
+    process, and clean what an earlier run left.
 
     Refuses symlinked ``subfolders`` (``OptionError``), a folder another segkit process
     writes (``FolderBusyError``) and an unwritable folder (``DatasetError``, one line);
@@ -111,6 +114,8 @@ def output_folder(folder: Path, *, subfolders: Sequence[str] = ()) -> Iterator[P
     """
     folder = Path(folder)
     check_real_folders(folder, subfolders)
+    if not create and not folder.is_dir():
+        raise DatasetError(f"{folder}: dataset folder not found")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
