@@ -686,11 +686,16 @@ def _convert_claimed(
                 jobs,
                 workers=workers,
                 progress=progress,
-                stop=(lambda outcome: outcome.error is not None) if stop_early else None,
+                stop=_stop_on_failure if stop_early else _stop_on_write_failure,
                 pool=pool,
             )
         )
     # After the pool has shut down: --fail-fast may leave workers finishing files.
+    write_failure = next((o.error for o in outcomes if o is not None and o.write_failed), None)
+    if write_failure is not None:
+        # The disk, not an input: stop, and keep the previous manifest (it still
+        # describes the files this run did not get to replace).
+        raise DatasetError(f"{write_failure}; the previous segkit.json was kept")
     summary = _finish(
         input_dir,
         output,
@@ -704,6 +709,14 @@ def _convert_claimed(
     )
     drop_claim(output, _STAGE)
     return summary
+
+
+def _stop_on_failure(outcome: Outcome) -> bool:
+    return outcome.error is not None
+
+
+def _stop_on_write_failure(outcome: Outcome) -> bool:
+    return outcome.write_failed
 
 
 def _kept_after_cancel(
