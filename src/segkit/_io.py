@@ -112,9 +112,9 @@ def _replacing(path: Path) -> Iterator[int]:
 
 def _naming(error: OSError, path: Path) -> OSError:
     """``error`` about ``path`` itself, not the temporary name nobody knows."""
-    if error.errno is None:
-        return error
-    return type(error)(error.errno, error.strerror, os.fspath(path))
+    named = error if error.errno is None else type(error)(error.errno, error.strerror, path)
+    named.while_writing = True  # type: ignore[attr-defined]  # for io_error_line
+    return named
 
 
 def write_error_reason(error: OSError) -> str:
@@ -124,7 +124,9 @@ def write_error_reason(error: OSError) -> str:
 
 
 def io_error_line(error: OSError) -> str:
-    """``<file>: <reason>`` for a failed read or write, one line."""
+    """One line for a failed read (``<file>: <reason>``) or write (``cannot write …``)."""
+    if getattr(error, "while_writing", False):
+        return write_error_reason(error)
     where = f"{error.filename}: " if error.filename else ""
     return f"{where}{error.strerror or error}"
 

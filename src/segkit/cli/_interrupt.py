@@ -91,6 +91,12 @@ def ctrl_c_exits_130() -> Iterator[None]:
         raise SystemExit(EXIT_INTERRUPTED) from None
     finally:
         # Python's own handler would print a traceback if Ctrl-C came while the
-        # interpreter shuts down; an embedding program gets its handler back.
-        own = previous is signal.default_int_handler or interrupted.is_set()
-        signal.signal(signal.SIGINT, _on_late_sigint if own else previous)
+        # interpreter shuts down; an embedding program gets its handler back. Once
+        # interrupted, the process is exiting with 130 already: further Ctrl-Cs are
+        # ignored (SIG_IGN outlives the interpreter's own clean-up, a handler does not).
+        if interrupted.is_set():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        elif previous is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _on_late_sigint)
+        else:
+            signal.signal(signal.SIGINT, previous)
