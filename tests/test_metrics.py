@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -260,37 +262,40 @@ def test_all_reduce_without_process_group_is_a_no_op() -> None:
     assert cm.all_reduce() is cm and cm.matrix.tolist() == [[0, 1], [0, 1]]
 
 
-def _all_reduce_worker(rank: int, init_file: str, queue) -> None:
-    import torch.distributed as dist
+_ALL_REDUCE_RANK = """
+import json, sys
+import numpy as np
+import torch.distributed as dist
+from segkit.metrics import ConfusionMatrix
 
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
-    try:
-        cm = ConfusionMatrix(3)
-        cm.update(np.full(4, rank, np.uint8), np.full(4, 2, np.uint8))
-        cm.update(np.array([255], np.uint8), np.array([0], np.uint8))
-        cm.all_reduce()
-        queue.put((rank, cm.matrix.tolist(), cm.ignored_pixels))
-    finally:
-        dist.destroy_process_group()
+rank = int(sys.argv[2])
+dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=rank, world_size=2)
+cm = ConfusionMatrix(3)
+cm.update(np.full(4, rank, np.uint8), np.full(4, 2, np.uint8))
+cm.update(np.array([255], np.uint8), np.array([0], np.uint8))
+cm.all_reduce()
+print(json.dumps([cm.matrix.tolist(), cm.ignored_pixels]))
+dist.destroy_process_group()
+"""
 
 
 def test_all_reduce_sums_across_ranks(tmp_path) -> None:
-    import torch.multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
+    """Two gloo ranks in two plain processes (spawn would re-import this test module)."""
+    init = str(tmp_path / "init")
     procs = [
-        ctx.Process(target=_all_reduce_worker, args=(r, str(tmp_path / "init"), queue))
-        for r in range(2)
+        subprocess.Popen(
+            [sys.executable, "-c", _ALL_REDUCE_RANK, init, str(rank)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in range(2)
     ]
-    for proc in procs:
-        proc.start()
-    results = sorted(queue.get(timeout=120) for _ in procs)
-    for proc in procs:
-        proc.join(timeout=60)
-        assert proc.exitcode == 0
-    expected = [[0, 0, 4], [0, 0, 4], [0, 0, 0]]
-    assert results == [(0, expected, 2), (1, expected, 2)]
+    outputs = [proc.communicate(timeout=120) for proc in procs]
+    expected = [[[0, 0, 4], [0, 0, 4], [0, 0, 0]], 2]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+        assert json.loads(out) == expected
 
 
 # -- object-level --------------------------------------------------------------------
