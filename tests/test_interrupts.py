@@ -38,11 +38,11 @@ def _make_source(folder: Path) -> None:
             shape(
                 rng.choice(["cat", "dog"]),
                 "polygon",
-                [[rng.uniform(0, 127), rng.uniform(0, 95)] for _ in range(5)],
+                [[rng.uniform(0, 223), rng.uniform(0, 159)] for _ in range(5)],
             )
             for _ in range(4)
         ]
-        add_sample(folder, f"s_{index:04d}", shapes, size=(96, 128))
+        add_sample(folder, f"s_{index:04d}", shapes, size=(160, 224))
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +177,24 @@ def test_ctrl_c_weights_border_stops_the_pool(clean: dict[str, Path], tmp_path: 
     _same_outputs(root, clean["root"] / "weights")
 
 
+def test_ctrl_c_twice_during_split_exits_at_once(clean: dict[str, Path], tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    shutil.copytree(clean["root"] / "converted", root)
+    args = ["split", root, *SPLIT_ARGS, "--workers", "2"]
+    proc = _start(*args)
+    time.sleep(0.5)
+    for _ in range(2):
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.05)
+    code, _, err = _finish(proc, EXIT_SECONDS)
+    assert code == 130 and "Traceback" not in err, err
+    assert _alive_in_session(proc.pid) == []
+    code, _, err = _finish(_start(*args))
+    assert code == 0, err
+    _same_outputs(root, clean["root"] / "split")
+
+
 # -- SIGKILL ---------------------------------------------------------------------------
 
 
@@ -303,7 +321,6 @@ _READ_ONLY = (
     [
         ("convert", _FULL, "No space left on device"),
         ("split", _FULL, "No space left on device"),
-        ("weights", _FULL, "No space left on device"),
         ("weights", _READ_ONLY, "Read-only file system"),
     ],
 )
