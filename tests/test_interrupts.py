@@ -6,8 +6,10 @@ a terminal's Ctrl-C would, and every wait is bounded: a hang fails the test.
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -153,12 +155,19 @@ def test_ctrl_c_convert_exits_130_at_once_and_the_same_command_finishes(
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("segkit: interrupted"), err
+    recorded = 0
     if moment == "working" and not twice:
-        assert "run the same command again" in lines[0]
+        match = re.search(rf"(\d+) of {IMAGES} files converted and recorded", lines[0])
+        assert match is not None and "run the same command again" in lines[0], lines[0]
+        recorded = int(match.group(1))
     assert _alive_in_session(proc.pid) == []
-    # Whatever was on disk: the same command, without --force, ends as a clean run.
-    code, _, err = _finish(_start(*_convert_args(clean["source"], out)))
+    # Whatever was on disk: the same command, without --force, ends as a clean run,
+    # and skips what the interrupted run recorded.
+    code, out_text, err = _finish(_start(*_convert_args(clean["source"], out, "--json")))
     assert code == 0, err
+    summary = json.loads(out_text)
+    assert summary["up_to_date"] == recorded
+    assert summary["converted"] == IMAGES - recorded
     _same_outputs(out, clean["root"] / "converted")
 
 
