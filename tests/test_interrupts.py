@@ -157,7 +157,7 @@ def test_ctrl_c_convert_exits_130_at_once_and_the_same_command_finishes(
     assert len(lines) == 1 and lines[0].startswith("segkit: interrupted"), err
     recorded = 0
     if moment == "working" and not twice:
-        match = re.search(rf"(\d+) of {IMAGES} files converted and recorded", lines[0])
+        match = re.search(rf"(\d+) of {IMAGES} files done and recorded in segkit.json", lines[0])
         assert match is not None and "run the same command again" in lines[0], lines[0]
         recorded = int(match.group(1))
     assert _alive_in_session(proc.pid) == []

@@ -714,7 +714,7 @@ def _convert_claimed(
     )
     if interrupted is not None:
         done = sum(1 for outcome in outcomes if outcome is not None)
-        interrupted.add_note(f"{done} of {len(jobs)} files converted and recorded")
+        interrupted.add_note(f"{done} of {len(jobs)} files done and recorded in segkit.json")
         raise interrupted  # the claim stays: the next run knows the rest is segkit's
     drop_claim(output, _STAGE)
     return summary
