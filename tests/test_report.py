@@ -142,14 +142,25 @@ def test_json_prints_report_json(tmp_path, dataset):
 
 def test_default_output_is_next_to_the_predictions(tmp_path, dataset):
     pred, _ = _predictions(tmp_path)
-    assert run("report", "--pred", pred, "--gt", dataset).exit_code == 0
+    assert run("report", "--pred", pred, "--gt", dataset, "--worst", "0").exit_code == 0
     assert (tmp_path / "pred-report" / "report.json").is_file()
 
 
 def test_class_subset_and_background_exclusion_change_only_the_means(tmp_path, dataset):
     pred, masks = _predictions(tmp_path)
     out = tmp_path / "r"
-    args = ("report", "--pred", pred, "--gt", dataset, "-o", out, "--exclude-background")
+    args = (
+        "report",
+        "--pred",
+        pred,
+        "--gt",
+        dataset,
+        "-o",
+        out,
+        "--worst",
+        "0",
+        "--exclude-background",
+    )
     assert run(*args).exit_code == 0
     report = json.loads((out / "report.json").read_text())
     cm, _ = _expected(dataset, masks)
@@ -217,7 +228,9 @@ def test_allow_missing_scores_the_rest_and_says_how_many(tmp_path, dataset):
     pred, _ = _predictions(tmp_path)
     (pred / "c.png").unlink()
     out = tmp_path / "r"
-    result = run("report", "--pred", pred, "--gt", dataset, "-o", out, "--allow-missing")
+    result = run(
+        "report", "--pred", pred, "--gt", dataset, "-o", out, "--allow-missing", "--worst", "0"
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     assert report["missing"] == ["c"] and report["images"] == 2
@@ -292,9 +305,9 @@ def test_run_mode_errors(tmp_path, dataset):
 def test_compare_writes_and_prints_per_class_deltas(tmp_path, dataset):
     pred, _ = _predictions(tmp_path)
     a, b = tmp_path / "ra", tmp_path / "rb"
-    assert run("report", "--pred", pred, "--gt", dataset, "-o", a).exit_code == 0
+    assert run("report", "--pred", pred, "--gt", dataset, "-o", a, "--worst", "0").exit_code == 0
     run_dir = _make_run(tmp_path, dataset, 1, "run")
-    assert run("report", run_dir, "--device", "cpu", "-o", b).exit_code == 0
+    assert run("report", run_dir, "--device", "cpu", "-o", b, "--worst", "0").exit_code == 0
     # The real command line, as a user types it.
     cmd = [
         sys.executable,
