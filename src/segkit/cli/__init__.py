@@ -15,7 +15,15 @@ from typing import Annotated  # noqa: E402
 import typer  # noqa: E402
 
 from segkit import __version__  # noqa: E402
-from segkit.cli import _notes, convert_cmd, models_cmd, split_cmd, validate_cmd, weights_cmd  # noqa: E402
+from segkit.cli import (  # noqa: E402
+    _notes,
+    convert_cmd,
+    models_cmd,
+    report_cmd,
+    split_cmd,
+    validate_cmd,
+    weights_cmd,
+)
 
 app = typer.Typer(
     name="segkit",
@@ -44,7 +52,7 @@ def _root(
     """segkit: from labelme annotations to a trained, evaluated segmentation model."""
 
 
-for _module in (convert_cmd, validate_cmd, split_cmd, weights_cmd, models_cmd):
+for _module in (convert_cmd, validate_cmd, split_cmd, weights_cmd, models_cmd, report_cmd):
     _module.register(app)
 _interrupt.end_startup(_previous_sigint)
 
