@@ -20,6 +20,7 @@ from segkit.cli import (  # noqa: E402
     _notes,
     convert_cmd,
     models_cmd,
+    report_cmd,
     split_cmd,
     validate_cmd,
     weights_cmd,
@@ -52,7 +53,7 @@ def _root(
     """segkit: from labelme annotations to a trained, evaluated segmentation model."""
 
 
-for _module in (convert_cmd, validate_cmd, split_cmd, weights_cmd, models_cmd):
+for _module in (convert_cmd, validate_cmd, split_cmd, weights_cmd, models_cmd, report_cmd):
     _module.register(app)
 _startup.end_startup(_previous_sigint)
 
