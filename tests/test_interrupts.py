@@ -140,7 +140,7 @@ def test_ctrl_c_convert_exits_130_at_once_and_the_same_command_finishes(
     out = tmp_path / "out"
     proc = _start(*_convert_args(clean["source"], out))
     if moment == "start-up":
-        time.sleep(0.15)  # importing the libraries
+        time.sleep(0.4)  # importing the libraries (after Python's own start-up)
     else:
         _wait_until(lambda: _count(out / "SegmentationClass", ".png")() > 0, proc)
     os.killpg(proc.pid, signal.SIGINT)
