@@ -38,11 +38,11 @@ from segkit._io import atomic_write_text, sha256_file
 from segkit._pillow import DECODE_ERRORS
 from segkit._text import plural, short_list
 from segkit.dataset import Dataset, Sample, open_dataset
-from segkit.errors import DatasetError, OptionError
+from segkit.errors import DatasetError, EmptySplitError, OptionError
 from segkit.imagehash import hash_image_file, near_duplicate_groups
 from segkit.manifest import load_manifest, update_manifest
 from segkit.parallel import ProgressCallback, parallel_map
-from segkit.split import EmptySplitError, SplitResult, SplitStats, assign_splits, split_stats
+from segkit.split import SplitResult, SplitStats, assign_splits, split_stats
 from segkit.voc import IGNORE_INDEX, MANIFEST_NAME, SPLITS_DIR, read_class_mask, read_split_file
 
 DEFAULT_VAL = 0.2

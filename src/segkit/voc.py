@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from segkit._io import atomic_write_bytes
 from segkit._pillow import DECODE_ERRORS, pixel_limit_lifted
-from segkit.errors import DatasetError
+from segkit.errors import DatasetError, MaskEncodingError
 from segkit.png import png_bytes
 
 IMAGES_DIR = "JPEGImages"
@@ -99,9 +99,6 @@ _MASK_RULES = {
 }
 MaskKind = Literal["class", "instance"]
 
-
-class MaskEncodingError(DatasetError):
-    """A mask stored in a form that cannot hold ids of its kind (colours, 16-bit classes, …)."""
 
 
 def mask_ids(
