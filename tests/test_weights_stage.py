@@ -24,7 +24,7 @@ from segkit.weights import (
     weight_map,
 )
 from segkit.weights_stage import (
-    VIZ_DIR,
+    WEIGHTS_VIZ_DIR,
     WeightsOptions,
     compute_weights,
     load_weights,
@@ -315,7 +315,7 @@ def test_viz_heat_maps(tmp_path: Path):
     make_voc(tmp_path, 2)
     summary = run(tmp_path, border=True, viz=True)
     assert summary.viz_written == 2
-    with PIL.Image.open(tmp_path / VIZ_DIR / "img0.png") as image:
+    with PIL.Image.open(tmp_path / WEIGHTS_VIZ_DIR / "img0.png") as image:
         assert image.mode == "RGB" and image.size == (48, 40)
 
 
@@ -389,7 +389,7 @@ def test_stale_maps_are_removed(tmp_path: Path):
         "img0",
         "img1",
     ]
-    assert sorted(p.stem for p in (tmp_path / VIZ_DIR).glob("*.png")) == ["img0", "img1"]
+    assert sorted(p.stem for p in (tmp_path / WEIGHTS_VIZ_DIR).glob("*.png")) == ["img0", "img1"]
 
 
 def test_run_without_border_keeps_maps_only_while_up_to_date(tmp_path: Path):
@@ -401,7 +401,7 @@ def test_run_without_border_keeps_maps_only_while_up_to_date(tmp_path: Path):
     assert mtimes(tmp_path / "SegmentationWeights") == before
     assert set(load_weights(tmp_path).maps) == {"img0", "img1", "img2"}
     assert load_weights(tmp_path).border["sigma"] == 3.0
-    assert len(list((tmp_path / VIZ_DIR).glob("*.png"))) == 3  # left alone without --viz
+    assert len(list((tmp_path / WEIGHTS_VIZ_DIR).glob("*.png"))) == 3  # left alone without --viz
     # another scheme changes the class weights: the maps are stale and go
     other = run(tmp_path, scheme="enet")
     assert other.maps_removed == 3 and other.maps_dir is None

@@ -29,7 +29,6 @@ SCHEMA_VERSION = 1
 TENSOR_SUFFIX = ".safetensors"
 
 
-
 @dataclass(frozen=True)
 class CheckpointMeta:
     """The JSON sidecar of a checkpoint."""

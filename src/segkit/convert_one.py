@@ -28,9 +28,9 @@ from segkit.labelme import (
 from segkit.rasterize import rasterize
 from segkit.voc import (
     CLASS_DIR,
+    CLASS_VIZ_DIR,
     IMAGES_DIR,
     OBJECT_DIR,
-    VIZ_DIR,
     mask_png_bytes,
     voc_colormap,
 )
@@ -289,7 +289,7 @@ def _convert(job: Job, outcome: Outcome, written: list[Path]) -> Outcome:
     }
     if job.viz:
         viz = _visualization(loaded.image, masks.class_mask)
-        files["visualization"] = (f"{VIZ_DIR}/{job.stem}.jpg", viz)
+        files["visualization"] = (f"{CLASS_VIZ_DIR}/{job.stem}.jpg", viz)
     _write_outputs(job.output, files, written)
     _remove_other_outputs(
         job.output, job.existing_outputs, {relative for relative, _ in files.values()}

@@ -24,6 +24,7 @@ from segkit.voc import (
     BACKGROUND_LABEL,
     CLASS_DIR,
     CLASS_NAMES_NAME,
+    CLASS_VIZ_DIR,
     IGNORE_INDEX,
     IGNORE_LABEL,
     IMAGE_SUFFIXES,
@@ -31,7 +32,6 @@ from segkit.voc import (
     LABELS_NAME,
     MANIFEST_NAME,
     OBJECT_DIR,
-    VIZ_DIR,
     LabelSet,
     parse_labels,
     read_labels,
@@ -303,7 +303,7 @@ def existing_outputs_by_stem(output: Path) -> dict[str, tuple[str, ...]]:
     might have written.
     """
     found: dict[str, list[str]] = {}
-    for folder, suffixes in ((IMAGES_DIR, IMAGE_SUFFIXES), (VIZ_DIR, (".jpg",))):
+    for folder, suffixes in ((IMAGES_DIR, IMAGE_SUFFIXES), (CLASS_VIZ_DIR, (".jpg",))):
         try:
             names = os.listdir(output / folder)
         except (FileNotFoundError, NotADirectoryError):
@@ -315,7 +315,7 @@ def existing_outputs_by_stem(output: Path) -> dict[str, tuple[str, ...]]:
     return {stem: tuple(sorted(paths)) for stem, paths in found.items()}
 
 
-_OUTPUT_DIRS = (IMAGES_DIR, CLASS_DIR, OBJECT_DIR, VIZ_DIR)
+_OUTPUT_DIRS = (IMAGES_DIR, CLASS_DIR, OBJECT_DIR, CLASS_VIZ_DIR)
 _DATASET_FILES = (MANIFEST_NAME, LABELS_NAME, CLASS_NAMES_NAME)
 
 
@@ -419,7 +419,7 @@ def _stem_outputs(stem: str) -> list[str]:
         *(f"{IMAGES_DIR}/{stem}{suffix}" for suffix in IMAGE_SUFFIXES),
         f"{CLASS_DIR}/{stem}.png",
         f"{OBJECT_DIR}/{stem}.png",
-        f"{VIZ_DIR}/{stem}.jpg",
+        f"{CLASS_VIZ_DIR}/{stem}.jpg",
     ]
 
 

@@ -74,7 +74,6 @@ DEFAULT_BALANCE_BUDGET = 1_000_000
 _MAX_DENOMINATOR = 1_000_000
 
 
-
 @dataclass(frozen=True)
 class SplitResult:
     """The outcome of :func:`assign_splits`.

@@ -18,7 +18,7 @@ from segkit.png import png_bytes
 IMAGES_DIR = "JPEGImages"
 CLASS_DIR = "SegmentationClass"
 OBJECT_DIR = "SegmentationObject"
-VIZ_DIR = "SegmentationClassVisualization"
+CLASS_VIZ_DIR = "SegmentationClassVisualization"
 SPLITS_DIR = "ImageSets/Segmentation"
 WEIGHTS_DIR = "SegmentationWeights"
 MANIFEST_NAME = "segkit.json"
@@ -98,7 +98,6 @@ _MASK_RULES = {
     "(255 = ignore), or 16-bit grayscale (65535 = ignore)",
 }
 MaskKind = Literal["class", "instance"]
-
 
 
 def mask_ids(

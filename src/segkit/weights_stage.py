@@ -88,7 +88,7 @@ from segkit.weights import (
 )
 
 WEIGHTS_FILE = "weights.json"
-VIZ_DIR = "SegmentationWeightsVisualization"
+WEIGHTS_VIZ_DIR = "SegmentationWeightsVisualization"
 SCHEMA_VERSION = 1
 #: ``--split`` value that means every image with a class mask.
 ALL_IMAGES = "all"
@@ -682,7 +682,7 @@ def _plan_maps(
         old = old_images.get(sample.id)
         old = old if isinstance(old, dict) else {}
         map_file = weight_map_path(root, sample.id)
-        viz_file = root / VIZ_DIR / f"{sample.id}.png"
+        viz_file = root / WEIGHTS_VIZ_DIR / f"{sample.id}.png"
         if options.border:
             plan.maps[sample.id] = f"{WEIGHTS_DIR}/{sample.id}.npy"
         need_map = options.border and not (old.get("map_key") == key and map_file.is_file())
@@ -746,7 +746,7 @@ def _image_records(
             entry["map"] = plan.maps[sample.id]
             entry["map_key"] = plan.keys[sample.id]
         if options.viz:
-            entry["viz"] = f"{VIZ_DIR}/{sample.id}.png"
+            entry["viz"] = f"{WEIGHTS_VIZ_DIR}/{sample.id}.png"
             entry["viz_key"] = plan.keys[sample.id]
         records[sample.id] = entry
     return records
@@ -792,7 +792,7 @@ def compute_weights(
     previous = None if options.force else _read_json(weights_path(root))
     if previous is None and not options.force and weights_path(root).is_file():
         notes.append(f"{WEIGHTS_FILE} was unreadable; everything was recomputed")
-    maps_dir, viz_dir = root / WEIGHTS_DIR, root / VIZ_DIR
+    maps_dir, viz_dir = root / WEIGHTS_DIR, root / WEIGHTS_VIZ_DIR
     if options.border:
         _check_owned(maps_dir, options.force)
     if options.viz:

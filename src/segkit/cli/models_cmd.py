@@ -149,7 +149,7 @@ def export_command(
     """Export a trained checkpoint to a deployable format (ONNX, dynamic batch and size)."""
     from segkit.checkpoint import checkpoint_paths, load_checkpoint
     from segkit.models.export import check_onnx, export_onnx, onnxruntime_available
-    from segkit.models.registry import example_input_size
+    from segkit.models.profile import example_input_size
 
     if not onnx:
         raise OptionError("choose an export format: --onnx")
