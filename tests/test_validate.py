@@ -30,9 +30,8 @@ from segkit.validate import (
     rgb_mask_advice,
     sort_findings,
     split_findings,
-    validate,
-    validate_dataset,
 )
+from segkit.validate_stage import validate, validate_dataset
 from segkit.voc import encode_palette_png, encode_uint16_png, voc_colormap
 
 CLASSES = ("_background_", "cat", "dog")
@@ -430,7 +429,7 @@ def test_bad_distance_is_rejected(tmp_path: Path) -> None:
 def test_image_hash_matches_imagehash_module(tmp_path: Path) -> None:
     # split groups near-duplicates with hash_image_file; validate must agree with it.
     from segkit.imagehash import hash_image_file
-    from segkit.validate import _check_image
+    from segkit.validate import check_image_bytes
 
     pixels = image_pixels(1)
     exif = PIL.Image.Exif()
@@ -444,11 +443,11 @@ def test_image_hash_matches_imagehash_module(tmp_path: Path) -> None:
     files["rotated.png"] = buffer.getvalue()
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-        out: dict[str, object] = {}
-        assert _check_image(tmp_path / name, out) == []
-        assert out["dhash"] == hash_image_file(tmp_path / name), name
-        assert out["size"] == (WIDTH, HEIGHT)
-        assert out["orientation"] == (1 if name == "plain.jpg" else 6)
+        out = check_image_bytes(data)
+        assert out.issues == ()
+        assert out.dhash == hash_image_file(tmp_path / name), name
+        assert out.size == (WIDTH, HEIGHT)
+        assert out.orientation == (1 if name == "plain.jpg" else 6)
 
 
 def test_truncated_image_with_intact_header_is_a_finding_not_a_crash(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 _LAZY = {
     "convert": "segkit.convert_stage",
     "ConvertSummary": "segkit.convert_stage",
-    "validate_dataset": "segkit.validate",
+    "validate_dataset": "segkit.validate_stage",
     "split_dataset": "segkit.split_stage",
     "compute_weights": "segkit.weights_stage",
     "WeightsOptions": "segkit.weights_stage",

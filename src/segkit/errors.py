@@ -24,8 +24,11 @@ class ManifestError(DatasetError):
     """The segkit.json manifest is missing, malformed or inconsistent."""
 
 
-class OptionError(SegkitError):
-    """An option or option combination is invalid."""
+class OptionError(SegkitError, ValueError):
+    """An option, option combination or given path is invalid (a usage error, exit 2).
+
+    Also a ``ValueError``, which scripts calling a stage with a bad value may expect.
+    """
 
 
 class MaskEncodingError(DatasetError):

@@ -11,9 +11,9 @@ from rich.text import Text
 
 from segkit._text import plural
 from segkit.cli._common import console, handle_errors, print_json, progress_bar
-from segkit.dataset import open_dataset
 from segkit.imagehash import DEFAULT_MAX_DISTANCE, HASH_BITS
-from segkit.validate import ERROR, WARNING, Finding, has_errors, validate
+from segkit.validate import ERROR, WARNING, Finding
+from segkit.validate_stage import ValidateOptions, validate
 
 _STYLE = {ERROR: "bold red", WARNING: "yellow"}
 
@@ -68,35 +68,24 @@ def register(app: typer.Typer) -> None:
 
         Prints a findings table (or JSON); exits 1 if any finding is an error. Reads only.
         """
-        opened = open_dataset(dataset)
+        options = ValidateOptions(workers=workers, near_duplicate_distance=near_duplicate_distance)
         with progress_bar("Validating", quiet=json_output) as progress:
-            findings = validate(
-                opened,
-                workers=workers,
-                near_duplicate_distance=near_duplicate_distance,
-                progress=progress,
-            )
-        errors = sum(item.severity == ERROR for item in findings)
-        warnings = len(findings) - errors
+            summary = validate(dataset, options, progress)
+        findings = list(summary.findings)
         if json_output:
-            print_json(
-                {
-                    "dataset": str(dataset),
-                    "samples": len(opened.samples),
-                    "errors": errors,
-                    "warnings": warnings,
-                    "findings": [item.to_dict() for item in findings],
-                }
-            )
+            print_json(summary.to_dict())
         else:
             if findings:
                 console.print(_table(findings))
-            samples = plural(len(opened.samples), "sample")
+            samples = plural(summary.samples, "sample")
             if findings:
-                summary = f"{plural(errors, 'error')}, {plural(warnings, 'warning')} in {samples}"
+                line = (
+                    f"{plural(summary.errors, 'error')}, "
+                    f"{plural(summary.warnings, 'warning')} in {samples}"
+                )
             else:
-                summary = f"no problems found in {samples}"
-            style = "red" if errors else ("yellow" if warnings else "green")
-            console.print(Text(summary, style=style))
-        if has_errors(findings):
+                line = f"no problems found in {samples}"
+            style = "red" if summary.errors else ("yellow" if summary.warnings else "green")
+            console.print(Text(line, style=style))
+        if not summary.ok:
             raise typer.Exit(1)
