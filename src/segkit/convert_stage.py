@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -46,6 +47,52 @@ OUTPUT_FORMAT_VERSION = 3
 MAX_STEM_BYTES = 200
 
 
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Options of :func:`convert` (the CLI flags one to one), checked when built.
+
+    ``labels``: a labels.txt path, comma-separated class names, a sequence of names or a
+    ``LabelSet``; ``None`` discovers them. ``label_map`` renames labels (OLD → NEW).
+    ``workers=None`` uses every usable core.
+    """
+
+    labels: str | Sequence[str] | LabelSet | None = None
+    label_map: Mapping[str, str] = field(default_factory=dict)
+    unknown_label: str = "error"
+    image_format: str = "jpg"
+    viz: bool = False
+    workers: int | None = None
+    force: bool = False
+    fail_fast: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        if self.unknown_label not in UNKNOWN_LABEL_POLICIES:
+            raise OptionError(
+                f"--unknown-label {self.unknown_label!r}; choose from {UNKNOWN_LABEL_POLICIES}"
+            )
+        if self.image_format not in IMAGE_FORMATS:
+            raise OptionError(f"--image-format {self.image_format!r}; choose from {IMAGE_FORMATS}")
+        if self.max_pixels <= 0:
+            raise OptionError("--max-pixels must be positive")
+        if self.workers is not None and self.workers < 1:
+            raise OptionError(f"--workers must be at least 1, got {self.workers}")
+        # A copy, so a caller's later edits to its dict cannot change frozen options.
+        object.__setattr__(self, "label_map", dict(self.label_map or {}))
+        if self.labels is not None and not isinstance(self.labels, (str, LabelSet)):
+            object.__setattr__(self, "labels", tuple(self.labels))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as plain JSON values."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if isinstance(self.labels, LabelSet):
+            data["labels"] = list(self.labels.names)
+        elif isinstance(self.labels, tuple):
+            data["labels"] = list(self.labels)
+        data["label_map"] = dict(self.label_map)
+        return data
+
+
 @dataclass
 class ConvertSummary:
     """What a conversion did. ``failures`` holds one line per file that could not be converted."""
@@ -65,6 +112,20 @@ class ConvertSummary:
     def ok(self) -> bool:
         """True when every file converted."""
         return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (``--json``)."""
+        return {
+            "output": str(self.output),
+            "classes": list(self.classes),
+            "images": self.images,
+            "converted": self.converted,
+            "up_to_date": self.up_to_date,
+            "failures": self.failures,
+            "removed": self.removed,
+            "shape_types": dict(self.shape_types),
+            "class_pixels": self.class_pixels,
+        }
 
 
 def _is_dataset(folder: Path) -> bool:
@@ -196,13 +257,20 @@ def stems_for(relatives: list[Path], previous: Mapping[str, str] | None = None) 
 
 
 def parse_label_map(pairs: list[str]) -> dict[str, str]:
-    """``["old=new", ...]`` → ``{"old": "new"}``."""
-    mapping = {}
+    """``["old=new", ...]`` → ``{"old": "new"}``; one label mapped two ways is an error.
+
+    >>> parse_label_map(["kitten=cat", "puppy = dog"])
+    {'kitten': 'cat', 'puppy': 'dog'}
+    """
+    mapping: dict[str, str] = {}
     for pair in pairs:
         old, sep, new = pair.partition("=")
         if not sep or not old.strip() or not new.strip():
             raise OptionError(f"--map {pair!r}: expected OLD=NEW")
-        mapping[old.strip()] = new.strip()
+        old, new = old.strip(), new.strip()
+        if mapping.get(old, new) != new:
+            raise OptionError(f"--map {old}={mapping[old]} and --map {old}={new} conflict")
+        mapping[old] = new
     return mapping
 
 
@@ -218,6 +286,10 @@ def resolve_labels(spec: str | Sequence[str] | LabelSet | None) -> LabelSet | No
     path = Path(spec)
     if path.is_file():
         return read_labels(path)
+    if spec.strip() and path.is_dir():
+        raise OptionError(
+            f"--labels {spec}: is a folder; give a labels.txt file or comma-separated classes"
+        )
     # Labels may contain "/", so only a comma-free value can be a missing file.
     if "," not in spec and (path.suffix == ".txt" or "/" in spec):
         raise OptionError(
@@ -460,34 +532,28 @@ def _remove_outputs(output: Path, relatives: list[str], keep: Mapping[str, str])
 def convert(
     input_dir: Path | str,
     output: Path | str,
-    *,
-    labels: str | Sequence[str] | LabelSet | None = None,
-    label_map: dict[str, str] | None = None,
-    unknown_label: str = "error",
-    image_format: str = "jpg",
-    viz: bool = False,
-    workers: int | None = None,
-    force: bool = False,
-    fail_fast: bool = False,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    options: ConvertOptions | None = None,
     progress: ProgressCallback | None = None,
+    **fields: Any,
 ) -> ConvertSummary:
     """Convert every labelme JSON below ``input_dir`` into a VOC dataset at ``output``.
 
-    Files that fail are reported in ``summary.failures`` (one line each) and produce
-    no output; the rest convert. A re-run skips files whose JSON, image and options are
-    unchanged (``force=True`` redoes all). Raises ``SegkitError`` for problems that
-    stop the whole run (bad options, unknown labels with ``unknown_label="error"``).
+    ``fields`` are :class:`ConvertOptions` fields, a shorthand for building the options
+    (``convert(src, out, labels="labels.txt")``). Files that fail are reported in
+    ``summary.failures`` (one line each) and produce no output; the rest convert. A
+    re-run skips files whose JSON, image and options are unchanged (``force=True``
+    redoes all). Raises ``OptionError`` for bad options and paths, another
+    ``SegkitError`` for problems that stop the whole run (unknown labels with
+    ``unknown_label="error"``).
     """
+    options = dataclasses.replace(options or ConvertOptions(), **fields)
+    labels, label_map = options.labels, dict(options.label_map)
+    unknown_label, image_format, viz = options.unknown_label, options.image_format, options.viz
+    workers, force, fail_fast = options.workers, options.force, options.fail_fast
+    max_pixels = options.max_pixels
+    if not str(input_dir).strip() or not str(output).strip():
+        raise OptionError("an empty path was given; name the input and the output folders")
     input_dir, output = Path(input_dir), Path(output)
-    if unknown_label not in UNKNOWN_LABEL_POLICIES:
-        raise OptionError(
-            f"--unknown-label {unknown_label!r}; choose from {UNKNOWN_LABEL_POLICIES}"
-        )
-    if image_format not in IMAGE_FORMATS:
-        raise OptionError(f"--image-format {image_format!r}; choose from {IMAGE_FORMATS}")
-    if max_pixels <= 0:
-        raise OptionError("--max-pixels must be positive")
     if not input_dir.is_dir():
         problem = "is not a folder" if input_dir.exists() else "input folder not found"
         raise OptionError(f"{printable(str(input_dir))}: {problem}")

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from segkit.cli._common import console, err_console, handle_errors, print_json, progress_bar
-from segkit.convert_stage import ConvertSummary, convert, parse_label_map
+from segkit.convert_stage import ConvertOptions, ConvertSummary, convert, parse_label_map
 from segkit.labelme import DEFAULT_MAX_PIXELS
 
 
@@ -91,35 +91,21 @@ def register(app: typer.Typer) -> None:
         beyond 254 gets a 16-bit grayscale SegmentationObject PNG (65535 = ignore).
         A re-run converts only what changed.
         """
+        options = ConvertOptions(
+            labels=labels,
+            label_map=parse_label_map(label_map or []),
+            unknown_label=unknown_label,
+            image_format=image_format,
+            viz=viz,
+            workers=workers,
+            force=force,
+            fail_fast=fail_fast,
+            max_pixels=max_pixels,
+        )
         with progress_bar("converting", quiet=as_json) as progress:
-            summary = convert(
-                input_dir,
-                output,
-                labels=labels,
-                label_map=parse_label_map(label_map or []),
-                unknown_label=unknown_label,
-                image_format=image_format,
-                viz=viz,
-                workers=workers,
-                force=force,
-                fail_fast=fail_fast,
-                max_pixels=max_pixels,
-                progress=progress,
-            )
+            summary = convert(input_dir, output, options, progress)
         if as_json:
-            print_json(
-                {
-                    "output": str(summary.output),
-                    "classes": list(summary.classes),
-                    "images": summary.images,
-                    "converted": summary.converted,
-                    "up_to_date": summary.up_to_date,
-                    "failures": summary.failures,
-                    "removed": summary.removed,
-                    "shape_types": dict(summary.shape_types),
-                    "class_pixels": summary.class_pixels,
-                }
-            )
+            print_json(summary.to_dict())
         else:
             _render(summary)
         for failure in summary.failures:
