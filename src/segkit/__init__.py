@@ -1,12 +1,16 @@
 """segkit: labelme annotations to a trained, honestly evaluated segmentation model.
 
-Every stage is a plain function as well as a command::
+Every stage is a plain function as well as a command. Each takes its input folder
+(and output folder, for convert), one frozen ``XOptions`` and an optional
+``progress(done, total)`` callback, and returns an ``XSummary`` with ``to_dict()``;
+keyword option fields are a shorthand for the options object::
 
     import segkit
     summary = segkit.convert("annotations", "dataset", labels="labels.txt")
-    findings = segkit.validate_dataset("dataset")
-    splits = segkit.split_dataset("dataset", val=0.2, test=0.1, seed=0)
-    weights = segkit.compute_weights("dataset")
+    findings = segkit.validate_dataset("dataset")  # a list of findings
+    report = segkit.validate("dataset", segkit.ValidateOptions(workers=2))
+    splits = segkit.split_dataset("dataset", segkit.SplitOptions(val=0.2, test=0.1))
+    weights = segkit.compute_weights("dataset", segkit.WeightsOptions(border=True))
 """
 
 from __future__ import annotations
@@ -23,12 +27,22 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 # Imported on first use, so `import segkit` stays cheap (no numpy/scipy/torch).
 _LAZY = {
     "convert": "segkit.convert_stage",
+    "ConvertOptions": "segkit.convert_stage",
     "ConvertSummary": "segkit.convert_stage",
+    "validate": "segkit.validate_stage",
     "validate_dataset": "segkit.validate_stage",
+    "ValidateOptions": "segkit.validate_stage",
+    "ValidateSummary": "segkit.validate_stage",
     "split_dataset": "segkit.split_stage",
+    "SplitOptions": "segkit.split_stage",
+    "SplitSummary": "segkit.split_stage",
     "compute_weights": "segkit.weights_stage",
     "WeightsOptions": "segkit.weights_stage",
+    "WeightsSummary": "segkit.weights_stage",
     "open_dataset": "segkit.dataset",
+    "SegkitError": "segkit.errors",
+    "OptionError": "segkit.errors",
+    "DatasetError": "segkit.errors",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -103,7 +103,7 @@ _BORDER_ON = ("background", "all")
 
 @dataclass(frozen=True)
 class WeightsOptions:
-    """Options of :func:`compute_weights` (the CLI flags one to one).
+    """Options of :func:`compute_weights` (the CLI flags one to one), checked when built.
 
     ``split=None`` means ``train`` when the dataset has split files, else every image.
     ``workers=None`` uses every core.
@@ -120,6 +120,13 @@ class WeightsOptions:
     force: bool = False
     workers: int | None = None
     tolerance: float = DEFAULT_TOLERANCE
+
+    def __post_init__(self) -> None:
+        _check_options(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as plain JSON values."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -777,14 +784,17 @@ def _kept_border(
 
 
 def compute_weights(
-    root: Path, options: WeightsOptions | None = None, *, progress: ProgressCallback | None = None
+    root: Path | str,
+    options: WeightsOptions | None = None,
+    progress: ProgressCallback | None = None,
+    **fields: Any,
 ) -> WeightsSummary:
     """Run the stage on the dataset at ``root`` (see the module docstring); never prints.
 
+    ``fields`` are :class:`WeightsOptions` fields, a shorthand for building the options.
     ``progress(done, total)`` is called as masks are counted and maps written.
     """
-    options = options or WeightsOptions()
-    _check_options(options)
+    options = replace(options or WeightsOptions(), **fields)
     root = Path(root)
     dataset = open_dataset(root)
     split, samples, notes = _choose_samples(dataset, options.split)

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from segkit.cli._common import console, err_console, handle_errors, print_json, progress_bar
-from segkit.split_stage import DEFAULT_TEST, SplitSummary, split_dataset
+from segkit.split_stage import DEFAULT_TEST, SplitOptions, SplitSummary, split_dataset
 
 
 def _table(summary: SplitSummary) -> Table:
@@ -100,19 +100,18 @@ def register(app: typer.Typer) -> None:
 
         Re-running keeps every existing assignment and places only new images.
         """
+        options = SplitOptions(
+            val=val,
+            test=test,
+            seed=seed,
+            group_by=group_by,
+            groups_csv=groups,
+            folds=folds,
+            reshuffle=reshuffle,
+            workers=workers,
+        )
         with progress_bar("Reading masks", quiet=json_output) as progress:
-            summary = split_dataset(
-                dataset,
-                val=val,
-                test=test,
-                seed=seed,
-                group_by=group_by,
-                groups_csv=groups,
-                folds=folds,
-                reshuffle=reshuffle,
-                workers=workers,
-                progress=progress,
-            )
+            summary = split_dataset(dataset, options, progress)
         if json_output:
             print_json(summary.to_dict())
             return
