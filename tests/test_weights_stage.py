@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
+import voc_builder
 from scipy import ndimage
 
 from segkit import weights_stage
 from segkit._io import sha256_file
 from segkit.errors import DatasetError
-from segkit.manifest import load_manifest, new_manifest, save_manifest
+from segkit.manifest import load_manifest, save_manifest
 from segkit.voc import encode_palette_png, encode_uint16_png, read_mask
 from segkit.weights import (
     class_stats,
@@ -60,31 +61,16 @@ def make_voc(
     classes: Sequence[str] | None = CLASSES,
 ) -> list[str]:
     """A VOC folder with ``count`` images ``img0..``; returns the ids."""
-    for sub in ("JPEGImages", "SegmentationClass", "SegmentationObject"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
     ids = [f"img{i}" for i in range(count)]
-    for i, sample_id in enumerate(ids):
-        cls, obj = synthetic_masks(i)
-        (root / "SegmentationClass" / f"{sample_id}.png").write_bytes(encode_palette_png(cls))
-        if objects:
-            (root / "SegmentationObject" / f"{sample_id}.png").write_bytes(encode_palette_png(obj))
-    if classes is not None:
-        (root / "class_names.txt").write_text("\n".join(classes) + "\n")
-    if splits:
-        folder = root / "ImageSets" / "Segmentation"
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, members in splits.items():
-            (folder / f"{name}.txt").write_text("".join(f"img{i}\n" for i in members))
-    if manifest:
-        samples = [
-            {
-                "id": sample_id,
-                "image": f"JPEGImages/{sample_id}.jpg",
-                "class_mask": f"SegmentationClass/{sample_id}.png",
-            }
-            for sample_id in ids
-        ]
-        save_manifest(root, new_manifest(list(classes or ()), samples, convert={"options": {}}))
+    masks = {sample_id: synthetic_masks(i) for i, sample_id in enumerate(ids)}
+    voc_builder.write_voc(
+        root,
+        {sample_id: cls for sample_id, (cls, _) in masks.items()},
+        object_masks={sample_id: obj for sample_id, (_, obj) in masks.items()} if objects else None,
+        classes=classes,
+        splits={name: [f"img{i}" for i in members] for name, members in (splits or {}).items()},
+        manifest={"options": {}} if manifest else None,
+    )
     return ids
 
 
