@@ -115,7 +115,7 @@ def mask_ids(
     dtype('uint16')
     >>> mask_ids(np.zeros((2, 2), np.uint16), "I;16", "class")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    segkit.voc.MaskEncodingError: class mask has mode 'I;16'; class masks must be ...
+    segkit.errors.MaskEncodingError: class mask has mode 'I;16'; class masks must be ...
     """
     if mode in MASK_MODES_8BIT:
         return np.asarray(array, dtype=np.uint8)
