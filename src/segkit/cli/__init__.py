@@ -12,13 +12,17 @@ import typer
 
 from segkit import __version__
 from segkit.cli import convert_cmd, models_cmd, split_cmd, validate_cmd, weights_cmd
+from segkit.cli._common import SegkitGroup
 
 app = typer.Typer(
+    cls=SegkitGroup,
     name="segkit",
     help="labelme annotations → VOC dataset → trained segmentation model → honest metrics.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 

@@ -10,7 +10,15 @@ from rich.table import Table
 from rich.text import Text
 
 from segkit._text import plural
-from segkit.cli._common import console, handle_errors, print_json, progress_bar
+from segkit.cli._common import (
+    EXIT_DATA,
+    JSON_HELP,
+    console,
+    examples,
+    existing_folder,
+    print_json,
+    progress_bar,
+)
 from segkit.imagehash import DEFAULT_MAX_DISTANCE, HASH_BITS
 from segkit.validate import ERROR, WARNING, Finding
 from segkit.validate_stage import ValidateOptions, validate
@@ -37,20 +45,22 @@ def _table(findings: list[Finding]) -> Table:
 def register(app: typer.Typer) -> None:
     """Add this module's commands to app."""
 
-    @app.command("validate")
-    @handle_errors
+    @app.command(
+        "validate",
+        epilog=examples(
+            "segkit validate dataset/",
+            "segkit validate dataset/ --json > findings.json",
+        ),
+    )
     def validate_command(
         dataset: Annotated[
             Path,
             typer.Argument(
-                exists=True,
-                file_okay=False,
+                parser=existing_folder("dataset folder"),
                 help="VOC-layout dataset folder (JPEGImages/, SegmentationClass/, ...).",
             ),
         ],
-        json_output: Annotated[
-            bool, typer.Option("--json", help="Print findings as JSON on stdout.")
-        ] = False,
+        json_output: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         workers: Annotated[
             int | None,
             typer.Option(min=1, help="Worker processes (default: all usable cores)."),
@@ -88,4 +98,4 @@ def register(app: typer.Typer) -> None:
             style = "red" if summary.errors else ("yellow" if summary.warnings else "green")
             console.print(Text(line, style=style))
         if not summary.ok:
-            raise typer.Exit(1)
+            raise typer.Exit(EXIT_DATA)
