@@ -67,7 +67,12 @@ import PIL.ImageOps
 from numpy.typing import NDArray
 
 from segkit._io import sha256_bytes
-from segkit._pillow import DECODE_ERRORS, EXIF_ORIENTATION_TAG, pixel_limit_lifted
+from segkit._pillow import (
+    DECODE_ERRORS,
+    EXIF_ORIENTATION_TAG,
+    decode_error_text,
+    pixel_limit_lifted,
+)
 from segkit._text import plural, short_list
 from segkit.imagehash import (
     DEFAULT_MAX_DISTANCE,
@@ -639,8 +644,9 @@ def _looks_truncated(data: bytes) -> bool:
 
 def _decode_failure(data: bytes, error: BaseException) -> Issue:
     if _looks_truncated(data):
-        return ("truncated", f"the file ends early ({error}); copy or export it again")
-    return ("unreadable", f"cannot decode ({type(error).__name__}: {error})")
+        detail = decode_error_text(error)
+        return ("truncated", f"the file ends early ({detail}); copy or export it again")
+    return ("unreadable", f"cannot decode ({decode_error_text(error)})")
 
 
 @dataclass(frozen=True)
