@@ -284,9 +284,13 @@ def resolve_labels(spec: str | Sequence[str] | LabelSet | None) -> LabelSet | No
     if not isinstance(spec, str):
         return parse_labels("\n".join(spec), "labels")
     path = Path(spec)
-    if path.is_file():
+    try:
+        is_file, is_dir = path.is_file(), path.is_dir()
+    except OSError:  # a class list longer than a file name may be
+        is_file = is_dir = False
+    if is_file:
         return read_labels(path)
-    if spec.strip() and path.is_dir():
+    if spec.strip() and is_dir:
         raise OptionError(
             f"--labels {spec}: is a folder; give a labels.txt file or comma-separated classes"
         )

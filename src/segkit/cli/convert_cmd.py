@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
         "convert",
         epilog=examples(
             "segkit convert annotations/ -o dataset/ --labels labels.txt",
-            "segkit convert annotations/ -o dataset/ --map kitten=cat --unknown-label ignore",
+            "segkit convert annotations/ -o dataset/ --map kitten=cat --viz",
         ),
     )
     def convert_command(
