@@ -178,6 +178,21 @@ def test_undecodable_image_is_named_without_object_reprs(tmp_path: Path) -> None
     assert "object at" not in finding["detail"] and "not an image format" in finding["detail"]
 
 
+def test_skipped_hidden_files_and_symlinked_folders_are_counted(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    add_sample(source, "a")
+    add_sample(source / ".cache", "b")
+    add_sample(tmp_path / "elsewhere", "c")
+    (source / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    result = run("convert", source, "-o", tmp_path / "out", "--workers", "1", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["images"] == 1
+    assert summary["skipped"] == {"hidden file": 1, "symlinked folder": 1}
+    table = run("convert", source, "-o", tmp_path / "out", "--workers", "1").stdout
+    assert "1 hidden file, 1 symlinked folder" in table
+
+
 # -- output through a pipe ----------------------------------------------------------
 
 LONG = "a_rather_long_file_name_that_would_wrap_in_any_table_column_at_eighty"

@@ -107,6 +107,9 @@ class ConvertSummary:
     shape_types: Counter[str] = field(default_factory=Counter)
     class_pixels: dict[str, int] = field(default_factory=dict)
     labels_discovered: bool = False
+    #: What the search for labelme files passed over on purpose, by kind (see
+    #: :func:`skipped_entries`); empty when nothing was.
+    skipped: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -125,6 +128,7 @@ class ConvertSummary:
             "removed": self.removed,
             "shape_types": dict(self.shape_types),
             "class_pixels": self.class_pixels,
+            "skipped": self.skipped,
         }
 
 
@@ -161,6 +165,26 @@ def find_annotations(input_dir: Path, exclude: Path | None = None) -> list[Path]
             continue
         found.append(path)
     return found
+
+
+def skipped_entries(input_dir: Path) -> dict[str, int]:
+    """What :func:`find_annotations` passes over on purpose, counted by kind.
+
+    ``symlinked folder``: a linked sub-folder is not followed (it could loop, or lead
+    outside the input); ``hidden file``: a ``.json`` file that is hidden or lies in a
+    hidden folder.
+
+    >>> skipped_entries(Path("/nonexistent"))
+    {}
+    """
+    counts: Counter[str] = Counter()
+    for path in input_dir.rglob("*"):
+        relative = path.relative_to(input_dir)
+        if path.is_symlink() and path.is_dir():
+            counts["symlinked folder"] += 1
+        elif path.suffix.lower() == ".json" and any(p.startswith(".") for p in relative.parts):
+            counts["hidden file"] += 1
+    return dict(sorted(counts.items()))
 
 
 def _split_by_name(input_dir: Path, sources: list[Path]) -> tuple[list[Path], list[str]]:
@@ -654,6 +678,7 @@ def convert(
         replacing=replacing,
     )
     summary.failures[:0] = misnamed
+    summary.skipped = skipped_entries(input_dir)
     return summary
 
 

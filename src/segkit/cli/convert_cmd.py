@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from segkit._text import plural
 from segkit.cli._common import (
     EXIT_DATA,
     JSON_HELP,
@@ -51,6 +52,8 @@ def _render(summary: ConvertSummary) -> None:
     table.add_row("failed", f"[red]{len(summary.failures)}[/]" if summary.failures else "0")
     if summary.removed:
         table.add_row("stale outputs removed", str(len(summary.removed)))
+    if summary.skipped:
+        table.add_row("skipped", ", ".join(plural(n, kind) for kind, n in summary.skipped.items()))
     for kind, count in sorted(summary.shape_types.items()):
         table.add_row(f"shapes: {kind}", str(count))
     total = sum(summary.class_pixels.values()) or 1
