@@ -85,3 +85,21 @@ def test_stages_do_not_import_each_other() -> None:
         text = (SRC / f"{stage}.py").read_text(encoding="utf-8")
         others = {f"segkit.{other}" for other in stages - {stage}}
         assert not [o for o in others if o in text], stage
+
+
+def test_every_public_segkit_error_is_defined_in_errors_py() -> None:
+    import segkit.errors
+
+    defined = {
+        node.name
+        for path in sorted(SRC.rglob("*.py"))
+        if path.name != "errors.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ClassDef)
+        and not node.name.startswith("_")
+        and any(isinstance(b, ast.Name) and b.id.endswith("Error") for b in node.bases)
+    }
+    assert defined == set()
+    assert {"OptionError", "DatasetError", "CheckpointError", "EmptySplitError"} <= set(
+        vars(segkit.errors)
+    )

@@ -47,3 +47,15 @@ class EmptySplitError(DatasetError):
 
 class CheckpointError(SegkitError):
     """A checkpoint is missing, malformed, or does not match the model it describes."""
+
+
+class ReportError(SegkitError):
+    """Predictions or a run cannot be scored (one line per problem, each naming a file)."""
+
+
+class FolderBusyError(SegkitError):
+    """Another segkit process is writing the same output folder."""
+
+
+class SegkitNote(UserWarning):
+    """Something the user should know that is not an error (the CLI prints ``note: …``)."""

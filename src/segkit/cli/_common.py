@@ -57,12 +57,12 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from segkit.cli._interrupt import EXIT_INTERRUPTED, Interrupted
 from segkit.errors import OptionError, SegkitError
 
 EXIT_OK = 0
 EXIT_DATA = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 #: Help text of every command's ``--json`` flag.
 JSON_HELP = "Print one JSON document on stdout (also when the command fails)."
@@ -173,6 +173,11 @@ class SegkitGroup(TyperGroup):
             code = _fail(argv, [message], error.exit_code)
         except SegkitError as error:
             code = _fail(argv, [str(error)], exit_code_for(error))
+        except Interrupted:
+            # cli._interrupt's handler prints what was kept and exits 130.
+            if "--json" in argv:
+                print_json({"ok": False, "exit_code": EXIT_INTERRUPTED, "errors": ["interrupted"]})
+            raise
         except (KeyboardInterrupt, typer.Abort):
             code = _fail(argv, ["interrupted"], EXIT_INTERRUPTED)
         if not standalone_mode:
