@@ -114,7 +114,9 @@ def titled_table(title: str | None = None, caption: str | None = None, **options
 
 def fits(table: Table) -> bool:
     """Whether ``table`` fits the terminal's width without squeezing a column."""
-    return console.measure(table).maximum <= console.nominal_width
+    # Measured unbounded: rich clamps a measurement to the width it is given.
+    unbounded = console.options.update(max_width=_PIPE_WIDTH)
+    return console.measure(table, options=unbounded).maximum <= console.nominal_width
 
 
 def exit_code_for(error: SegkitError) -> int:
