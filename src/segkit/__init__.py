@@ -15,8 +15,8 @@ keyword option fields are a shorthand for the options object::
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+# Nothing heavier than this module itself: the command line guards Ctrl-C only once
+# this package is imported, so its import must take next to no time.
 
 # Imported on first use, so `import segkit` stays cheap (no numpy/scipy/torch).
 _LAZY = {
@@ -51,12 +51,13 @@ def _version() -> str:
         return "0.0.0+unknown"
 
 
-def __getattr__(name: str) -> Any:
-    # The version too is looked up on first use: importlib.metadata takes ~40 ms, and
-    # the command line guards Ctrl-C only once this package has been imported.
+def __getattr__(name: str) -> object:
+    # The version too is looked up on first use (importlib.metadata takes ~40 ms).
     if name == "__version__":
         globals()["__version__"] = value = _version()
         return value
     if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'segkit' has no attribute {name!r}")
