@@ -405,16 +405,20 @@ def _has_instances(dataset: Dataset, samples: Sequence[Sample]) -> bool:
     return any(sample.object_mask is not None for sample in samples)
 
 
+def _read_json(path: Path, hint: str = "") -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportError(f"{path}: not found{hint}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ReportError(f"{path}: not valid JSON ({error})") from error
+
+
 def _run_dataset(run: Path, options: ReportOptions) -> Path:
     if options.gt is not None:
         return options.gt
     config_path = run / "config.json"
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReportError(f"{config_path}: not found; is {run} a segkit run folder?") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ReportError(f"{config_path}: not valid JSON ({error})") from error
+    config = _read_json(config_path, f"; is {run} a segkit run folder?")
     value = config.get("dataset") if isinstance(config, dict) else None
     if not isinstance(value, str):
         raise ReportError(f"{config_path}: no 'dataset' path; pass --gt DATASET")
@@ -651,12 +655,7 @@ def read_report(path: Path) -> dict[str, Any]:
     """A report.json (or the folder holding one), checked to be a segkit report."""
     path = Path(path)
     file = path / REPORT_NAME if path.is_dir() else path
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReportError(f"{file}: not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ReportError(f"{file}: not valid JSON ({error})") from error
+    data = _read_json(file)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ReportError(f"{file}: not a segkit report")
     return data
