@@ -295,18 +295,19 @@ class ConfusionMatrix:
         """Sum the counts of every ``torch.distributed`` rank into each rank; returns self.
 
         A no-op unless a process group is initialised. One all-reduce of the int64 state
-        (matrix and ignored count), on the accelerator the counts live on (NCCL needs
-        device tensors), or on the CPU for gloo.
+        (matrix and ignored count): on the CUDA device for NCCL (the one the counts live
+        on, else the current one), on the CPU for other backends.
         """
         import torch
         import torch.distributed as dist
 
         if not (dist.is_available() and dist.is_initialized()):
             return self
-        device = self._device_bins.device if self._device_bins is not None else None
+        device = None
+        if dist.get_backend() == "nccl":
+            on_device = self._device_bins is not None and self._device_bins.is_cuda
+            device = self._device_bins.device if on_device else torch.device("cuda")
         self._fold_device_bins()
-        if device is None and dist.get_backend() == "nccl":
-            device = torch.device("cuda", torch.cuda.current_device())
         state = np.append(self._counts.reshape(-1), self._ignored)
         tensor = torch.from_numpy(state).to(device or "cpu")
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
