@@ -5,7 +5,8 @@ All four count the same generated masks, one image per update as a validation lo
 ``--classes`` classes plus ignore (255), uint8 as read from PNG. Ground truth is a
 smooth blob map (about 1 % of each image ignored along the top rows); the prediction is
 the ground truth shifted by a few pixels with blobs of other classes pasted in, so
-errors are contiguous as a model's are.
+errors are contiguous as a model's are. ``--uniform`` draws every pixel independently
+instead (no runs: segkit's worst case).
 
 1. **segkit**: ``segkit.metrics.ConfusionMatrix.update``;
 2. **torchmetrics**: ``MulticlassConfusionMatrix(ignore_index=255).update`` on tensors
@@ -48,11 +49,16 @@ def blob_map(rng: np.random.Generator, size: int, classes: int) -> np.ndarray:
 
 
 def make_pairs(
-    images: int, size: int, classes: int, seed: int = 0
+    images: int, size: int, classes: int, seed: int = 0, uniform: bool = False
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(seed)
     pairs = []
     for _ in range(images):
+        if uniform:  # independent noise: no runs at all, the worst case for segkit
+            gt = rng.integers(0, classes, (size, size), dtype=np.uint8)
+            gt[rng.random(gt.shape) < 0.01] = IGNORE
+            pairs.append((gt, rng.integers(0, classes, (size, size), dtype=np.uint8)))
+            continue
         gt = blob_map(rng, size, classes)
         pred = np.roll(gt, (3, -2), axis=(0, 1))
         paste = blob_map(rng, size, classes)
@@ -119,9 +125,12 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=21)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--sklearn-repeat", type=int, default=1, help="sklearn is slow")
+    parser.add_argument(
+        "--uniform", action="store_true", help="independent uniform noise instead of masks"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    pairs = make_pairs(args.images, args.size, args.classes)
+    pairs = make_pairs(args.images, args.size, args.classes, uniform=args.uniform)
     k = args.classes
     pixels = args.images * args.size * args.size
     reference = run_bincount(pairs, k)
