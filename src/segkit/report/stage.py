@@ -197,15 +197,25 @@ def read_prediction(path: Path, colors: NDArray[np.uint8], num_classes: int) -> 
 
 
 def _read_image(path: Path, channels: int) -> NDArray[Any]:
+    """An image as ``[H, W]`` (1 channel) or ``[H, W, 3]``; 16-bit grayscale stays uint16."""
     try:
         with pixel_limit_lifted(), PIL.Image.open(path) as image:
-            if channels == 3:
-                return np.asarray(image.convert("RGB"))
-            if image.mode.startswith("I;16"):
-                return np.asarray(image).astype(np.uint16)
-            return np.asarray(image.convert("L"))
+            if image.mode.startswith("I"):  # 16-bit microscopy: keep the bit depth
+                gray = np.asarray(image).astype(np.uint16)
+                return gray if channels == 1 else np.repeat(gray[:, :, None], 3, axis=2)
+            return np.asarray(image.convert("RGB" if channels == 3 else "L"))
     except DECODE_ERRORS as error:
         raise ReportError(f"{path}: cannot read image ({error})") from error
+
+
+def _picture(sample: Sample, target: NDArray[np.uint8], colors: NDArray[np.uint8]) -> NDArray[Any]:
+    """The image of an overlay as 8-bit RGB (the coloured ground truth if it has none)."""
+    if sample.image is None:
+        return plots.colorize(target, colors)
+    image = _read_image(sample.image, 3)
+    if image.shape[:2] != target.shape:
+        return plots.colorize(target, colors)
+    return (image // 257).astype(np.uint8) if image.dtype == np.uint16 else image
 
 
 # -- scoring -----------------------------------------------------------------------------
@@ -583,13 +593,7 @@ def _render(
         sample = dataset.sample(sample_id)
         assert sample.class_mask is not None
         target = read_class_mask(sample.class_mask)
-        image = (
-            _read_image(sample.image, 3)
-            if sample.image is not None
-            else plots.colorize(target, colors)
-        )
-        if image.shape[:2] != target.shape:
-            image = plots.colorize(target, colors)
+        image = _picture(sample, target, colors)
         caption = f"{rank}. {sample_id} (mIoU {miou:.4f})"
         png = plots.overlay_png(image, target, prediction, colors, title=caption)
         files[f"{OVERLAY_DIR}/{rank:03d}.png"] = png
