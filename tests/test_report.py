@@ -365,3 +365,25 @@ def test_run_mode_on_16_bit_grayscale_images(tmp_path, dataset):
     assert (
         report["images"] == 3 and report["provenance"]["checkpoint"]["architecture"] == "unet-tiny"
     )
+
+
+def test_rerun_replaces_its_own_files_only(tmp_path, dataset):
+    pred, _ = _predictions(tmp_path)
+    out = tmp_path / "r"
+    assert run("report", "--pred", pred, "--gt", dataset, "-o", out, "--worst", "2").exit_code == 0
+    (out / "overlays" / "mine.png").write_bytes(b"user's")
+    assert run("report", "--pred", pred, "--gt", dataset, "-o", out, "--worst", "1").exit_code == 0
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["001.png", "mine.png"]
+    report = json.loads((out / "report.json").read_text())
+    assert "overlays/001.png" in report["files"] and "overlays/002.png" not in report["files"]
+    assert not list(out.glob(".segkit*"))  # lock and claim gone
+
+
+def test_a_user_file_where_the_report_writes_is_never_replaced(tmp_path, dataset):
+    pred, _ = _predictions(tmp_path)
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "report.md").write_text("my notes")
+    result = run("report", "--pred", pred, "--gt", dataset, "-o", out, "--force")
+    assert result.exit_code == 1 and "report.md not written by segkit" in result.output
+    assert (out / "report.md").read_text() == "my notes" and not (out / "report.json").exists()
