@@ -152,7 +152,8 @@ def load_encoder_weights(
             )
         except ValueError as error:
             raise EncoderWeightsError(f"{path}: {FIRST_CONV}: {error}") from None
-    wrong = [k for k, v in matched.items() if v.shape != target[k].shape]
+    # In the model's order, so the first one named is the shallowest.
+    wrong = [k for k in target if k in matched and matched[k].shape != target[k].shape]
     if wrong:
         key = wrong[0]
         raise EncoderWeightsError(
@@ -189,4 +190,5 @@ def _names(keys: list[str]) -> str:
 def _key_hint(state: object) -> str:
     if not isinstance(state, Mapping) or not state:
         return ""
-    return "; its keys: " + ", ".join(str(k) for k in list(state)[:_SHOWN])
+    keys = sorted(str(k) for k in state if not str(k).endswith(_OPTIONAL_SUFFIX))
+    return f"; its {len(state)} keys include: " + ", ".join(keys[:_SHOWN])
