@@ -7,6 +7,7 @@ Every stage is a plain function as well as a command::
     findings = segkit.validate_dataset("dataset")
     splits = segkit.split_dataset("dataset", val=0.2, test=0.1, seed=0)
     weights = segkit.compute_weights("dataset")
+    summary = segkit.train("dataset", "runs/exp1", epochs=20)
 """
 
 from __future__ import annotations
@@ -29,12 +30,15 @@ _LAZY = {
     "compute_weights": "segkit.weights_stage",
     "WeightsOptions": "segkit.weights_stage",
     "open_dataset": "segkit.dataset",
+    "TrainOptions": "segkit.train.options",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", *_LAZY, "train"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "train":  # the sub-package is callable: segkit.train(dataset, output, ...)
+        return import_module("segkit.train")
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'segkit' has no attribute {name!r}")

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from segkit import __version__
-from segkit.cli import convert_cmd, models_cmd, split_cmd, validate_cmd, weights_cmd
+from segkit.cli import convert_cmd, models_cmd, split_cmd, train_cmd, validate_cmd, weights_cmd
 
 app = typer.Typer(
     name="segkit",
@@ -40,7 +40,7 @@ def _root(
     """segkit: from labelme annotations to a trained, evaluated segmentation model."""
 
 
-for _module in (convert_cmd, validate_cmd, split_cmd, weights_cmd, models_cmd):
+for _module in (convert_cmd, validate_cmd, split_cmd, weights_cmd, train_cmd, models_cmd):
     _module.register(app)
 
 
