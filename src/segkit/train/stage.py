@@ -719,6 +719,7 @@ def _execute(
             compute_s=stats.compute_seconds,
             wall_s=time.perf_counter() - epoch_started,
         )
+        row = {k: _finite(v) if isinstance(v, float) else v for k, v in row.items()}
         history = run.progress["history"]
         history.append(row)
         if validate:
