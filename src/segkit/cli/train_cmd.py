@@ -189,6 +189,7 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option(help="Only warnings and the result.")] = False,
     ) -> None:
         """Train a segmentation model on a dataset from convert → split (→ weights)."""
+        from segkit.train.distributed import from_environment
         from segkit.train.loop import TrainingDiverged
         from segkit.train.stage import TrainingInterrupted, train
 
@@ -222,6 +223,8 @@ def register(app: typer.Typer) -> None:
             err_console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
             raise typer.Exit(EXIT_DATA) from None
         renderer.close()
+        if not from_environment().is_main:  # under torchrun only rank 0 reports
+            return
         if json_output:
             print_json(summary.to_dict())
         else:

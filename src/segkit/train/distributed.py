@@ -78,3 +78,15 @@ def broadcast_flag(value: bool) -> bool:
         flag = flag.cuda()
     dist.broadcast(flag, src=0)
     return bool(flag.item())
+
+
+def sync_buffers(module: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank.
+
+    DDP broadcasts them at the start of each training forward, so after the last one
+    each rank holds its own update; validation must use the weights rank 0 saves.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, src=0)

@@ -550,6 +550,7 @@ class _Run:
 
     def validate(self) -> tuple[Any, dict[str, Any]]:
         start = time.perf_counter()
+        distributed.sync_buffers(self.raw_model)
         matrix, loss_sum, images = evaluate(
             _unwrap(self.model) if self.plan.job.enabled else self.model,
             self.val_loader, num_classes=len(self.plan.classes),
