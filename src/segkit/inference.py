@@ -1,0 +1,304 @@
+"""Whole-image or tiled prediction, shared by train's validation, ``report`` and ``predict``.
+
+A sliding window of tiles (the last tile of a row or column is shifted back inside the
+image, as in MMSegmentation's ``slide_inference``) whose class probabilities are summed
+with Gaussian weights so tile borders count less (nnU-Net), then divided by the summed
+weights. Tiles run in batches; memory grows with the tile and the batch, plus one
+``K × H × W`` float32 canvas for the image.
+
+Borders are mirror-padded (the U-Net paper's overlap-tile strategy): a valid-padding
+network (``unet-valid``) sees the context its output needs around every tile, sized with
+the model's own :func:`~segkit.models.unet.valid_output_size` helpers, and any model
+gets an image smaller than its tile mirrored up to the tile size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+from torch import Tensor, nn
+
+from segkit.errors import OptionError
+from segkit.models.unet import input_size_for_output, valid_output_size
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How to predict: ``tile`` None = the whole image at once, else square output tiles
+    of that many pixels overlapping by ``overlap`` (a fraction), ``batch_size`` tiles per
+    forward pass, ``flip_tta`` also averages horizontally and vertically flipped passes,
+    ``blend`` weights tiles ``"gaussian"`` or ``"uniform"``."""
+
+    tile: int | None = None
+    overlap: float = 0.25
+    batch_size: int = 4
+    flip_tta: bool = False
+    blend: str = "gaussian"
+
+    def __post_init__(self) -> None:
+        if self.tile is not None and (
+            isinstance(self.tile, bool) or not isinstance(self.tile, int) or self.tile < 1
+        ):
+            raise OptionError(f"tile must be a positive number of pixels, got {self.tile!r}")
+        if not 0 <= self.overlap < 1:
+            raise OptionError(f"overlap must be in [0, 1), got {self.overlap!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int):
+            raise OptionError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if self.batch_size < 1:
+            raise OptionError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if self.blend not in ("gaussian", "uniform"):
+            raise OptionError(f"blend must be 'gaussian' or 'uniform', got {self.blend!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "tile": self.tile,
+            "overlap": self.overlap,
+            "batch_size": self.batch_size,
+            "flip_tta": self.flip_tta,
+            "blend": self.blend,
+        }
+
+
+def tile_starts(length: int, tile: int, stride: int) -> list[int]:
+    """Start offsets of tiles covering ``0..length``; the last one ends exactly at ``length``.
+
+    >>> tile_starts(10, 4, 3)
+    [0, 3, 6]
+    >>> tile_starts(11, 4, 3)
+    [0, 3, 6, 7]
+    >>> tile_starts(3, 4, 3)
+    [0]
+    """
+    if tile < 1 or stride < 1:
+        raise ValueError("tile and stride must be positive")
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    starts.append(length - tile)
+    return starts
+
+
+def gaussian_weights(height: int, width: int, sigma_scale: float = 1 / 8) -> Tensor:
+    """A ``height × width`` Gaussian importance map (peak 1 at the centre, σ = size/8),
+    floored at its smallest positive value so no pixel of a tile gets weight 0."""
+
+    def axis(n: int) -> Tensor:
+        sigma = max(n * sigma_scale, 1e-3)
+        x = torch.arange(n, dtype=torch.float64) - (n - 1) / 2
+        return torch.exp(-(x**2) / (2 * sigma**2))
+
+    weights = axis(height)[:, None] * axis(width)[None, :]
+    weights = weights / weights.max()
+    floor = weights[weights > 0].min()
+    return torch.clamp(weights, min=float(floor)).float()
+
+
+def mirror_pad(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor:
+    """Reflect-pad the last two axes of a float ``[C, H, W]`` or ``[N, C, H, W]`` tensor
+    by any amount: a pad wider than the image continues the reflections (as numpy's
+    ``"reflect"``); an axis of one pixel is repeated."""
+    squeeze = x.ndim == 3
+    batch = x[None] if squeeze else x
+    for before, after, axis in ((top, bottom, -2), (left, right, -1)):
+        size = batch.shape[axis]
+        # Steps of at most size - 1 keep every new edge on a mirror axis of the image.
+        step = max(size - 1, 1)
+        mode = "reflect" if size > 1 else "replicate"
+        while before or after:
+            b, a = (before, after) if size == 1 else (min(before, step), min(after, step))
+            pads = (0, 0, b, a) if axis == -2 else (b, a, 0, 0)
+            batch = F.pad(batch, pads, mode=mode)
+            before, after = before - b, after - a
+    return batch[0] if squeeze else batch
+
+
+@dataclass(frozen=True)
+class TileGeometry:
+    """Sizes for one image: output tile, input tile (≥ output for valid padding), the
+    margin the input adds on each side, and the canvas the tiles cover."""
+
+    out_h: int
+    out_w: int
+    in_h: int
+    in_w: int
+    margin_h: int
+    margin_w: int
+    canvas_h: int
+    canvas_w: int
+    align: int = 1
+
+
+def _valid_depth(model: nn.Module) -> int | None:
+    """The depth of a valid-padding U-Net, None for size-preserving models."""
+    if getattr(model, "padding", "same") == "valid":
+        return int(model.depth)
+    return None
+
+
+def tile_geometry(
+    height: int, width: int, tile: int | None, valid_depth: int | None = None
+) -> TileGeometry:
+    """Tile sizes for a ``height × width`` image (pure; ``valid_depth`` for unet-valid).
+
+    For a valid-padding network every tile starts at a multiple of ``2**depth`` (the
+    canvas grows to allow it), so each tile sees the max-pool grid of the whole image
+    and tiled predictions equal whole-image ones.
+
+    >>> g = tile_geometry(100, 60, None, valid_depth=4)
+    >>> (g.out_h, g.in_h, g.margin_h, g.canvas_h, g.canvas_w)
+    (100, 284, 92, 100, 68)
+    """
+    want_h = height if tile is None else min(tile, height)
+    want_w = width if tile is None else min(tile, width)
+    if valid_depth is None:
+        out_h, out_w, in_h, in_w = want_h, want_w, want_h, want_w
+    else:
+        in_h = input_size_for_output(want_h, valid_depth)
+        in_w = input_size_for_output(want_w, valid_depth)
+        out_h = valid_output_size(in_h, valid_depth)
+        out_w = valid_output_size(in_w, valid_depth)
+    align = 1 if valid_depth is None else 2**valid_depth
+    return TileGeometry(
+        out_h,
+        out_w,
+        in_h,
+        in_w,
+        (in_h - out_h) // 2,
+        (in_w - out_w) // 2,
+        out_h + -(-max(0, height - out_h) // align) * align,
+        out_w + -(-max(0, width - out_w) // align) * align,
+        align,
+    )
+
+
+def tile_stride(out: int, overlap: float, align: int = 1) -> int:
+    """Step between tiles of ``out`` pixels overlapping by ``overlap``: a multiple of
+    ``align``, at least ``align``."""
+    return max(align, int(out * (1 - overlap)) // align * align)
+
+
+def _forward(model: nn.Module, batch: Tensor, flip_tta: bool) -> Tensor:
+    """Class probabilities ``[N, K, h, w]`` (sigmoid for a single-logit head)."""
+
+    def once(x: Tensor) -> Tensor:
+        out = model(x)
+        if isinstance(out, (list, tuple)):  # deep supervision: the last head is the output
+            out = out[-1]
+        out = out.float()
+        return torch.sigmoid(out) if out.shape[1] == 1 else torch.softmax(out, dim=1)
+
+    probs = once(batch)
+    if flip_tta:
+        for dims in ((-1,), (-2,)):
+            probs = probs + once(batch.flip(dims)).flip(dims)
+        probs = probs / 3
+    return probs
+
+
+def _batches(items: list[tuple[int, int]], size: int) -> Iterator[list[tuple[int, int]]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def predict_probabilities(
+    model: nn.Module, image: Tensor, options: InferenceOptions | None = None
+) -> Tensor:
+    """Class probabilities ``[K, H, W]`` (float32, on the model's device) for one
+    normalised image ``[C, H, W]``.
+
+    The model runs in eval mode under ``torch.inference_mode`` (its previous mode is
+    restored); a single-logit head gives ``[1, H, W]`` foreground probabilities.
+    """
+    options = options or InferenceOptions()
+    if image.ndim != 3:
+        raise ValueError(f"image must be [C, H, W], got shape {tuple(image.shape)}")
+    device = next(model.parameters()).device
+    height, width = int(image.shape[-2]), int(image.shape[-1])
+    geo = tile_geometry(height, width, options.tile, _valid_depth(model))
+    padded = mirror_pad(
+        image.to(device).float(),
+        geo.margin_h,
+        geo.margin_h + geo.canvas_h - height,
+        geo.margin_w,
+        geo.margin_w + geo.canvas_w - width,
+    )
+    stride_h = tile_stride(geo.out_h, options.overlap, geo.align)
+    stride_w = tile_stride(geo.out_w, options.overlap, geo.align)
+    starts = [
+        (y, x)
+        for y in tile_starts(geo.canvas_h, geo.out_h, stride_h)
+        for x in tile_starts(geo.canvas_w, geo.out_w, stride_w)
+    ]
+    if options.blend == "gaussian" and len(starts) > 1:
+        weight = gaussian_weights(geo.out_h, geo.out_w).to(device)
+    else:
+        weight = torch.ones(geo.out_h, geo.out_w, device=device)
+    canvas: Tensor | None = None
+    total = torch.zeros(geo.canvas_h, geo.canvas_w, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for group in _batches(starts, options.batch_size):
+                crops = torch.stack(
+                    [padded[:, y : y + geo.in_h, x : x + geo.in_w] for y, x in group]
+                )
+                probs = _forward(model, crops, options.flip_tta)
+                if canvas is None:
+                    canvas = torch.zeros(probs.shape[1], geo.canvas_h, geo.canvas_w, device=device)
+                for (y, x), tile_probs in zip(group, probs, strict=True):
+                    canvas[:, y : y + geo.out_h, x : x + geo.out_w] += tile_probs * weight
+                    total[y : y + geo.out_h, x : x + geo.out_w] += weight
+    finally:
+        model.train(was_training)
+    assert canvas is not None  # at least one tile always exists
+    return (canvas / total)[:, :height, :width]
+
+
+def probabilities_to_mask(probs: Tensor) -> Tensor:
+    """Class ids ``[H, W]`` (uint8 when K ≤ 256) from ``[K, H, W]`` probabilities."""
+    mask = (probs[0] > 0.5).long() if probs.shape[0] == 1 else probs.argmax(dim=0)
+    return mask.to(torch.uint8) if max(probs.shape[0], 2) <= 256 else mask
+
+
+def predict_mask(
+    model: nn.Module, image: Tensor, options: InferenceOptions | None = None
+) -> Tensor:
+    """Class ids ``[H, W]`` for one normalised image ``[C, H, W]`` (see
+    :func:`predict_probabilities`)."""
+    return probabilities_to_mask(predict_probabilities(model, image, options))
+
+
+def image_to_tensor(image: NDArray[Any], normalization: dict[str, Any] | None = None) -> Tensor:
+    """A decoded image ``[H, W]`` or ``[H, W, C]`` (uint8, uint16 or float) as a float32
+    ``[C, H, W]`` tensor scaled to 0..1, then ``(x - mean) / std`` per channel when
+    ``normalization`` holds ``mean`` and ``std`` lists (on the 0..1 scale)."""
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3:
+        raise ValueError(f"image must be [H, W] or [H, W, C], got shape {array.shape}")
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(array.dtype, 1.0)
+    tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float() / scale
+    normalization = normalization or {}
+    mean, std = normalization.get("mean"), normalization.get("std")
+    if mean is not None and std is not None:
+        channels = tensor.shape[0]
+        mean_t = torch.tensor(mean, dtype=torch.float32).reshape(-1, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float32).reshape(-1, 1, 1)
+        if mean_t.shape[0] not in (1, channels) or std_t.shape[0] not in (1, channels):
+            raise ValueError(
+                f"normalization has {mean_t.shape[0]} means for an image of {channels} channels"
+            )
+        if not math.isfinite(float(std_t.min())) or float(std_t.min()) <= 0:
+            raise ValueError("normalization std must be positive")
+        tensor = (tensor - mean_t) / std_t
+    return tensor
