@@ -24,6 +24,7 @@ from torch.utils.data import Sampler
 from segkit._pillow import DECODE_ERRORS, pixel_limit_lifted
 from segkit.dataset import Dataset
 from segkit.errors import DatasetError
+from segkit.inference import image_to_tensor
 from segkit.train.augment import AugmentSettings, PairedAugment
 from segkit.voc import IGNORE_INDEX, read_class_mask
 from segkit.weights_stage import read_weight_map, weight_map_path
@@ -243,13 +244,6 @@ def class_shares(histogram: NDArray[np.int64], num_classes: int) -> list[float]:
     return [float(c / total) if total else 0.0 for c in counts]
 
 
-def to_tensor(image: NDArray[Any], max_value: float) -> torch.Tensor:
-    """``(H, W, C)`` stored pixels → ``(C, H, W)`` float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32)).div_(
-        max_value
-    )
-
-
 def normalize(image: torch.Tensor, norm: Normalization) -> torch.Tensor:
     """Apply the run's per-channel normalisation to ``[..., C, H, W]`` values in [0, 1]."""
     shape = (-1, 1, 1)
@@ -289,7 +283,7 @@ class TrainSet(_Samples):
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
         index, seed = item
         sample = self.decoded(index)
-        image = to_tensor(sample.image, self.scan.max_value)[None]
+        image = image_to_tensor(sample.image)[None]
         mask = torch.from_numpy(sample.mask.astype(np.int64))[None]
         weight = None if sample.weight is None else torch.from_numpy(sample.weight)[None]
         with torch.random.fork_rng(devices=[]):
@@ -308,7 +302,7 @@ class EvalSet(_Samples):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         sample = self.decoded(index)
-        image = normalize(to_tensor(sample.image, self.scan.max_value), self.scan.normalization)
+        image = image_to_tensor(sample.image, self.scan.normalization.to_dict())
         return image, torch.from_numpy(sample.mask.astype(np.int64))
 
 

@@ -18,6 +18,8 @@ from torch import Tensor, nn
 
 from segkit.devices import Runtime
 from segkit.errors import SegkitError
+from segkit.inference import InferenceOptions, predict_probabilities, probabilities_to_mask
+from segkit.metrics import ConfusionMatrix
 from segkit.voc import IGNORE_INDEX
 
 
@@ -174,11 +176,9 @@ def train_one_epoch(
     return stats, global_step
 
 
-def _prediction(outputs: Tensor | list[Tensor]) -> Tensor:
-    logits = outputs[-1] if isinstance(outputs, (list, tuple)) else outputs
-    if logits.shape[1] == 1:
-        return (logits[:, 0] > 0).to(torch.int64)
-    return logits.argmax(1)
+#: Validation images up to this many pixels run whole; larger ones in tiles.
+WHOLE_IMAGE_PIXELS = 1024 * 1024
+VAL_TILE = 512
 
 
 @torch.inference_mode()
@@ -188,25 +188,29 @@ def evaluate(
     *,
     num_classes: int,
     runtime: Runtime,
-    loss_fn: nn.Module | None = None,
-) -> tuple[Any, float, int]:
-    """Confusion matrix over every pixel of ``batches``, the summed per-image loss, images.
+) -> tuple[ConfusionMatrix, float, int]:
+    """Confusion matrix over every pixel of the full images in ``batches``, the summed
+    per-image cross-entropy of the predicted probabilities, and the number of images.
 
-    Pass the bare model (not the DDP wrapper): ranks see different numbers of images.
-    The matrix is this process's share; call its ``all_reduce()`` under DDP.
+    Images run whole, or in blended tiles when larger than ``WHOLE_IMAGE_PIXELS``
+    (:mod:`segkit.inference`). The loss is the pixel cross-entropy whatever the training
+    loss, so runs with different losses compare. Pass the bare model (not the DDP
+    wrapper): ranks see different numbers of images; the matrix is this process's
+    share, to be ``all_reduce()``d under DDP.
     """
-    from segkit.metrics import ConfusionMatrix
-
     matrix = ConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX)
-    was_training = model.training
-    model.eval()
     loss_sum, images = 0.0, 0
-    for image, mask in batches:
-        target = mask.to(runtime.device)
-        outputs = _outputs(model, image, runtime)
-        if loss_fn is not None:
-            loss_sum += float(loss_fn(outputs, target)) * image.shape[0]
-        images += image.shape[0]
-        matrix.update(target, _prediction(outputs))
-    model.train(was_training)
+    for batch, masks in batches:
+        for image, mask in zip(batch, masks, strict=True):
+            pixels = image.shape[-1] * image.shape[-2]
+            options = InferenceOptions(tile=None if pixels <= WHOLE_IMAGE_PIXELS else VAL_TILE)
+            with runtime.autocast():
+                probs = predict_probabilities(model, runtime.prepare_input(image[None])[0], options)
+            target = mask.to(probs.device)
+            valid = target < num_classes
+            picked = probs.gather(0, torch.where(valid, target, 0)[None])[0]
+            nll = -picked.clamp_min(1e-12).log()[valid]
+            loss_sum += float(nll.mean()) if nll.numel() else 0.0
+            images += 1
+            matrix.update(target, probabilities_to_mask(probs).to(torch.int64))
     return matrix, loss_sum, images

@@ -352,11 +352,6 @@ def _data_notes(scan: Scan, classes: tuple[str, ...]) -> list[tuple[str, str]]:
 # -- the run ------------------------------------------------------------------------------
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    model = getattr(model, "module", model)
-    return getattr(model, "_orig_mod", model)
-
-
 def _palette(dataset: Dataset, classes: tuple[str, ...]) -> list[list[int]]:
     colors = (dataset.manifest or {}).get("colors") or {}
     fallback = voc_colormap(len(classes))
@@ -365,9 +360,9 @@ def _palette(dataset: Dataset, classes: tuple[str, ...]) -> list[list[int]]:
 
 def _scores(matrix: Any, classes: tuple[str, ...]) -> dict[str, float | None]:
     """mIoU, aAcc and per-class IoU from :mod:`segkit.metrics` (NaN → None for JSON)."""
-    iou = matrix.iou()
-    row: dict[str, float | None] = {"mIoU": _finite(matrix.miou), "aAcc": _finite(matrix.aacc)}
-    for name, value in zip(classes, iou, strict=True):
+    scores = matrix.scores()
+    row: dict[str, float | None] = {"mIoU": _finite(scores.miou), "aAcc": _finite(scores.aacc)}
+    for name, value in zip(classes, scores.iou, strict=True):
         row[f"IoU/{name}"] = _finite(value)
     return row
 
@@ -552,9 +547,8 @@ class _Run:
         start = time.perf_counter()
         distributed.sync_buffers(self.raw_model)
         matrix, loss_sum, images = evaluate(
-            _unwrap(self.model) if self.plan.job.enabled else self.model,
-            self.val_loader, num_classes=len(self.plan.classes),
-            runtime=self.plan.runtime, loss_fn=self.loss_fn,
+            self.raw_model, self.val_loader, num_classes=len(self.plan.classes),
+            runtime=self.plan.runtime,
         )  # fmt: skip
         totals = torch.tensor([loss_sum, float(images)], dtype=torch.float64)
         if self.plan.job.enabled:
