@@ -459,6 +459,7 @@ class _Run:
         }
         self.started = time.perf_counter()
         self.elapsed_before = 0.0
+        self.warned_data = False
 
     # -- schedule -------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -636,13 +637,72 @@ def _prepare_folder(plan: _Plan) -> None:
     atomic_write_json(output / CONFIG_FILE, plan.config)
 
 
+#: An out-of-memory error within this many optimizer steps of a fresh run halves the batch.
+OOM_RETRY_STEPS = 20
+
+
+def _probe_batch(plan: _Plan) -> int:
+    """The largest power-of-two batch (≤ 64 and the split) whose training step fits in
+    CUDA memory at the crop size; BatchNorm statistics of the probe model are discarded."""
+    runtime, limit = plan.runtime, min(64, len(plan.train_files) // plan.job.world)
+    model = runtime.prepare_model(
+        build_model(plan.options.model, plan.scan.channels, len(plan.classes))
+    ).train()
+    loss_fn = build_loss(plan.options.loss).to(runtime.device)
+    best, size = 1, 1
+    while size <= limit:
+        try:
+            images = torch.randn(size, plan.scan.channels, plan.crop, plan.crop)
+            target = torch.zeros(
+                size, plan.crop, plan.crop, dtype=torch.int64, device=runtime.device
+            )
+            with runtime.autocast():
+                outputs = model(runtime.prepare_input(images))
+            loss_fn(outputs, target).backward()
+            model.zero_grad(set_to_none=True)
+            best, size = size, size * 2
+        except torch.OutOfMemoryError:
+            break
+        finally:
+            torch.cuda.empty_cache()
+    del model
+    torch.cuda.empty_cache()
+    return best
+
+
 def _execute(
     plan: _Plan, emit: Callable[[TrainEvent], None], interrupted: threading.Event
 ) -> TrainSummary:
-    options, job = plan.options, plan.job
+    saved = _read_config(plan.output) if plan.resume else None
+    if saved is not None:  # the batch (and crop) the run started with, also for "auto"
+        plan.batch_size = int(saved["resolved"]["batch_size"])
+    elif plan.options.batch_size == 0:
+        plan.batch_size = _probe_batch(plan)
+        emit(TrainEvent("info", f"--batch-size auto: {plan.batch_size} fits in GPU memory"))
+    plan.config["resolved"]["batch_size"] = plan.batch_size
     _prepare_folder(plan)
     distributed.barrier()
-    run = _Run(plan, emit)
+    while True:
+        run = _Run(plan, emit)
+        try:
+            return _train_epochs(plan, run, emit, interrupted)
+        except torch.OutOfMemoryError:
+            early = run.progress["global_step"] < OOM_RETRY_STEPS and not plan.resume
+            if not (early and plan.batch_size > 1 and not plan.job.enabled):
+                raise
+        del run
+        torch.cuda.empty_cache()
+        plan.batch_size //= 2
+        plan.config["resolved"]["batch_size"] = plan.batch_size
+        atomic_write_json(plan.output / CONFIG_FILE, plan.config)
+        emit(TrainEvent("warning", f"out of GPU memory in the first steps; starting over "
+                        f"with --batch-size {plan.batch_size}"))  # fmt: skip
+
+
+def _train_epochs(
+    plan: _Plan, run: _Run, emit: Callable[[TrainEvent], None], interrupted: threading.Event
+) -> TrainSummary:
+    options, job = plan.options, plan.job
     if plan.resume:
         state = load_state(plan.output)
         state.apply(run.raw_model, run.optimizer, run.scaler)
@@ -732,7 +792,8 @@ def _execute(
         run.save_state()
         last_row = row
         emit(TrainEvent("epoch_end", data=row))
-        if stats.data_seconds > stats.compute_seconds:
+        if stats.data_seconds > max(stats.compute_seconds, 2.0) and not run.warned_data:
+            run.warned_data = True  # once per run
             emit(TrainEvent("warning", f"epoch {epoch}: data loading took longer than compute "
                             f"({stats.data_seconds:.1f}s vs {stats.compute_seconds:.1f}s); "
                             "raise --workers or keep --cache on"))  # fmt: skip
