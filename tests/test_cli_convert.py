@@ -1148,7 +1148,7 @@ def test_only_segkit_temp_files_are_cleaned_up(tmp_path: Path) -> None:
     add_sample(tmp_path / "in", "a")
     out = tmp_path / "out"
     (out / "JPEGImages").mkdir(parents=True)
-    leftover = out / "JPEGImages" / ".a.jpg.x1y2.tmp"
+    leftover = out / "JPEGImages" / ".a.jpg.1a2b3c4d.tmp"  # _io's pattern
     leftover.write_bytes(b"half")
     users = out / "notes" / ".draft.tmp"
     users.parent.mkdir()

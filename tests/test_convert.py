@@ -195,7 +195,7 @@ def test_leftover_temp_files_are_cleaned(tmp_path: Path) -> None:
     add_sample(tmp_path / "in", "a")
     out = tmp_path / "out"
     convert(tmp_path / "in", out, workers=1)
-    leftover = out / "JPEGImages/.a.jpg.k3j4.tmp"
+    leftover = out / "JPEGImages/.a.jpg.0f1e2d3c.tmp"
     leftover.write_bytes(b"half a jpeg")  # what a killed run leaves behind
     convert(tmp_path / "in", out, workers=1)
     assert not leftover.exists()

@@ -419,6 +419,11 @@ def test_foreign_maps_folder_is_refused_without_force(tmp_path: Path):
         run(tmp_path, border=True)
     assert (foreign / "img0.npy").read_bytes() == b"not ours"
     assert not (tmp_path / "weights.json").exists()
+    # --force redoes segkit's outputs; it never replaces a file segkit did not write.
+    with pytest.raises(DatasetError, match=r"img0\.npy; move them away"):
+        run(tmp_path, border=True, force=True)
+    assert (foreign / "img0.npy").read_bytes() == b"not ours"
+    (foreign / "img0.npy").rename(tmp_path / "mine.npy")
     summary = run(tmp_path, border=True, force=True)
     assert summary.maps_written == 2
 

@@ -13,13 +13,7 @@ Every stage is a plain function as well as a command::
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
-
-try:
-    __version__ = version("segkit")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
 
 # Imported on first use, so `import segkit` stays cheap (no numpy/scipy/torch).
 _LAZY = {
@@ -36,9 +30,23 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY, "train"]
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("segkit")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0+unknown"
+
+
 def __getattr__(name: str) -> Any:
     if name == "train":  # the sub-package is callable: segkit.train(dataset, output, ...)
         return import_module("segkit.train")
+    # The version too is looked up on first use: importlib.metadata takes ~40 ms, and
+    # the command line guards Ctrl-C only once this package has been imported.
+    if name == "__version__":
+        globals()["__version__"] = value = _version()
+        return value
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'segkit' has no attribute {name!r}")

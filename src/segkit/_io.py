@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +27,32 @@ _TEMP_ATTEMPTS = 100
 #: What file systems allow in one file name; ``.<name>.<8 hex>.tmp`` adds 14 to it.
 _MAX_NAME_BYTES = 255
 _TEMP_EXTRA_BYTES = len(".12345678.tmp") + 1
+#: The names ``_create_temp`` gives: ``.<name>.<8 hex>.tmp``.
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$", re.DOTALL)
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of segkit's temporary file names (a file segkit wrote)."""
+    return _TEMP_NAME.match(name) is not None
+
+
+def remove_temp_files(folder: Path) -> int:
+    """Delete the temporary files an interrupted run left directly in ``folder``.
+
+    Only names of segkit's own pattern, only plain files (never through a link);
+    returns how many were removed.
+    """
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    for entry in entries:
+        if is_temp_name(entry.name) and entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed += 1
+    return removed
 
 
 def _temp_prefix(name: str) -> str:
@@ -65,17 +92,43 @@ def _create_temp(path: Path) -> tuple[int, str]:
 def _replacing(path: Path) -> Iterator[int]:
     """A descriptor of a new temporary sibling of ``path``, closed afterwards; renamed
     over ``path`` when the block succeeds, removed when it raises."""
-    fd, temp = _create_temp(path)
+    try:
+        fd, temp = _create_temp(path)
+    except OSError as error:
+        raise _naming(error, path) from None
     try:
         try:
             yield fd
         finally:
             os.close(fd)
         os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as error:
+        with contextlib.suppress(OSError):
             os.unlink(temp)
+        if isinstance(error, OSError):
+            raise _naming(error, path) from None
         raise
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """``error`` about ``path`` itself, not the temporary name nobody knows."""
+    named = error if error.errno is None else type(error)(error.errno, error.strerror, path)
+    named.while_writing = True  # type: ignore[attr-defined]  # for io_error_line
+    return named
+
+
+def write_error_reason(error: OSError) -> str:
+    """``cannot write <file> (<reason>)`` for a failed write, one line."""
+    where = f" {error.filename}" if error.filename else ""
+    return f"cannot write{where} ({error.strerror or error})"
+
+
+def io_error_line(error: OSError) -> str:
+    """One line for a failed read (``<file>: <reason>``) or write (``cannot write …``)."""
+    if getattr(error, "while_writing", False):
+        return write_error_reason(error)
+    where = f"{error.filename}: " if error.filename else ""
+    return f"{where}{error.strerror or error}"
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 from collections import Counter
 from dataclasses import dataclass, field
@@ -83,6 +84,8 @@ class Job:
     #: Files in the output folder that an image or visualization of this id may be
     #: (any image suffix); whichever this run does not write is removed.
     existing_outputs: tuple[str, ...] = ()
+    #: Files at this id's output names that segkit did not write: never replaced.
+    foreign_outputs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -94,6 +97,18 @@ class Outcome:
     error: str | None = None
     skipped: bool = False
     shape_types: Counter[str] = field(default_factory=Counter)
+    #: The output folder refused a write (full, read-only): the whole run stops.
+    write_failed: bool = False
+
+
+class _WriteError(DatasetError):
+    """The output file system refused a write: no later file would fare better."""
+
+
+#: Write errors of the whole file system (full, read-only, failing), not of one path.
+_FATAL_WRITE_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS", "EIO") if hasattr(errno, name)
+)
 
 
 def _fits_uint16(array: NDArray) -> bool:
@@ -224,6 +239,8 @@ def convert_one(job: Job) -> Outcome:
         return _convert(job, outcome, written)
     except AnnotationError as error:
         outcome.error = _one_line(str(error))
+    except _WriteError as error:
+        outcome.error, outcome.write_failed = _one_line(str(error)), True
     except (DatasetError, OSError) as error:
         outcome.error = _one_line(f"{job.source}: {error}")
     except BaseException:
@@ -251,7 +268,8 @@ def _write_outputs(output: Path, files: dict[str, tuple[str, bytes]], written: l
             atomic_write_bytes(output / relative, data)
         except OSError as error:
             reason = error.strerror or str(error)
-            raise DatasetError(f"cannot write {output / relative} ({reason})") from None
+            kind = _WriteError if error.errno in _FATAL_WRITE_ERRNOS else DatasetError
+            raise kind(f"cannot write {output / relative} ({reason})") from None
         written.append(output / relative)
 
 
@@ -290,6 +308,12 @@ def _convert(job: Job, outcome: Outcome, written: list[Path]) -> Outcome:
     if job.viz:
         viz = _visualization(loaded.image, masks.class_mask)
         files["visualization"] = (f"{VIZ_DIR}/{job.stem}.jpg", viz)
+    in_the_way = [relative for relative, _ in files.values() if relative in job.foreign_outputs]
+    if in_the_way:
+        raise DatasetError(
+            f"{job.output / in_the_way[0]} exists and was not written by segkit; move it "
+            "away (segkit never replaces files it did not write, not even with --force)"
+        )
     _write_outputs(job.output, files, written)
     _remove_other_outputs(
         job.output, job.existing_outputs, {relative for relative, _ in files.values()}

@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -19,6 +19,15 @@ from segkit.convert_one import UNLINK_ERRORS, Job, LabelPolicy, Outcome, convert
 from segkit.errors import AnnotationError, DatasetError, ManifestError, OptionError
 from segkit.labelme import DEFAULT_MAX_PIXELS, read_annotation, scan_labels
 from segkit.manifest import load_manifest, new_manifest, save_manifest
+from segkit.ownership import (
+    check_real_folders,
+    drop_claim,
+    is_bookkeeping,
+    note_foreign,
+    output_folder,
+    read_claim,
+    write_claim,
+)
 from segkit.parallel import ProgressCallback, parallel_map, worker_pool
 from segkit.voc import (
     BACKGROUND_LABEL,
@@ -316,18 +325,67 @@ def existing_outputs_by_stem(output: Path) -> dict[str, tuple[str, ...]]:
 
 
 _OUTPUT_DIRS = (IMAGES_DIR, CLASS_DIR, OBJECT_DIR, VIZ_DIR)
-_DATASET_FILES = (MANIFEST_NAME, LABELS_NAME, CLASS_NAMES_NAME)
+_STAGE = "convert"
 
 
-def _remove_own_temp_files(output: Path) -> None:
-    """Delete temporary files an interrupted run left, touching nothing segkit did not write."""
-    leftovers = [
-        *(path for folder in _OUTPUT_DIRS for path in (output / folder).glob(".*.tmp")),
-        *(path for name in _DATASET_FILES for path in output.glob(f".{name}.*.tmp")),
-    ]
-    for leftover in leftovers:
-        with contextlib.suppress(*UNLINK_ERRORS):
-            leftover.unlink()
+@contextlib.contextmanager
+def _claimed(output: Path) -> Iterator[None]:
+    """Lock ``output`` (creating it) for this run; a folder this run created and left
+    empty, because it failed before writing, is removed again."""
+    created = not output.exists()
+    try:
+        with output_folder(output, subfolders=_OUTPUT_DIRS):
+            yield
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                output.rmdir()
+        raise
+
+
+def _recorded_outputs(output: Path) -> set[str] | None:
+    """Sample outputs the manifest lists, read leniently (a manifest ``--force`` replaces
+    because a field is malformed still says which files segkit wrote); ``None`` when a
+    manifest exists but says nothing readable."""
+    path = output / MANIFEST_NAME
+    if not path.is_file():
+        return set()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    samples = data.get("samples") if isinstance(data, dict) else None
+    if not isinstance(samples, list):
+        return None
+    return {path for s in samples if isinstance(s, dict) for path in _output_paths(s)}
+
+
+def _owned_outputs(output: Path, stems: Sequence[str]) -> set[str]:
+    """Every sample output segkit wrote in ``output``: recorded, or claimed by a run that
+    was interrupted before recording them. In a dataset whose manifest is unreadable
+    (only ``--force`` gets here), the outputs named by this run's ids count as segkit's."""
+    owned = _recorded_outputs(output)
+    if owned is None:
+        owned = {path for stem in stems for path in _stem_outputs(stem)}
+    claim = read_claim(output, _STAGE) or {}
+    ids, foreign = claim.get("pending_ids"), claim.get("foreign")
+    if isinstance(ids, list):
+        unclaimed = (
+            {f for f in foreign if isinstance(f, str)} if isinstance(foreign, list) else set()
+        )
+        claimed = {path for stem in ids if _usable_stem(stem) for path in _stem_outputs(stem)}
+        owned |= claimed - unclaimed
+    return owned
+
+
+def _foreign_outputs(output: Path, stems: Sequence[str], owned: set[str]) -> dict[str, list[str]]:
+    """Per id, the files at its output names that segkit did not write (kept, never replaced)."""
+    foreign: dict[str, list[str]] = {}
+    for stem in stems:
+        for relative in _stem_outputs(stem):
+            if relative not in owned and os.path.lexists(output / relative):
+                foreign.setdefault(stem, []).append(relative)
+    return foreign
 
 
 def _previous_manifest(output: Path, force: bool) -> dict[str, Any] | None:
@@ -366,7 +424,14 @@ def _check_output(input_dir: Path, output: Path, force: bool) -> dict[str, Any] 
                 raise OptionError(f"{output}: {parent} exists and is not a folder")
             break
     manifest = _previous_manifest(output, force)
-    if manifest is None and output.is_dir() and any(output.iterdir()) and not force:
+    resumable = read_claim(output, _STAGE) is not None  # a first run that was interrupted
+    if (
+        manifest is None
+        and not resumable
+        and output.is_dir()
+        and any(not is_bookkeeping(path.name) for path in output.iterdir())
+        and not force
+    ):
         raise OptionError(
             f"{output}: folder is not empty and has no {MANIFEST_NAME}; choose a new "
             "folder or pass --force to write into it"
@@ -449,9 +514,10 @@ def _remove_outputs(output: Path, relatives: list[str], keep: Mapping[str, str])
     for relative in relatives:
         if _is_kept(output, relative, keep):
             continue
-        target = (output / relative).resolve()
-        # The manifest is a file users can edit: never delete outside the dataset.
-        if target == root or not target.is_relative_to(root):
+        target = output / relative
+        # The manifest is a file users can edit: never delete outside the dataset, and
+        # delete a link itself, never what it points to.
+        if not target.parent.resolve().is_relative_to(root) or target.resolve() == root:
             continue
         with contextlib.suppress(*UNLINK_ERRORS):
             target.unlink()
@@ -496,13 +562,57 @@ def convert(
             f"{printable(str(input_dir.resolve()))}: the input folder's path is not valid "
             "UTF-8 (segkit.json records it); rename or move the folder"
         )
-    previous_manifest = _check_output(input_dir, output, force)
+    _check_output(input_dir, output, force)
+    check_real_folders(output, _OUTPUT_DIRS)
     label_set = resolve_labels(labels)
     _check_label_text(label_set, label_map or {})
     sources = find_annotations(input_dir, exclude=output.resolve())
     if not sources:
         raise AnnotationError(f"{input_dir}: no labelme .json files found (searched recursively)")
     sources, misnamed = _split_by_name(input_dir, sources)
+    with _claimed(output):
+        # Read again under the lock: another run may have changed the folder meanwhile.
+        previous_manifest = _check_output(input_dir, output, force)
+        summary = _convert_claimed(
+            input_dir,
+            output,
+            sources,
+            label_set,
+            label_map or {},
+            previous_manifest,
+            unknown_label=unknown_label,
+            image_format=image_format,
+            viz=viz,
+            workers=workers,
+            force=force,
+            fail_fast=fail_fast and bool(misnamed),
+            max_pixels=max_pixels,
+            stop_early=fail_fast,
+            progress=progress,
+        )
+    summary.failures[:0] = misnamed
+    return summary
+
+
+def _convert_claimed(
+    input_dir: Path,
+    output: Path,
+    sources: list[Path],
+    label_set: LabelSet | None,
+    mapping: dict[str, str],
+    previous_manifest: dict[str, Any] | None,
+    *,
+    unknown_label: str,
+    image_format: str,
+    viz: bool,
+    workers: int | None,
+    force: bool,
+    fail_fast: bool,
+    max_pixels: int,
+    stop_early: bool,
+    progress: ProgressCallback | None,
+) -> ConvertSummary:
+    """The conversion proper, with ``output`` locked (``fail_fast``: a file already failed)."""
     # --force from another input replaces the dataset: its discovered classes go too.
     replacing = force and _from_other_input(previous_manifest, input_dir)
 
@@ -511,7 +621,6 @@ def convert(
         # Discovered labels become permanent ids, so only files that parse contribute.
         scan = _scan_labels if label_set is not None else _scan_labels_strict
         scans = parallel_map(scan, sources, workers=workers, pool=pool)
-        mapping = label_map or {}
         relatives = [path.relative_to(input_dir) for path in sources]
         found = {
             rel.as_posix(): [mapping.get(label, label) for label in labels_]
@@ -537,12 +646,21 @@ def convert(
             if source is not None and not replacing
         }
         stems = stems_for(relatives, previous_ids)
-        try:
-            output.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise OptionError(f"{output}: cannot create the output folder ({error})") from None
-        _remove_own_temp_files(output)
-        existing = existing_outputs_by_stem(output)
+        owned = _owned_outputs(output, stems)
+        foreign = _foreign_outputs(output, stems, owned)
+        note_foreign(output, [f for files in foreign.values() for f in files], "same id")
+        # The claim comes before the first output: an interrupted run resumes from it.
+        write_claim(
+            output,
+            _STAGE,
+            input=str(input_dir.resolve()),
+            pending_ids=stems,
+            foreign=sorted(f for files in foreign.values() for f in files),
+        )
+        existing = {
+            stem: tuple(path for path in paths if path in owned)
+            for stem, paths in existing_outputs_by_stem(output).items()
+        }
         jobs = [
             Job(
                 source=path,
@@ -556,22 +674,28 @@ def convert(
                 fingerprint=_file_fingerprint(options, found.get(rel.as_posix(), []), ids),
                 previous=None if force else previous_samples.get(rel.as_posix()),
                 existing_outputs=existing.get(stem, ()),
+                foreign_outputs=tuple(foreign.get(stem, ())),
             )
             for path, rel, stem in zip(sources, relatives, stems, strict=True)
         ]
         outcomes: list[Outcome | None] = (
             [None] * len(jobs)  # a misnamed file already failed: stop before the first
-            if fail_fast and misnamed
+            if fail_fast
             else parallel_map(
                 convert_one,
                 jobs,
                 workers=workers,
                 progress=progress,
-                stop=(lambda outcome: outcome.error is not None) if fail_fast else None,
+                stop=_stop_on_failure if stop_early else _stop_on_write_failure,
                 pool=pool,
             )
         )
     # After the pool has shut down: --fail-fast may leave workers finishing files.
+    write_failure = next((o.error for o in outcomes if o is not None and o.write_failed), None)
+    if write_failure is not None:
+        # The disk, not an input: stop, and keep the previous manifest (it still
+        # describes the files this run did not get to replace).
+        raise DatasetError(f"{write_failure}; the previous segkit.json was kept")
     summary = _finish(
         input_dir,
         output,
@@ -583,8 +707,16 @@ def convert(
         options,
         replacing=replacing,
     )
-    summary.failures[:0] = misnamed
+    drop_claim(output, _STAGE)
     return summary
+
+
+def _stop_on_failure(outcome: Outcome) -> bool:
+    return outcome.error is not None
+
+
+def _stop_on_write_failure(outcome: Outcome) -> bool:
+    return outcome.write_failed
 
 
 def _kept_after_cancel(
@@ -625,7 +757,7 @@ def _finish(
             if kept is not None:
                 samples.append(kept)
             else:
-                orphans.extend(_stem_outputs(job.stem))
+                orphans.extend(p for p in _stem_outputs(job.stem) if p not in job.foreign_outputs)
             continue
         summary.shape_types.update(outcome.shape_types)
         if outcome.error is not None:

@@ -21,3 +21,11 @@ class ManifestError(DatasetError):
 
 class OptionError(SegkitError):
     """An option or option combination is invalid."""
+
+
+class FolderBusyError(SegkitError):
+    """Another segkit process is writing the same output folder."""
+
+
+class SegkitNote(UserWarning):
+    """Something the user should know that is not an error (the CLI prints ``note: …``)."""

@@ -32,7 +32,7 @@ IGNORE_INDEX = 255
 #: IoU thresholds of the 2018 Data Science Bowl metric: 0.50, 0.55, ..., 0.95.
 IOU_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 #: Pixels counted per ``np.bincount`` call: big enough to amortise the call, small
-#: enough that the uint16 codes and bincount's internal int64 copy stay in cache.
+#: enough that the int64 codes stay in cache.
 _CHUNK = 1 << 17
 
 
@@ -114,27 +114,35 @@ class ConfusionMatrix:
     def _count_uint8(
         self, target: NDArray[np.uint8], prediction: NDArray[np.uint8]
     ) -> tuple[NDArray[np.int64], int]:
-        # Masks read from PNG: one uint16 code per pixel (prediction * 256 + target)
-        # counted with bincount gives every (prediction, target) pair of byte values, so
-        # ignored and invalid ids fall out of the table without masking passes.
-        # Prediction-major keeps the table short (bincount sizes it by the largest code).
-        table = np.zeros((256, 256), np.int64)
-        flat = table.reshape(-1)
+        # Masks read from PNG: one code per pixel, prediction * 256 + target, counted
+        # with bincount gives every (prediction, target) pair of byte values, so ignored
+        # and invalid ids fall out of the table without masking passes. Prediction-major
+        # keeps the table short: bincount sizes it by the largest code.
+        flat = np.zeros(256 * 256, np.int64)
+        used = 0
+        # The codes are built as intp, the type bincount counts in, so it copies nothing.
+        codes = np.empty(min(_CHUNK, target.size), np.intp)
         for start in range(0, target.size, _CHUNK):
-            codes = prediction[start : start + _CHUNK].astype(np.uint16)
-            codes <<= 8
-            codes |= target[start : start + _CHUNK]
-            hist = np.bincount(codes)
+            chunk = codes[: min(_CHUNK, target.size - start)]
+            chunk[...] = prediction[start : start + _CHUNK]
+            chunk <<= 8
+            chunk |= target[start : start + _CHUNK]
+            hist = np.bincount(chunk)
             flat[: hist.size] += hist
-        table = table.T  # rows: target byte, columns: prediction byte
+            used = max(used, hist.size)
         k = self.num_classes
+        rows = max(k, -(-used // 256))
+        by_prediction = flat[: rows * 256].reshape(rows, 256)  # [prediction, target]
+        target_counts = by_prediction.sum(axis=0)
         ignore = self.ignore_index
-        ignored = int(table[ignore].sum()) if ignore is not None and 0 <= ignore < 256 else 0
-        bad_rows = [row for row in range(k, 256) if row != ignore]
-        self._raise_invalid(
-            int(table[bad_rows].sum()), int(table[:k, min(k, 256) :].sum()), table, k
-        )
-        return table[:k, :k].copy(), ignored
+        ignored = int(target_counts[ignore]) if ignore is not None and 0 <= ignore < 256 else 0
+        bad_target = int(target_counts[k:].sum()) - (ignored if ignore and ignore >= k else 0)
+        bad_prediction = int(by_prediction[k:, :k].sum())
+        if bad_target or bad_prediction:
+            table = np.zeros((256, 256), np.int64)
+            table[:, :rows] = by_prediction.T
+            self._raise_invalid(bad_target, bad_prediction, table, k)
+        return by_prediction[:k, :k].T.copy(), ignored
 
     def _count_general(
         self, target: NDArray[Any], prediction: NDArray[Any]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -19,6 +21,12 @@ _MAX_CHUNK = 16
 # glibc mallopt parameters (malloc.h): keep freed memory instead of returning it.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _KEEP_FREED_BYTES, _HEAP_ALLOCATIONS_UP_TO = 256 << 20, 32 << 20
+# prctl(2): deliver a signal to this process when the thread that forked it ends.
+_PR_SET_PDEATHSIG = 1
+#: How often a worker without a parent-death signal checks that its parent lives.
+PARENT_POLL_SECONDS = 0.5
+#: How long a stopped pool's workers get to exit after SIGTERM before SIGKILL.
+_TERMINATE_GRACE_SECONDS = 2.0
 
 
 def default_workers() -> int:
@@ -55,8 +63,86 @@ def prepare_worker_process() -> None:
     mallopt(_M_TRIM_THRESHOLD, _KEEP_FREED_BYTES)
 
 
+def _set_parent_death_signal() -> bool:
+    """Ask Linux to SIGKILL this process when its parent ends; False where unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (ImportError, OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        threading.Event().wait(PARENT_POLL_SECONDS)
+    os._exit(1)
+
+
+def die_with_parent(parent: int, *, signal_ok: bool = True) -> None:
+    """End this process as soon as process ``parent`` is gone, whatever ended it.
+
+    A worker left behind would go on writing into a folder another run may own, and
+    hold the caller's pipes open. On Linux the kernel sends SIGKILL when the parent
+    dies (``signal_ok``: the parent forked from its main thread, which lives as long
+    as the process); elsewhere a daemon thread polls the parent's pid.
+    """
+    if not (signal_ok and _set_parent_death_signal()):
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:  # it died before the signal was armed
+        os._exit(1)
+
+
+def _init_worker(parent: int, signal_ok: bool) -> None:
+    # Ctrl-C reaches the whole process group; the main process decides what it means
+    # and stops the pool, so a worker never dies half-way through with a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent, signal_ok=signal_ok)
+    prepare_worker_process()
+
+
 def _process_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, initializer=prepare_worker_process)
+    signal_ok = threading.current_thread() is threading.main_thread()
+    return ProcessPoolExecutor(
+        max_workers=workers, initializer=_init_worker, initargs=(os.getpid(), signal_ok)
+    )
+
+
+def stop_pool(pool: Executor, futures: Iterable[Future] = ()) -> None:
+    """Cancel ``futures`` and end ``pool``'s workers now, without waiting for their work.
+
+    Used when the main process is interrupted: a plain ``shutdown()`` would wait for
+    every queued item. Outputs are written atomically, so a killed worker leaves at
+    most a temporary file, which the next run removes.
+    """
+    for future in futures:
+        future.cancel()
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError):
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError, AssertionError):
+            process.join(_TERMINATE_GRACE_SECONDS)
+            if process.is_alive():
+                process.kill()
+                process.join(_TERMINATE_GRACE_SECONDS)
+
+
+@contextlib.contextmanager
+def _owned_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """A process pool that is stopped at once, not drained, when the block raises."""
+    pool = _process_pool(workers)
+    try:
+        yield pool
+    except BaseException:
+        stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
 
 
 @contextlib.contextmanager
@@ -64,13 +150,14 @@ def worker_pool(workers: int | None = None) -> Iterator[Executor | None]:
     """A process pool to share between several ``parallel_map`` calls (``None`` for 1 worker).
 
     Starting worker processes costs tens of milliseconds; a stage with two passes over
-    its files pays it once.
+    its files pays it once. Workers ignore SIGINT and end when this process ends; an
+    exception (Ctrl-C included) in the block stops them at once.
     """
     workers = default_workers() if workers is None else max(1, workers)
     if workers == 1:
         yield None
         return
-    with _process_pool(workers) as pool:
+    with _owned_pool(workers) as pool:
         yield pool
 
 
@@ -104,7 +191,7 @@ def parallel_map(
             if stop is not None and stop(result):
                 break
         return results
-    with _process_pool(min(workers, len(todo))) as own_pool:
+    with _owned_pool(min(workers, len(todo))) as own_pool:
         return _run(own_pool, workers, func, todo, results, progress, stop)
 
 
@@ -127,15 +214,21 @@ def _run(
     starts = range(0, len(todo), size)
     futures = {pool.submit(_apply, func, todo[start : start + size]): start for start in starts}
     done = 0
-    for future in as_completed(futures):
-        start = futures[future]
-        chunk_results = future.result()
-        results[start : start + len(chunk_results)] = chunk_results
-        done += len(chunk_results)
-        if progress:
-            progress(done, len(todo))
-        if stop is not None and any(stop(result) for result in chunk_results):
-            for pending in futures:
-                pending.cancel()
-            break
+    try:
+        for future in as_completed(futures):
+            start = futures[future]
+            chunk_results = future.result()
+            results[start : start + len(chunk_results)] = chunk_results
+            done += len(chunk_results)
+            if progress:
+                progress(done, len(todo))
+            if stop is not None and any(stop(result) for result in chunk_results):
+                for pending in futures:
+                    pending.cancel()
+                break
+    except BaseException:
+        # Interrupted, or an item raised: queued chunks must not run on (and write)
+        # after the caller has moved on; a shared pool is not reusable afterwards.
+        stop_pool(pool, futures)
+        raise
     return results

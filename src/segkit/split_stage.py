@@ -34,13 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from segkit._io import atomic_write_text, sha256_file
+from segkit._io import atomic_write_text, io_error_line, sha256_file
 from segkit._pillow import DECODE_ERRORS
 from segkit._text import plural, short_list
 from segkit.dataset import Dataset, Sample, open_dataset
 from segkit.errors import DatasetError, OptionError
 from segkit.imagehash import hash_image_file, near_duplicate_groups
 from segkit.manifest import load_manifest, update_manifest
+from segkit.ownership import drop_claim, note_foreign, output_folder, read_claim, write_claim
 from segkit.parallel import ProgressCallback, parallel_map
 from segkit.split import EmptySplitError, SplitResult, SplitStats, assign_splits, split_stats
 from segkit.voc import IGNORE_INDEX, MANIFEST_NAME, SPLITS_DIR, read_class_mask, read_split_file
@@ -50,6 +51,7 @@ DEFAULT_TEST = 0.1
 #: Where the split record goes when the dataset has no ``segkit.json``.
 RECORD_NAME = "splits.json"
 _FOLD_FILE = re.compile(r"^fold(\d+)_(train|val)\.txt$")
+_STAGE = "split"
 
 
 @dataclass(frozen=True)
@@ -496,15 +498,34 @@ def _outputs(result: SplitResult, folds: int | None) -> tuple[dict[str, list[str
     return files, fold_list
 
 
-def _stale_files(split_dir: Path, written: Mapping[str, Any]) -> list[Path]:
-    """Split files of an earlier run this run replaces by nothing (old folds, old test)."""
+def _recorded_names(record: Mapping[str, Any] | None) -> set[str]:
+    """File names in the split folder that an earlier split's record lists as written."""
+    files = (record or {}).get("files")
+    prefix = f"{SPLITS_DIR}/"
+    return {
+        value[len(prefix) :]
+        for value in (files.values() if isinstance(files, dict) else ())
+        if isinstance(value, str) and value.startswith(prefix) and "/" not in value[len(prefix) :]
+    }
+
+
+def _stale_files(
+    split_dir: Path, written: Mapping[str, Any], record: Mapping[str, Any] | None
+) -> list[Path]:
+    """Split files of an earlier run this run replaces by nothing (old folds, old test).
+
+    Only those the earlier run's record lists: a ``test.txt`` or fold file segkit did
+    not write is the user's, kept and noted.
+    """
     if not split_dir.is_dir():
         return []
-    stale = []
+    recorded = _recorded_names(record)
+    stale, foreign = [], []
     for path in sorted(split_dir.iterdir()):
         ours = _FOLD_FILE.match(path.name) or path.name == "test.txt"
         if ours and path.stem not in written:
-            stale.append(path)
+            (stale if path.name in recorded else foreign).append(path)
+    note_foreign(split_dir, [path.name for path in foreign], "no split record lists them")
     return stale
 
 
@@ -528,9 +549,41 @@ def split_dataset(
 
     ``val`` defaults to 0.2 (not allowed with ``folds``); ``test`` 0 makes no test split.
     Existing assignments are kept unless ``reshuffle``. Raises ``OptionError`` or
-    ``DatasetError`` before writing anything when an option or input is wrong.
+    ``DatasetError`` before writing anything when an option or input is wrong. The
+    dataset is locked while the stage runs (one writer per folder).
     """
     root = Path(root)
+    with output_folder(root, subfolders=(SPLITS_DIR,), create=False):
+        try:
+            return _split_dataset(
+                root,
+                val=val,
+                test=test,
+                seed=seed,
+                group_by=group_by,
+                groups_csv=groups_csv,
+                folds=folds,
+                reshuffle=reshuffle,
+                workers=workers,
+                progress=progress,
+            )
+        except OSError as error:
+            raise DatasetError(io_error_line(error)) from None
+
+
+def _split_dataset(
+    root: Path,
+    *,
+    val: float | None,
+    test: float,
+    seed: int,
+    group_by: str | None,
+    groups_csv: Path | None,
+    folds: int | None,
+    reshuffle: bool,
+    workers: int | None,
+    progress: ProgressCallback | None,
+) -> SplitSummary:
     fractions, val_used = plan_fractions(val=val, test=test, folds=folds)
     if workers is not None and workers < 1:
         raise OptionError(f"--workers must be at least 1, got {workers}")
@@ -579,6 +632,12 @@ def split_dataset(
             root, dataset.manifest, folds=folds, test="test" in fractions
         )
         warnings.extend(notes)
+    # A run stopped while writing its files left some new, some old: it recorded the
+    # assignment it started from, and the same command starts from it again.
+    claim = read_claim(root, _STAGE)
+    started = (claim or {}).get("previous")
+    if isinstance(started, dict) and all(isinstance(v, str) for v in started.values()):
+        previous = {str(stem): split for stem, split in started.items()}
 
     scans = _scan_all(
         dataset,
@@ -628,13 +687,15 @@ def split_dataset(
     files, fold_list = _outputs(result, folds)
     split_dir = root / SPLITS_DIR
     _check_writable(split_dir, files)
+    earlier_record = _load_record(root, dataset.manifest)
+    write_claim(root, _STAGE, previous=previous)
     written = []
     removed = []
     try:
         for name, members in files.items():
             if _write_if_changed(split_dir / f"{name}.txt", _lines(members)):
                 written.append(f"{SPLITS_DIR}/{name}.txt")
-        for path in _stale_files(split_dir, files):
+        for path in _stale_files(split_dir, files, earlier_record):
             path.unlink()
             removed.append(f"{SPLITS_DIR}/{path.name}")
     except OSError as error:
@@ -665,6 +726,7 @@ def split_dataset(
         if not _unchanged(record_path, text):
             atomic_write_text(record_path, text)
         record_name = f"{SPLITS_DIR}/{RECORD_NAME}"
+    drop_claim(root, _STAGE)
 
     return SplitSummary(
         root=root,

@@ -52,11 +52,19 @@ import PIL.Image
 from numpy.typing import NDArray
 
 from segkit import __version__
-from segkit._io import atomic_write_bytes, atomic_write_json, atomic_write_with, sha256_file
+from segkit._io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_with,
+    io_error_line,
+    sha256_file,
+    write_error_reason,
+)
 from segkit._text import short_list
 from segkit.dataset import Dataset, Sample, open_dataset
 from segkit.errors import DatasetError, OptionError, SegkitError
 from segkit.manifest import update_manifest
+from segkit.ownership import note_foreign, output_folder
 from segkit.parallel import ProgressCallback, parallel_map
 from segkit.voc import (
     CLASS_DIR,
@@ -364,6 +372,8 @@ class _MapResult:
     id: str
     map_written: bool
     viz_written: bool
+    #: ``cannot write <file> (<reason>)`` when the disk refused a write.
+    error: str | None = None
 
 
 def _make_map(task: _MapTask) -> _MapResult:
@@ -385,11 +395,14 @@ def _make_map(task: _MapTask) -> _MapResult:
         ignore=ignore,
         tolerance=task.tolerance,
     )
-    if task.map_path is not None:
-        stored = result.astype(_MAP_DTYPE)
-        atomic_write_with(Path(task.map_path), lambda handle: np.save(handle, stored))
-    if task.viz_path is not None:
-        atomic_write_bytes(Path(task.viz_path), heat_map_png(result, task.viz_max))
+    try:
+        if task.map_path is not None:
+            stored = result.astype(_MAP_DTYPE)
+            atomic_write_with(Path(task.map_path), lambda handle: np.save(handle, stored))
+        if task.viz_path is not None:
+            atomic_write_bytes(Path(task.viz_path), heat_map_png(result, task.viz_max))
+    except OSError as error:
+        return _MapResult(task.id, False, False, write_error_reason(error))
     return _MapResult(task.id, task.map_path is not None, task.viz_path is not None)
 
 
@@ -539,21 +552,59 @@ def _check_owned(folder: Path, force: bool) -> None:
         )
 
 
-def _claim(folder: Path) -> None:
+def _claim(folder: Path, planned: Sequence[str]) -> None:
+    """Mark ``folder`` as this stage's before the first map; in a folder it did not mark,
+    files at the names it is about to write are the user's, and stop the run."""
+    if not (folder / _MARKER).exists():
+        taken = [name for name in planned if (folder / name).exists()]
+        if taken:
+            raise DatasetError(
+                f"{folder}: {len(taken)} file(s) segkit did not write have the names of the "
+                f"maps it would write: {short_list(sorted(taken))}; move them away "
+                "(segkit never replaces files it did not write, not even with --force)"
+            )
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / _MARKER
     if not marker.exists():
         atomic_write_bytes(marker, b"written by segkit weights; stale files here are removed\n")
 
 
-def _remove_stale(folder: Path, keep: set[str], suffix: str) -> int:
-    if not (folder / _MARKER).exists():
+def _recorded_files(recorded: Mapping[str, Any] | None, folder: str, suffix: str) -> set[str]:
+    """Names of the files in ``folder`` an earlier ``weights.json`` lists as written."""
+    images = (recorded or {}).get("images")
+    names = set()
+    for entry in (images if isinstance(images, dict) else {}).values():
+        for key in ("map", "viz"):
+            value = entry.get(key) if isinstance(entry, dict) else None
+            if isinstance(value, str) and value.startswith(f"{folder}/"):
+                names.add(value[len(folder) + 1 :])
+    maps = (recorded or {}).get("maps")
+    for value in (maps if isinstance(maps, dict) else {}).values():
+        if isinstance(value, str) and value.startswith(f"{folder}/"):
+            names.add(value[len(folder) + 1 :])
+    return {name for name in names if name.endswith(suffix) and "/" not in name}
+
+
+def _remove_stale(
+    root: Path, folder: str, keep: set[str], suffix: str, recorded: Mapping[str, Any] | None
+) -> int:
+    """Delete the files of ``folder`` an earlier run recorded and this run no longer
+    writes; any other file there is the user's: kept, and noted."""
+    path = root / folder
+    if not (path / _MARKER).exists():
         return 0
+    ours = _recorded_files(recorded, folder, suffix)
     removed = 0
-    for path in folder.glob(f"*{suffix}"):
-        if path.stem not in keep:
-            path.unlink(missing_ok=True)
+    foreign = []
+    for file in sorted(path.glob(f"*{suffix}")):
+        if file.stem in keep:
+            continue
+        if file.name in ours:
+            file.unlink(missing_ok=True)
             removed += 1
+        else:
+            foreign.append(file.name)
+    note_foreign(path, foreign, "not listed in weights.json")
     return removed
 
 
@@ -781,15 +832,28 @@ def compute_weights(
 ) -> WeightsSummary:
     """Run the stage on the dataset at ``root`` (see the module docstring); never prints.
 
-    ``progress(done, total)`` is called as masks are counted and maps written.
+    ``progress(done, total)`` is called as masks are counted and maps written. The
+    dataset is locked while the stage runs (one writer per folder); a failed write is
+    a ``DatasetError`` naming the file.
     """
     options = options or WeightsOptions()
     _check_options(options)
     root = Path(root)
+    with output_folder(root, subfolders=(WEIGHTS_DIR, VIZ_DIR), create=False):
+        try:
+            return _compute_weights(root, options, progress)
+        except OSError as error:
+            raise DatasetError(io_error_line(error)) from None
+
+
+def _compute_weights(
+    root: Path, options: WeightsOptions, progress: ProgressCallback | None
+) -> WeightsSummary:
     dataset = open_dataset(root)
     split, samples, notes = _choose_samples(dataset, options.split)
     where = f"split {split!r}" if split else "the dataset"
-    previous = None if options.force else _read_json(weights_path(root))
+    recorded = _read_json(weights_path(root))  # what segkit wrote, even under --force
+    previous = None if options.force else recorded
     if previous is None and not options.force and weights_path(root).is_file():
         notes.append(f"{WEIGHTS_FILE} was unreadable; everything was recomputed")
     maps_dir, viz_dir = root / WEIGHTS_DIR, root / VIZ_DIR
@@ -837,9 +901,9 @@ def compute_weights(
         map_options = options
         plan = _plan_maps(root, samples, scans, weights, map_options, previous)
     if map_options.border:
-        _claim(maps_dir)
+        _claim(maps_dir, [Path(path).name for path in plan.maps.values()])
     if options.viz:
-        _claim(viz_dir)
+        _claim(viz_dir, [f"{sample_id}.png" for sample_id in plan.keys])
     done_already = len(samples) - len(plan.tasks) if map_options.border or options.viz else 0
     scanned = len(samples) + len(others)
     if progress is not None and done_already:
@@ -850,9 +914,13 @@ def compute_weights(
         workers=options.workers,
         progress=_offset(progress, scanned + done_already, total_steps),
     )
-    removed = _remove_stale(maps_dir, set(plan.maps), ".npy")
+    failed = [result.error for result in results if result is not None and result.error]
+    if failed:
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise DatasetError(f"{failed[0]}{more}; the previous weights.json was kept")
+    removed = _remove_stale(root, WEIGHTS_DIR, set(plan.maps), ".npy", recorded)
     if options.viz:
-        _remove_stale(viz_dir, set(plan.keys), ".png")
+        _remove_stale(root, VIZ_DIR, set(plan.keys), ".png", recorded)
     with_instances = sum(1 for sample in samples if sample.object_mask is not None)
     if map_options.border and with_instances < len(samples):
         notes.append(

@@ -6,12 +6,25 @@ the only place that imports Typer.
 
 from __future__ import annotations
 
-from typing import Annotated
+from segkit.cli import _interrupt
 
-import typer
+_previous_sigint = _interrupt.quiet_startup()  # Ctrl-C while importing: no traceback
 
-from segkit import __version__
-from segkit.cli import convert_cmd, models_cmd, split_cmd, train_cmd, validate_cmd, weights_cmd
+from typing import Annotated  # noqa: E402
+
+import typer  # noqa: E402
+
+from segkit import __version__  # noqa: E402
+from segkit.cli import (  # noqa: E402
+    _notes,
+    convert_cmd,
+    models_cmd,
+    report_cmd,
+    split_cmd,
+    train_cmd,
+    validate_cmd,
+    weights_cmd,
+)
 
 app = typer.Typer(
     name="segkit",
@@ -40,10 +53,20 @@ def _root(
     """segkit: from labelme annotations to a trained, evaluated segmentation model."""
 
 
-for _module in (convert_cmd, validate_cmd, split_cmd, weights_cmd, train_cmd, models_cmd):
+for _module in (
+    convert_cmd,
+    validate_cmd,
+    split_cmd,
+    weights_cmd,
+    train_cmd,
+    models_cmd,
+    report_cmd,
+):
     _module.register(app)
+_interrupt.end_startup(_previous_sigint)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point (Ctrl-C: one line, exit 130)."""
+    with _interrupt.ctrl_c_exits_130(), _notes.notes_on_stderr():
+        app()

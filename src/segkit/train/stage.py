@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from segkit.errors import DatasetError, OptionError, SegkitError
 from segkit.losses import build_loss
 from segkit.manifest import manifest_path
 from segkit.models import build_model
+from segkit.ownership import is_bookkeeping, output_folder
 from segkit.train import distributed
 from segkit.train.augment import AugmentSettings
 from segkit.train.data import (
@@ -188,7 +189,7 @@ def _resolve_options(
         return base.replace(**requested), saved
     if output.exists() and not output.is_dir():
         raise OptionError(f"{output}: exists and is not a folder")
-    if output.is_dir() and any(output.iterdir()):
+    if output.is_dir() and any(not is_bookkeeping(p.name) for p in output.iterdir()):
         if saved is not None and not force:
             raise OptionError(
                 f"{output}: holds a training run already; add --resume to continue it "
@@ -604,8 +605,14 @@ def train(
     for kind, message in plan.notes:
         emit(TrainEvent(kind, message))
     distributed.start(job, plan.runtime.device)
+    # Rank 0 writes, so it alone holds the folder lock (a second trainer is refused).
+    lock = (
+        output_folder(output, subfolders=(CHECKPOINT_DIR, "state"))
+        if job.is_main
+        else nullcontext()
+    )
     try:
-        with _sigint_flag(job.is_main) as interrupted:
+        with lock, _sigint_flag(job.is_main) as interrupted:
             return _execute(plan, emit, interrupted)
     finally:
         distributed.stop()

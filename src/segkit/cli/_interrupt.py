@@ -1,0 +1,102 @@
+"""Ctrl-C on the command line: one line and exit 130, never a traceback, never a hang.
+
+The first Ctrl-C raises :class:`Interrupted` in the main process: stages stop their
+worker pools (``segkit.parallel``), atomic writes drop their temporary files, the
+folder lock is released, and :func:`ctrl_c_exits_130` prints what was kept. A second
+Ctrl-C while that clean-up runs ends the process at once. ``Interrupted`` is not a
+``KeyboardInterrupt`` on purpose: Click would turn that into "Aborted!" and exit 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+#: The exit status shells use for a process ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
+KEPT_LINE = (
+    "segkit: interrupted; outputs finished so far are kept and the folder stays claimed; "
+    "run the same command again to continue"
+)
+_AGAIN_LINE = b"segkit: interrupted again; exiting now\n"
+_STARTUP_LINE = b"segkit: interrupted during start-up; nothing was written\n"
+
+
+class Interrupted(BaseException):
+    """Raised in the main thread by the first Ctrl-C."""
+
+
+def _write_and_exit(line: bytes) -> None:
+    with contextlib.suppress(OSError):
+        os.write(2, line)
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _on_startup_sigint(signum: int, frame: FrameType | None) -> None:
+    _write_and_exit(_STARTUP_LINE)
+
+
+def _on_late_sigint(signum: int, frame: FrameType | None) -> None:
+    os._exit(EXIT_INTERRUPTED)  # the command has ended: nothing left to stop or say
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def quiet_startup() -> Any:
+    """While the CLI imports its libraries, Ctrl-C exits 130 quietly; returns the old handler.
+
+    Only replaces Python's own handler, so an embedding program keeps its choice.
+    """
+    if not _in_main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return None
+    return signal.signal(signal.SIGINT, _on_startup_sigint)
+
+
+def end_startup(previous: Any) -> None:
+    """Put back the handler :func:`quiet_startup` replaced."""
+    if previous is not None and signal.getsignal(signal.SIGINT) is _on_startup_sigint:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def ctrl_c_exits_130() -> Iterator[None]:
+    """Run a command so that Ctrl-C stops it cleanly with one line and exit status 130."""
+    if not _in_main_thread():
+        yield
+        return
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        if interrupted.is_set():
+            _write_and_exit(_AGAIN_LINE)
+        interrupted.set()
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    except (Interrupted, KeyboardInterrupt):
+        # KeyboardInterrupt: a library that replaced our handler for a while.
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(KEPT_LINE + "\n")
+            sys.stderr.flush()
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    finally:
+        # Python's own handler would print a traceback if Ctrl-C came while the
+        # interpreter shuts down; an embedding program gets its handler back. Once
+        # interrupted, the process is exiting with 130 already: further Ctrl-Cs are
+        # ignored (SIG_IGN outlives the interpreter's own clean-up, a handler does not).
+        if interrupted.is_set():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        elif previous is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _on_late_sigint)
+        else:
+            signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,339 @@
+"""`segkit report` end to end: prediction mode, run mode (a checkpoint saved with
+segkit.checkpoint), --compare, --json, and every bad-input path."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from helpers_convert import run
+
+from segkit.checkpoint import save_checkpoint
+from segkit.inference import image_to_tensor, predict_mask
+from segkit.metrics import ConfusionMatrix, ObjectCounts
+from segkit.models import build_model
+from segkit.voc import voc_colormap, write_palette_png
+
+CLASSES = ["_background_", "cell", 'we<b>ird & "name"']
+H, W = 20, 24
+IDS = ["a", "b", "c"]
+
+
+def _scene(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image RGB, class mask, instance mask): two touching cells and a class-2 block."""
+    rng = np.random.default_rng(seed)
+    cls = np.zeros((H, W), np.uint8)
+    inst = np.zeros((H, W), np.uint8)
+    cls[2:10, 2:8] = cls[2:10, 8:14] = 1
+    inst[2:10, 2:8], inst[2:10, 8:14] = 1, 2
+    cls[12:18, 14 + seed : 20 + seed] = 2
+    inst[12:18, 14 + seed : 20 + seed] = 3
+    cls[0, :] = 255
+    inst[0, :] = 255
+    image = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    return image, cls, inst
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    root = tmp_path / "dataset"
+    for name in ("JPEGImages", "SegmentationClass", "SegmentationObject", "ImageSets/Segmentation"):
+        (root / name).mkdir(parents=True)
+    (root / "class_names.txt").write_text("\n".join(CLASSES) + "\n")
+    for seed, sample_id in enumerate(IDS):
+        image, cls, inst = _scene(seed)
+        PIL.Image.fromarray(image).save(root / "JPEGImages" / f"{sample_id}.png")
+        write_palette_png(root / "SegmentationClass" / f"{sample_id}.png", cls)
+        write_palette_png(root / "SegmentationObject" / f"{sample_id}.png", inst)
+    (root / "ImageSets/Segmentation/val.txt").write_text("\n".join(IDS) + "\n")
+    (root / "ImageSets/Segmentation/train.txt").write_text("a\n")
+    return root
+
+
+def _predictions(tmp_path: Path, name: str = "pred") -> tuple[Path, dict[str, np.ndarray]]:
+    """Predictions in the three accepted encodings: palette, 8-bit gray, RGB colours."""
+    folder = tmp_path / name
+    folder.mkdir()
+    masks = {}
+    for seed, sample_id in enumerate(IDS):
+        _, cls, _ = _scene(seed)
+        pred = np.where(cls == 255, 0, cls).astype(np.uint8)
+        pred[2:10, 8] = 0 if seed == 0 else 1  # image a: the touching cells separated
+        pred[15:18, :6] = 2  # a false class-2 object
+        masks[sample_id] = pred
+    write_palette_png(folder / "a.png", masks["a"])
+    PIL.Image.fromarray(masks["b"], "L").save(folder / "b.png")
+    PIL.Image.fromarray(voc_colormap(256)[masks["c"]]).save(folder / "c.png")
+    return folder, masks
+
+
+def _expected(dataset: Path, masks: dict[str, np.ndarray]) -> tuple[ConfusionMatrix, ObjectCounts]:
+    cm, objects = ConfusionMatrix(3), ObjectCounts(3)
+    for seed, sample_id in enumerate(IDS):
+        _, cls, inst = _scene(seed)
+        cm.update(cls, masks[sample_id])
+        objects.update(cls, inst, masks[sample_id])
+    return cm, objects
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_prediction_mode_writes_every_file_with_dataset_level_scores(tmp_path, dataset):
+    pred, masks = _predictions(tmp_path)
+    out = tmp_path / "report"
+    result = run("report", "--pred", pred, "--gt", dataset, "-o", out, "--worst", "2")
+    assert result.exit_code == 0, result.output
+    assert _files(out) == {
+        "report.json",
+        "per_class.csv",
+        "confusion_matrix.csv",
+        "per_image.csv",
+        "report.md",
+        "confusion_matrix.png",
+        "report.html",
+        "overlays/001.png",
+        "overlays/002.png",
+    }
+    report = json.loads((out / "report.json").read_text())
+    cm, objects = _expected(dataset, masks)
+    assert report["confusion"]["matrix"] == cm.matrix.tolist()
+    assert report["pixel"]["mIoU"] == pytest.approx(cm.scores().miou)
+    assert report["objects"]["counts"] == objects.to_dict()
+    assert report["objects"]["counts"]["merges"][1] == 2  # b and c fuse the touching cells
+    assert report["split"] == "val" and report["images"] == 3 and report["missing"] == []
+    prov = report["provenance"]
+    assert prov["mode"] == "predictions" and prov["segkit_version"] and prov["command"]
+    with open(out / "per_class.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["class"] for r in rows] == CLASSES
+    assert float(rows[1]["iou"]) == pytest.approx(cm.scores().iou[1])
+    assert rows[1]["merges"] == "2"
+    with open(out / "per_image.csv", newline="") as handle:
+        per_image = list(csv.DictReader(handle))
+    mious = [float(r["miou"]) for r in per_image]
+    assert mious == sorted(mious)  # worst first
+    # The terminal table: per-class rows, the summary, the row-normalised matrix.
+    assert "mIoU" in result.output and "confusion matrix" in result.output
+    assert 'we<b>ird & "name"' in result.output
+    html = (out / "report.html").read_text()
+    assert "we&lt;b&gt;ird &amp; &#34;name&#34;" in html and "<b>ird" not in html
+    assert "data:image/png;base64," in html and "http" not in html.replace("http-equiv", "")
+    md = (out / "report.md").read_text()
+    assert "we\\<b\\>ird" in md
+
+
+def test_json_prints_report_json(tmp_path, dataset):
+    pred, _ = _predictions(tmp_path)
+    out = tmp_path / "r"
+    result = run("report", "--pred", pred, "--gt", dataset, "-o", out, "--json", "--worst", "0")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == json.loads((out / "report.json").read_text())
+    assert not (out / "overlays").exists()
+
+
+def test_default_output_is_next_to_the_predictions(tmp_path, dataset):
+    pred, _ = _predictions(tmp_path)
+    assert run("report", "--pred", pred, "--gt", dataset, "--worst", "0").exit_code == 0
+    assert (tmp_path / "pred-report" / "report.json").is_file()
+
+
+def test_class_subset_and_background_exclusion_change_only_the_means(tmp_path, dataset):
+    pred, masks = _predictions(tmp_path)
+    out = tmp_path / "r"
+    args = (
+        "report",
+        "--pred",
+        pred,
+        "--gt",
+        dataset,
+        "-o",
+        out,
+        "--worst",
+        "0",
+        "--exclude-background",
+    )
+    assert run(*args).exit_code == 0
+    report = json.loads((out / "report.json").read_text())
+    cm, _ = _expected(dataset, masks)
+    assert report["pixel"]["classes_in_means"] == [1, 2]
+    assert report["pixel"]["mIoU"] == pytest.approx(np.mean(cm.scores().iou[1:]))
+    assert run(*args[:-1], "--classes", "cell", "--force").exit_code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["pixel"]["mIoU"] == pytest.approx(cm.scores().iou[1])
+
+
+def _error_lines(result) -> list[str]:
+    return [line for line in result.output.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    ("breakage", "fragment"),
+    [
+        ("missing", "b.png: prediction missing for id 'b'"),
+        ("extra", "zzz.png: extra file, no id 'zzz' in split val"),
+        ("size", "b.png: size 23x20 differs from the ground truth's 24x20"),
+        ("ids", "b.png: 1 predicted pixel(s) hold ids outside 0..2 (found 7)"),
+        ("unreadable", "b.png: cannot read PNG"),
+        ("colour", "c.png: RGB mask holds colour (1, 2, 3)"),
+    ],
+)
+def test_bad_predictions_one_line_each_and_nothing_written(tmp_path, dataset, breakage, fragment):
+    pred, masks = _predictions(tmp_path)
+    if breakage == "missing":
+        (pred / "b.png").unlink()
+    elif breakage == "extra":
+        write_palette_png(pred / "zzz.png", masks["a"])
+    elif breakage == "size":
+        write_palette_png(pred / "b.png", masks["b"][:, :23])
+    elif breakage == "ids":
+        bad = masks["b"].copy()
+        bad[5, 5] = 7
+        write_palette_png(pred / "b.png", bad)
+    elif breakage == "unreadable":
+        (pred / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    elif breakage == "colour":
+        rgb = voc_colormap(256)[masks["c"]]
+        rgb[3, 3] = (1, 2, 3)
+        PIL.Image.fromarray(rgb).save(pred / "c.png")
+    before = {p: p.read_bytes() for p in pred.iterdir()}
+    out = tmp_path / "out"
+    result = run("report", "--pred", pred, "--gt", dataset, "-o", out)
+    assert result.exit_code == 1
+    lines = _error_lines(result)
+    assert len(lines) == 1 and fragment in lines[0], result.output
+    assert not out.exists()
+    assert {p: p.read_bytes() for p in pred.iterdir()} == before
+
+
+def test_several_problems_are_all_reported(tmp_path, dataset):
+    pred, masks = _predictions(tmp_path)
+    (pred / "a.png").unlink()
+    write_palette_png(pred / "b.png", masks["b"][:5])
+    result = run("report", "--pred", pred, "--gt", dataset, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "a.png: prediction missing" in text and "b.png: size" in text
+
+
+def test_allow_missing_scores_the_rest_and_says_how_many(tmp_path, dataset):
+    pred, _ = _predictions(tmp_path)
+    (pred / "c.png").unlink()
+    out = tmp_path / "r"
+    result = run(
+        "report", "--pred", pred, "--gt", dataset, "-o", out, "--allow-missing", "--worst", "0"
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["missing"] == ["c"] and report["images"] == 2
+    assert "1 prediction(s) missing" in result.output
+
+
+def test_refuses_a_foreign_non_empty_output_folder(tmp_path, dataset):
+    pred, _ = _predictions(tmp_path)
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    result = run("report", "--pred", pred, "--gt", dataset, "-o", out)
+    assert result.exit_code == 1 and "holds no report.json" in result.output
+    assert run("report", "--pred", pred, "--gt", dataset, "-o", out, "--force").exit_code == 0
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_option_errors(tmp_path, dataset):
+    pred, _ = _predictions(tmp_path)
+    assert "needs --gt" in run("report", "--pred", pred).output
+    assert "give a RUN folder" in run("report").output
+    result = run("report", "--pred", pred, "--gt", dataset, "--classes", "dog")
+    assert result.exit_code == 1 and "unknown class 'dog'" in result.output
+
+
+def _make_run(tmp_path: Path, dataset: Path, seed: int, name: str) -> Path:
+    torch.manual_seed(seed)
+    model = build_model("unet-tiny", 3, 3, base_channels=2, depth=2)
+    folder = tmp_path / name
+    norm = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    save_checkpoint(folder / "checkpoints" / "best", model, classes=CLASSES, normalization=norm)
+    save_checkpoint(folder / "checkpoints" / "last", model, classes=CLASSES, normalization=norm)
+    (folder / "config.json").write_text(json.dumps({"dataset": str(dataset)}))
+    return folder
+
+
+def test_run_mode_scores_the_checkpoint_through_inference(tmp_path, dataset):
+    run_dir = _make_run(tmp_path, dataset, 0, "run")
+    result = run("report", run_dir, "--tile", "16", "--overlap", "0.5", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    report = json.loads((run_dir / "report" / "report.json").read_text())
+    # The same model, whole pipeline by hand: same inference, same matrix.
+    from segkit.checkpoint import load_checkpoint
+    from segkit.inference import InferenceOptions
+
+    loaded = load_checkpoint(run_dir / "checkpoints" / "best")
+    cm = ConfusionMatrix(3)
+    for seed, _ in enumerate(IDS):
+        image, cls, _ = _scene(seed)
+        tensor = image_to_tensor(image, loaded.meta.normalization)
+        options = InferenceOptions(tile=16, overlap=0.5)
+        cm.update(cls, predict_mask(loaded.model, tensor, options).numpy())
+    assert report["confusion"]["matrix"] == cm.matrix.tolist()
+    checkpoint = report["provenance"]["checkpoint"]
+    assert checkpoint["name"] == "best" and len(checkpoint["sha256"]) == 64
+    assert report["provenance"]["inference"]["tile"] == 16
+
+
+def test_run_mode_errors(tmp_path, dataset):
+    run_dir = _make_run(tmp_path, dataset, 0, "run")
+    (run_dir / "checkpoints" / "last.safetensors").unlink()
+    result = run("report", run_dir, "--checkpoint", "last", "--device", "cpu")
+    assert result.exit_code == 1 and "last.safetensors: checkpoint tensors not found" in " ".join(
+        result.output.split()
+    )
+    (run_dir / "config.json").write_text("{}")
+    result = run("report", run_dir, "--device", "cpu")
+    assert result.exit_code == 1 and "no 'dataset' path" in result.output
+    assert run("report", run_dir, "--gt", dataset, "--device", "cpu").exit_code == 0
+
+
+def test_compare_writes_and_prints_per_class_deltas(tmp_path, dataset):
+    pred, _ = _predictions(tmp_path)
+    a, b = tmp_path / "ra", tmp_path / "rb"
+    assert run("report", "--pred", pred, "--gt", dataset, "-o", a, "--worst", "0").exit_code == 0
+    run_dir = _make_run(tmp_path, dataset, 1, "run")
+    assert run("report", run_dir, "--device", "cpu", "-o", b, "--worst", "0").exit_code == 0
+    # The real command line, as a user types it.
+    cmd = [
+        sys.executable,
+        "-c",
+        "from segkit.cli import main; main()",
+        "report",
+        "--compare",
+        str(a),
+        str(b / "report.json"),
+        "-o",
+        str(tmp_path / "cmp"),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Δ iou" in done.stdout
+    deltas = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    ra = json.loads((a / "report.json").read_text())
+    rb = json.loads((b / "report.json").read_text())
+    for row, pa, pb in zip(
+        deltas["per_class"], ra["pixel"]["per_class"], rb["pixel"]["per_class"], strict=True
+    ):
+        if pa["iou"] is not None and pb["iou"] is not None:
+            assert row["iou_delta"] == pytest.approx(pb["iou"] - pa["iou"])
+    assert deltas["summary"]["mIoU"]["delta"] == pytest.approx(
+        rb["pixel"]["mIoU"] - ra["pixel"]["mIoU"]
+    )
+    assert (tmp_path / "cmp" / "compare.csv").read_text().startswith("class,iou_a,iou_b")
+    result = run("report", "--compare", a, tmp_path / "nowhere")
+    assert result.exit_code == 1 and "not found" in result.output
