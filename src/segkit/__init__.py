@@ -11,6 +11,7 @@ keyword option fields are a shorthand for the options object::
     report = segkit.validate("dataset", segkit.ValidateOptions(workers=2))
     splits = segkit.split_dataset("dataset", segkit.SplitOptions(val=0.2, test=0.1))
     weights = segkit.compute_weights("dataset", segkit.WeightsOptions(border=True))
+    summary = segkit.train("dataset", "runs/exp1", epochs=20)
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ _LAZY = {
     "SegkitError": "segkit.errors",
     "OptionError": "segkit.errors",
     "DatasetError": "segkit.errors",
+    "TrainOptions": "segkit.train.options",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", *_LAZY, "train"]
 
 
 def _version() -> str:
@@ -52,7 +54,12 @@ def _version() -> str:
 
 
 def __getattr__(name: str) -> object:
-    # The version too is looked up on first use (importlib.metadata takes ~40 ms).
+    if name == "train":  # the sub-package is callable: segkit.train(dataset, output, ...)
+        import importlib
+
+        return importlib.import_module("segkit.train")
+    # The version too is looked up on first use: importlib.metadata takes ~40 ms, and
+    # the command line guards Ctrl-C only once this package has been imported.
     if name == "__version__":
         globals()["__version__"] = value = _version()
         return value

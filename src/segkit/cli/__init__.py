@@ -22,6 +22,7 @@ from segkit.cli import (  # noqa: E402
     models_cmd,
     report_cmd,
     split_cmd,
+    train_cmd,
     validate_cmd,
     weights_cmd,
 )
@@ -57,7 +58,15 @@ def _root(
     """segkit: from labelme annotations to a trained, evaluated segmentation model."""
 
 
-for _module in (convert_cmd, validate_cmd, split_cmd, weights_cmd, models_cmd, report_cmd):
+for _module in (
+    convert_cmd,
+    validate_cmd,
+    split_cmd,
+    weights_cmd,
+    train_cmd,
+    models_cmd,
+    report_cmd,
+):
     _module.register(app)
 _startup.end_startup(_previous_sigint)
 
