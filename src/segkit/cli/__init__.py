@@ -22,16 +22,21 @@ from segkit.cli import (  # noqa: E402
     models_cmd,
     report_cmd,
     split_cmd,
+    train_cmd,
     validate_cmd,
     weights_cmd,
 )
+from segkit.cli._common import SegkitGroup  # noqa: E402
 
 app = typer.Typer(
+    cls=SegkitGroup,
     name="segkit",
     help="labelme annotations → VOC dataset → trained segmentation model → honest metrics.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -53,7 +58,15 @@ def _root(
     """segkit: from labelme annotations to a trained, evaluated segmentation model."""
 
 
-for _module in (convert_cmd, validate_cmd, split_cmd, weights_cmd, models_cmd, report_cmd):
+for _module in (
+    convert_cmd,
+    validate_cmd,
+    split_cmd,
+    weights_cmd,
+    train_cmd,
+    models_cmd,
+    report_cmd,
+):
     _module.register(app)
 _startup.end_startup(_previous_sigint)
 
