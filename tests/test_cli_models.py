@@ -25,6 +25,9 @@ def test_models_table_lists_registry_with_params_and_flops() -> None:
     assert result.exit_code == 0, result.output
     for name in ("unet", "unet-small", "unet-tiny", "unet-valid", "unetpp", "unetpp-small"):
         assert f" {name} " in result.output
+    for name in ("unet3p", "unet3p-small", "unet-r18", "unet-r34"):
+        assert f" {name} " in result.output
+    assert "27.00M" in result.output  # UNet 3+
     assert "31.04M" in result.output  # the default U-Net
     assert "268→84" in result.output  # valid padding at the nearest valid size to 256
 
@@ -77,6 +80,8 @@ def _checkpoint(tmp_path: Path, name: str, **overrides) -> Path:
         ("unet-tiny", {"base_channels": 4}, []),
         ("unetpp-small", {"base_channels": 4}, ["--prune-level", "2"]),
         ("unet-valid", {"base_channels": 2}, []),
+        ("unet3p", {"base_channels": 4, "cat_channels": 4, "classification_guided": True}, []),
+        ("unet-r18", {"width": 4, "decoder_channels": [8, 8, 4, 4, 4]}, []),
     ],
 )
 def test_export_onnx_round_trip(tmp_path: Path, name: str, overrides: dict, extra: list) -> None:

@@ -773,18 +773,23 @@ def _convert_claimed(
             )
             for path, rel, stem in zip(sources, relatives, stems, strict=True)
         ]
-        outcomes: list[Outcome | None] = (
-            [None] * len(jobs)  # a misnamed file already failed: stop before the first
-            if fail_fast
-            else parallel_map(
-                convert_one,
-                jobs,
-                workers=workers,
-                progress=progress,
-                stop=_stop_on_failure if stop_early else _stop_on_write_failure,
-                pool=pool,
-            )
-        )
+        outcomes: list[Outcome | None] = [None] * len(jobs)
+        interrupted: BaseException | None = None
+        try:
+            if not fail_fast:  # a misnamed file already failed: stop before the first
+                parallel_map(
+                    convert_one,
+                    jobs,
+                    workers=workers,
+                    progress=progress,
+                    stop=_stop_on_failure if stop_early else _stop_on_write_failure,
+                    pool=pool,
+                    into=outcomes,
+                )
+        except Exception:
+            raise
+        except BaseException as stop:  # Ctrl-C: record what is finished, as --fail-fast does
+            interrupted = stop
     # After the pool has shut down: --fail-fast may leave workers finishing files.
     write_failure = next((o.error for o in outcomes if o is not None and o.write_failed), None)
     if write_failure is not None:
@@ -802,6 +807,10 @@ def _convert_claimed(
         options,
         replacing=replacing,
     )
+    if interrupted is not None:
+        done = sum(1 for outcome in outcomes if outcome is not None)
+        interrupted.add_note(f"{done} of {len(jobs)} files done and recorded in segkit.json")
+        raise interrupted  # the claim stays: the next run knows the rest is segkit's
     drop_claim(output, _STAGE)
     return summary
 

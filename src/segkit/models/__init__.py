@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from segkit.models.encoder_weights import (
+    EncoderWeightsError,
+    EncoderWeightsReport,
+    load_encoder_weights,
+)
 from segkit.models.parts import count_parameters
 from segkit.models.profile import (
     ModelInfo,
@@ -20,15 +25,22 @@ from segkit.models.registry import (
     get_spec,
     list_models,
 )
+from segkit.models.resunet import ResNetEncoder, ResUNet
 from segkit.models.unet import UNet, input_size_for_output, valid_output_size
+from segkit.models.unet3p import UNet3Plus
 from segkit.models.unetpp import UNetPlusPlus
 
 __all__ = [
+    "EncoderWeightsError",
+    "EncoderWeightsReport",
     "ModelConfig",
     "ModelInfo",
     "ModelSpec",
     "PruningLevel",
+    "ResNetEncoder",
+    "ResUNet",
     "UNet",
+    "UNet3Plus",
     "UNetPlusPlus",
     "build_model",
     "build_model_from_config",
@@ -39,6 +51,7 @@ __all__ = [
     "get_spec",
     "input_size_for_output",
     "list_models",
+    "load_encoder_weights",
     "measure_latency",
     "pruning_table",
     "valid_output_size",

@@ -8,6 +8,7 @@ A new model joins by adding one ``ModelSpec`` line to ``_SPECS``; the contract t
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,10 @@ from typing import Any
 from torch import nn
 
 from segkit.errors import OptionError
+from segkit.models.encoder_weights import load_encoder_weights
+from segkit.models.resunet import RESNET18_BLOCKS, RESNET34_BLOCKS, ResUNet
 from segkit.models.unet import UNet
+from segkit.models.unet3p import UNet3Plus
 from segkit.models.unetpp import UNetPlusPlus
 
 
@@ -92,6 +96,30 @@ _SPECS: dict[str, ModelSpec] = {
             {"base_channels": 16, "depth": 4, "deep_supervision": True},
             "UNet++ width 16, deep supervision, prunable",
         ),
+        ModelSpec(
+            "unet3p",
+            UNet3Plus,
+            {"base_channels": 64, "cat_channels": 64},
+            "paper UNet 3+: full-scale skips, 320-channel decoder, deep supervision",
+        ),
+        ModelSpec(
+            "unet3p-small",
+            UNet3Plus,
+            {"base_channels": 16, "cat_channels": 16},
+            "UNet 3+ width 16 (80-channel decoder), deep supervision, for CPUs",
+        ),
+        ModelSpec(
+            "unet-r18",
+            ResUNet,
+            {"blocks": RESNET18_BLOCKS},
+            "U-Net on a ResNet-18 encoder (7×7/2 stem), takes ImageNet encoder weights",
+        ),
+        ModelSpec(
+            "unet-r34",
+            ResUNet,
+            {"blocks": RESNET34_BLOCKS},
+            "U-Net on a ResNet-34 encoder (SMP's default Unet), takes ImageNet encoder weights",
+        ),
     )
 }
 
@@ -110,7 +138,12 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def build_model(
-    name: str, in_channels: int = 3, num_classes: int = 2, **overrides: Any
+    name: str,
+    in_channels: int = 3,
+    num_classes: int = 2,
+    *,
+    encoder_weights: str | os.PathLike[str] | None = None,
+    **overrides: Any,
 ) -> nn.Module:
     """Build registry model ``name`` for ``in_channels`` inputs and ``num_classes`` logits.
 
@@ -119,11 +152,21 @@ def build_model(
     module carries its :class:`ModelConfig` as ``model.segkit_config`` so a checkpoint
     can record how to rebuild it.
 
+    ``encoder_weights`` (ResNet-encoder models only) loads an ImageNet state dict from
+    that local file with :func:`~segkit.models.encoder_weights.load_encoder_weights`;
+    what it loaded (keys, stem adaptation, SHA-256) is ``model.segkit_encoder_weights``.
+    The path is not part of ``segkit_config``: a checkpoint holds the trained weights.
+
     >>> import torch
     >>> build_model("unet-tiny", 1, 3, base_channels=4)(torch.zeros(1, 1, 37, 101)).shape
     torch.Size([1, 3, 37, 101])
     """
     spec = get_spec(name)
+    if encoder_weights is not None and spec.builder is not ResUNet:
+        fitting = [n for n, s in _SPECS.items() if s.builder is ResUNet]
+        raise OptionError(
+            f"model {name!r} has no pretrained encoder; encoder weights fit: {', '.join(fitting)}"
+        )
     unknown = sorted(set(overrides) - set(spec.options()))
     if unknown:
         raise OptionError(
@@ -135,6 +178,8 @@ def build_model(
     except (TypeError, ValueError) as error:
         raise OptionError(f"model {name!r}: {error}") from error
     model.segkit_config = ModelConfig(name, in_channels, num_classes, dict(overrides))
+    if encoder_weights is not None:
+        model.segkit_encoder_weights = load_encoder_weights(model, encoder_weights)
     return model
 
 
