@@ -387,3 +387,20 @@ def test_a_user_file_where_the_report_writes_is_never_replaced(tmp_path, dataset
     result = run("report", "--pred", pred, "--gt", dataset, "-o", out, "--force")
     assert result.exit_code == 1 and "report.md not written by segkit" in result.output
     assert (out / "report.md").read_text() == "my notes" and not (out / "report.json").exists()
+
+
+def test_scoring_predictions_never_imports_torch(tmp_path, dataset):
+    """The metrics core and the report tables are numpy-only (DESIGN's import rule): a
+    neutral scorer of masks made by other tools does not load torch."""
+    pred, _ = _predictions(tmp_path)
+    code = (
+        "import sys\n"
+        "import segkit.metrics, segkit.report.tables\n"
+        "from segkit.report import ReportOptions, report\n"
+        f"report({str(pred)!r}, {str(tmp_path / 'r')!r},"
+        f" ReportOptions(mode='predictions', gt={str(dataset)!r}, worst=0))\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "r" / "report.json").is_file()
