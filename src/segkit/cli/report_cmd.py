@@ -42,14 +42,11 @@ def _class_table(result: dict[str, Any]) -> Table:
         table.add_row(*cells)
     head = tables.summary(result)
     table.add_section()
-    table.add_row(
-        "",
-        "[bold]summary[/]",
-        *[f"{key} {tables.format_score(head[key])}" for key in ("aAcc", "mAcc", "mIoU", "FWIoU")],
-        f"mIoU of {head['mIoU_classes']} classes",
-        "",
-        *([""] * (3 if objects else 0)),
-    )
+    # Means sit under the per-class column they average (mAcc is the mean recall).
+    means = ["", f"[bold]mean of {head['mIoU_classes']} classes[/]"]
+    means += [tables.format_score(head["mIoU"]), "", tables.format_score(head["mAcc"])]
+    means += [tables.format_score(head["mDice"]), "", ""]
+    table.add_row(*means, *([""] * (3 if objects else 0)))
     return table
 
 
@@ -74,6 +71,11 @@ def _confusion_table(result: dict[str, Any]) -> Table | None:
 def _render_report(summary: ReportSummary) -> None:
     result = summary.report
     console.print(_class_table(result))
+    head = tables.summary(result)
+    console.print(
+        "  ".join(f"[bold]{key}[/] {tables.format_score(head[key])}" for key in tables.SUMMARY_KEYS)
+        + f"  (mIoU of {head['mIoU_classes']}, mAcc of {head['mAcc_classes']} classes)"
+    )
     confusion = _confusion_table(result)
     if confusion is not None:
         console.print(confusion)
