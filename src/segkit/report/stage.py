@@ -354,7 +354,7 @@ def _selected_samples(
     where: Path | None,
 ) -> tuple[list[Sample], list[str], list[str]]:
     """Samples to score, missing ids, and error lines (missing without --allow-missing)."""
-    known = set(dataset.ids)
+    known = {sample.id: sample for sample in dataset.samples}
     errors = [
         f"{dataset.root}: the split lists {i!r}, which is not in the dataset"
         for i in ids
@@ -368,8 +368,8 @@ def _selected_samples(
             "(--allow-missing scores the others)"
             for i in missing
         ]
-    wanted = set(missing)
-    return [dataset.sample(i) for i in ids if i not in wanted], missing, errors
+    skipped = set(missing)
+    return [known[i] for i in ids if i not in skipped], missing, errors
 
 
 def _prediction_mode(
