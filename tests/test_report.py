@@ -404,3 +404,12 @@ def test_scoring_predictions_never_imports_torch(tmp_path, dataset):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "r" / "report.json").is_file()
+
+
+def test_a_split_id_without_sample_is_one_line(tmp_path, dataset):
+    pred, _ = _predictions(tmp_path)
+    (dataset / "ImageSets/Segmentation/val.txt").write_text("a\nb\nc\nghost\n")
+    result = run("report", "--pred", pred, "--gt", dataset, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "the split lists 'ghost', which is not in the dataset" in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists()
