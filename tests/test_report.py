@@ -253,7 +253,7 @@ def test_option_errors(tmp_path, dataset):
     assert "needs --gt" in run("report", "--pred", pred).output
     assert "give a RUN folder" in run("report").output
     result = run("report", "--pred", pred, "--gt", dataset, "--classes", "dog")
-    assert result.exit_code == 1 and "unknown class 'dog'" in result.output
+    assert result.exit_code == 2 and "unknown class 'dog'" in result.output
 
 
 def _make_run(tmp_path: Path, dataset: Path, seed: int, name: str) -> Path:

@@ -34,7 +34,7 @@ from segkit._io import (
 from segkit._pillow import DECODE_ERRORS, pixel_limit_lifted
 from segkit._text import short_list
 from segkit.dataset import Dataset, Sample, open_dataset
-from segkit.errors import DatasetError, OptionError, SegkitError
+from segkit.errors import DatasetError, OptionError, ReportError, SegkitError
 from segkit.manifest import manifest_path
 from segkit.metrics import ConfusionMatrix, ObjectCounts, pixel_scores
 from segkit.ownership import drop_claim, output_folder, read_claim, write_claim
@@ -49,10 +49,6 @@ CHECKPOINT_NAMES = ("best", "last")
 CLAIM_STAGE = "report"
 
 Progress = Callable[[int, int], None]
-
-
-class ReportError(SegkitError):
-    """Predictions or a run cannot be scored (one line per problem, each naming a file)."""
 
 
 @dataclass(frozen=True)
