@@ -336,7 +336,10 @@ def test_compare_writes_and_prints_per_class_deltas(tmp_path, dataset):
     )
     assert (tmp_path / "cmp" / "compare.csv").read_text().startswith("class,iou_a,iou_b")
     result = run("report", "--compare", a, tmp_path / "nowhere")
-    assert result.exit_code == 1 and "not found" in result.output
+    assert result.exit_code == 2 and "report not found" in result.output
+    (tmp_path / "bogus.json").write_text("{}")
+    result = run("report", "--compare", a, tmp_path / "bogus.json")
+    assert result.exit_code == 1 and "not a segkit report" in result.output
 
 
 def test_python_api_matches_the_files(tmp_path, dataset):
@@ -413,3 +416,46 @@ def test_a_split_id_without_sample_is_one_line(tmp_path, dataset):
     assert result.exit_code == 1
     assert "the split lists 'ghost', which is not in the dataset" in " ".join(result.output.split())
     assert not (tmp_path / "out").exists()
+
+
+def test_report_on_a_run_that_segkit_train_wrote(tmp_path):
+    """train → report through the real CLI: the run folder's config and checkpoints."""
+    from helpers_train import make_voc
+
+    voc = make_voc(tmp_path / "voc", n_train=4, n_val=2, size=24)
+    run_dir = tmp_path / "run"
+    trained = run(
+        "train",
+        voc,
+        "-o",
+        run_dir,
+        "--model",
+        "unet-tiny",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--workers",
+        "0",
+        "--quiet",
+    )
+    assert trained.exit_code == 0, trained.output
+    for checkpoint in ("best", "last"):
+        result = run(
+            "report",
+            run_dir,
+            "--checkpoint",
+            checkpoint,
+            "--device",
+            "cpu",
+            "--worst",
+            "1",
+            "-o",
+            tmp_path / checkpoint,
+        )
+        assert result.exit_code == 0, result.output
+        report = json.loads((tmp_path / checkpoint / "report.json").read_text())
+        assert report["split"] == "val" and report["images"] == 2
+        assert report["provenance"]["dataset"] == str(voc)
+        assert report["provenance"]["checkpoint"]["name"] == checkpoint
+        assert sum(map(sum, report["confusion"]["matrix"])) == 2 * 24 * 24

@@ -3,9 +3,9 @@ folder (report.json, CSV tables, report.md, pictures, report.html).
 
 Everything is scored and rendered in memory first; files are only written once every
 input has been read without error, each one atomically, so bad input leaves nothing
-half-written. Run folders are assumed to hold ``config.json`` (its ``"dataset"`` key
-names the dataset folder) and ``checkpoints/{best,last}.safetensors`` with their JSON
-sidecars (``segkit.checkpoint``).
+half-written. Run folders hold ``config.json`` (``segkit train`` writes the dataset
+folder at ``"dataset": {"root": ...}``; a plain ``"dataset": "path"`` works too) and
+``checkpoints/{best,last}.safetensors`` with their JSON sidecars (``segkit.checkpoint``).
 """
 
 from __future__ import annotations
@@ -436,6 +436,8 @@ def _run_dataset(run: Path, options: ReportOptions) -> Path:
     config_path = run / "config.json"
     config = _read_json(config_path, f"; is {run} a segkit run folder?")
     value = config.get("dataset") if isinstance(config, dict) else None
+    if isinstance(value, dict):  # segkit train: {"root": ..., "classes": ..., ...}
+        value = value.get("root")
     if not isinstance(value, str):
         raise ReportError(f"{config_path}: no 'dataset' path; pass --gt DATASET")
     path = Path(value)
