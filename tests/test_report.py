@@ -459,3 +459,16 @@ def test_report_on_a_run_that_segkit_train_wrote(tmp_path):
         assert report["provenance"]["dataset"] == str(voc)
         assert report["provenance"]["checkpoint"]["name"] == checkpoint
         assert sum(map(sum, report["confusion"]["matrix"])) == 2 * 24 * 24
+
+
+def test_json_failure_is_one_document_with_a_line_per_problem(tmp_path, dataset):
+    pred, masks = _predictions(tmp_path)
+    (pred / "a.png").unlink()
+    write_palette_png(pred / "b.png", masks["b"][:5])
+    result = run("report", "--pred", pred, "--gt", dataset, "-o", tmp_path / "o", "--json")
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert document["ok"] is False and len(document["errors"]) == 2
+    assert [line[7:] for line in result.stderr.splitlines()] == document["errors"]
+    missing = run("report", "--pred", tmp_path / "nope", "--gt", dataset, "--json")
+    assert missing.exit_code == 2 and "predictions folder not found" in missing.stderr
