@@ -49,7 +49,7 @@ def _run_one(config: dict) -> dict:
     from segkit.devices import Runtime, resolve_device
     from segkit.losses import build_loss
     from segkit.models import build_model
-    from segkit.models.registry import example_input_size
+    from segkit.models.profile import example_input_size
 
     if config["threads"]:
         torch.set_num_threads(config["threads"])

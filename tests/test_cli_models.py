@@ -58,10 +58,10 @@ def test_models_pruning_table() -> None:
 
 def test_models_errors() -> None:
     result = run("models", "-m", "segformer")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "unknown model 'segformer'" in result.output
     result = run("models", "--pruning", "-m", "unet")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "cannot be pruned" in result.output
 
 
@@ -124,13 +124,18 @@ def test_export_without_onnxruntime_check_still_writes(tmp_path: Path) -> None:
 def test_export_errors(tmp_path: Path) -> None:
     checkpoint = _checkpoint(tmp_path, "unet-tiny", base_channels=4)
     result = run("export", checkpoint)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "choose an export format: --onnx" in result.output
     result = run("export", tmp_path / "nothing.safetensors", "--onnx")
+    assert result.exit_code == 2
+    assert "nothing.safetensors: file not found" in result.output
+    checkpoint.with_suffix(".json").unlink()
+    result = run("export", checkpoint, "--onnx")
     assert result.exit_code == 1
     assert "metadata not found" in result.output
+    checkpoint = _checkpoint(tmp_path, "unet-tiny", base_channels=4)
     result = run("export", checkpoint, "--onnx", "--prune-level", "2")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "cannot be pruned" in result.output
 
 
@@ -140,7 +145,7 @@ def test_export_never_overwrites_the_checkpoint(tmp_path: Path, own_file: str) -
     target = checkpoint.with_suffix(own_file)
     before = target.read_bytes()
     result = run("export", checkpoint, "--onnx", "--no-check", "-o", target, "--size", "32")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "is the checkpoint itself" in result.output
     assert target.read_bytes() == before
 
@@ -150,6 +155,6 @@ def test_export_without_onnx_package_says_what_to_install(tmp_path: Path, monkey
 
     monkeypatch.setattr(segkit.models.export, "onnx_installed", lambda: False)
     result = run("export", _checkpoint(tmp_path, "unet-tiny", base_channels=4), "--onnx")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "pip install 'segkit[onnx]'" in result.output
     assert not (tmp_path / "best.onnx").exists()

@@ -8,19 +8,22 @@ from segkit.models.encoder_weights import (
     load_encoder_weights,
 )
 from segkit.models.parts import count_parameters
-from segkit.models.registry import (
-    ModelConfig,
+from segkit.models.profile import (
     ModelInfo,
-    ModelSpec,
     PruningLevel,
-    build_model,
-    build_model_from_config,
     count_flops,
     describe_model,
-    get_spec,
-    list_models,
+    example_input_size,
     measure_latency,
     pruning_table,
+)
+from segkit.models.registry import (
+    ModelConfig,
+    ModelSpec,
+    build_model,
+    build_model_from_config,
+    get_spec,
+    list_models,
 )
 from segkit.models.resunet import ResNetEncoder, ResUNet
 from segkit.models.unet import UNet, input_size_for_output, valid_output_size
@@ -44,6 +47,7 @@ __all__ = [
     "count_flops",
     "count_parameters",
     "describe_model",
+    "example_input_size",
     "get_spec",
     "input_size_for_output",
     "list_models",

@@ -1,0 +1,5 @@
+"""``python -m segkit``: the command line (what ``torchrun -m segkit train …`` starts)."""
+
+from segkit.cli import main
+
+main()

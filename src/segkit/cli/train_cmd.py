@@ -1,0 +1,231 @@
+"""`segkit train`: options → ``TrainOptions``, progress per epoch, a final table."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from segkit.cli._common import console, err_console, print_json
+from segkit.errors import OptionError, SegkitError
+
+EXIT_DATA, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def _batch_size(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if text.strip().lower() == "auto":
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise OptionError(
+            f"--batch-size must be a positive integer or auto; got {text!r}"
+        ) from None
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if isinstance(value, float):
+        return "–" if not math.isfinite(value) else f"{value:.{digits}f}"
+    return "–" if value is None else str(value)
+
+
+class _Renderer:
+    """Turns ``TrainEvent``s into a rich progress bar per epoch and one line per epoch."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.progress: Progress | None = None
+        self.task: Any = None
+
+    def __call__(self, event: Any) -> None:
+        if event.kind in ("info", "warning"):
+            if event.kind == "warning":
+                err_console.print(f"[yellow]warning:[/] {escape(event.message)}", soft_wrap=True)
+            elif not self.quiet:
+                err_console.print(escape(event.message), soft_wrap=True)
+        elif self.quiet:
+            return
+        elif event.kind == "epoch_start":
+            self.close()
+            total = event.data["epochs"]
+            label = f"epoch {event.data['epoch']}" + (f"/{total}" if total else "")
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                console=err_console, transient=True,
+            )  # fmt: skip
+            self.progress.start()
+            self.task = self.progress.add_task(
+                label, total=event.data["batches"], completed=event.data["first_batch"], info=""
+            )
+        elif event.kind == "step" and self.progress is not None:
+            info = event.step
+            stats = info.stats
+            busy = stats.data_seconds + stats.compute_seconds
+            rate = stats.images / busy if busy else 0.0
+            self.progress.update(
+                self.task,
+                completed=info.batch,
+                info=f"loss {info.loss:.4f}  {rate:.1f} img/s  data {stats.data_seconds:.1f}s"
+                f" / compute {stats.compute_seconds:.1f}s",
+            )
+        elif event.kind == "epoch_end":
+            self.close()
+            row = event.data
+            val = (
+                f"  val loss {_fmt(row.get('val_loss'))}  mIoU {_fmt(row.get('mIoU'))}"
+                if "mIoU" in row
+                else ""
+            )
+            err_console.print(
+                f"epoch {row['epoch']}: train loss {_fmt(row['train_loss'])}{val}  "
+                f"lr {row['lr']:.2e}  {_fmt(row.get('images_per_s'), 1)} img/s  "
+                f"{row['wall_s']:.1f}s",
+                soft_wrap=True,
+            )
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def _table(summary: Any) -> Table:
+    table = Table(title=escape(f"segkit train → {summary.run}"), show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    best = (
+        f"{_fmt(summary.best_score)} at epoch {summary.best_epoch}" if summary.best_epoch else "–"
+    )
+    for key, value in (
+        ("stopped", summary.stopped),
+        ("epochs", str(summary.epochs)),
+        (f"best val {summary.monitor}", best),
+        ("final val mIoU", _fmt(summary.final.get("mIoU"))),
+        ("device / precision", f"{summary.device} / {summary.precision}"),
+        ("time", f"{summary.seconds / 60:.1f} min"),
+        ("best checkpoint", str(summary.best_checkpoint)),
+        ("last checkpoint", str(summary.last_checkpoint)),
+        ("next", summary.next_command),
+    ):
+        table.add_row(key, escape(value))
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    """Add `segkit train` to app."""
+
+    @app.command("train")
+    def train_command(
+        dataset: Annotated[Path, typer.Argument(help="VOC dataset folder with train/val splits.")],
+        output: Annotated[Path, typer.Option("--output", "-o", help="Run folder to write.")],
+        resume: Annotated[
+            bool, typer.Option(help="Continue the run in -o (options come from its config).")
+        ] = False,
+        force: Annotated[bool, typer.Option(help="Start over in a folder holding a run.")] = False,
+        model: Annotated[str | None, typer.Option(help="Registry model (segkit models).")] = None,
+        loss: Annotated[
+            str | None, typer.Option(help="Loss spec, e.g. ce, ce+dice, focal.")
+        ] = None,
+        class_weights: Annotated[
+            bool | None, typer.Option(help="Weight the loss with weights.json (segkit weights).")
+        ] = None,
+        border_weights: Annotated[
+            bool | None,
+            typer.Option(help="Use the U-Net border weight maps (segkit weights --border)."),
+        ] = None,
+        epochs: Annotated[int | None, typer.Option(help="Epochs to train [default: 50].")] = None,
+        time: Annotated[
+            float | None,
+            typer.Option("--time", help="Train for this many minutes instead of --epochs."),
+        ] = None,
+        batch_size: Annotated[
+            str | None, typer.Option(help="Images per step, or auto (CUDA) [default: 8].")
+        ] = None,
+        crop: Annotated[
+            int | None, typer.Option(help="Training crop side [default: min(256, images)].")
+        ] = None,
+        optimizer: Annotated[str | None, typer.Option(help="adamw or sgd.")] = None,
+        lr: Annotated[
+            float | None, typer.Option(help="Peak learning rate [default: 1e-3].")
+        ] = None,
+        weight_decay: Annotated[float | None, typer.Option(help="Weight decay.")] = None,
+        schedule: Annotated[str | None, typer.Option(help="cosine, poly or constant.")] = None,
+        warmup: Annotated[float | None, typer.Option(help="Warm-up share of the run.")] = None,
+        clip_grad: Annotated[float | None, typer.Option(help="Max gradient norm; 0 = off.")] = None,
+        accumulate: Annotated[int | None, typer.Option(help="Batches per optimizer step.")] = None,
+        precision: Annotated[str | None, typer.Option(help="auto, fp32, bf16 or fp16.")] = None,
+        channels_last: Annotated[str | None, typer.Option(help="auto, on or off.")] = None,
+        compile: Annotated[bool | None, typer.Option(help="torch.compile the model.")] = None,
+        device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
+        augment: Annotated[
+            bool | None, typer.Option(help="Flips, affine, elastic, colour.")
+        ] = None,
+        val_every: Annotated[int | None, typer.Option(help="Validate every N epochs.")] = None,
+        monitor: Annotated[str | None, typer.Option(help="mIoU, aAcc or val_loss.")] = None,
+        patience: Annotated[
+            int | None, typer.Option(help="Stop after N validations without improvement.")
+        ] = None,
+        seed: Annotated[
+            int | None, typer.Option(help="Seed (CPU runs repeat bit for bit).")
+        ] = None,
+        workers: Annotated[int | None, typer.Option(help="DataLoader worker processes.")] = None,
+        cache: Annotated[
+            bool | None, typer.Option(help="Keep decoded samples in memory when they fit.")
+        ] = None,
+        save_every: Annotated[
+            int | None, typer.Option(help="Also save the resume state every N steps.")
+        ] = None,
+        json_output: Annotated[
+            bool, typer.Option("--json", help="Print the summary as JSON.")
+        ] = False,
+        quiet: Annotated[bool, typer.Option(help="Only warnings and the result.")] = False,
+    ) -> None:
+        """Train a segmentation model on a dataset from convert → split (→ weights)."""
+        from segkit.train.distributed import from_environment
+        from segkit.train.loop import TrainingDiverged
+        from segkit.train.stage import TrainingInterrupted, train
+
+        values = {
+            "model": model, "loss": loss, "class_weights": class_weights,
+            "border_weights": border_weights, "epochs": epochs, "time_minutes": time,
+            "crop": crop, "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
+            "schedule": schedule, "warmup": warmup, "clip_grad": clip_grad,
+            "accumulate": accumulate, "precision": precision, "channels_last": channels_last,
+            "compile": compile, "device": device, "augment": augment, "val_every": val_every,
+            "monitor": monitor, "patience": patience, "seed": seed, "workers": workers,
+            "cache": cache, "save_every": save_every,
+        }  # fmt: skip
+        renderer = _Renderer(quiet or json_output)
+        try:
+            values["batch_size"] = _batch_size(batch_size)
+            changes = {k: v for k, v in values.items() if v is not None}
+            summary = train(
+                dataset, output, resume=resume, force=force, on_event=renderer, **changes
+            )
+        except OptionError as error:
+            renderer.close()
+            err_console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
+            raise typer.Exit(EXIT_USAGE) from None
+        except TrainingInterrupted as error:
+            renderer.close()
+            err_console.print(f"[yellow]{escape(str(error))}[/]", soft_wrap=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (SegkitError, TrainingDiverged) as error:
+            renderer.close()
+            err_console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
+            raise typer.Exit(EXIT_DATA) from None
+        renderer.close()
+        if not from_environment().is_main:  # under torchrun only rank 0 reports
+            return
+        if json_output:
+            print_json(summary.to_dict())
+        else:
+            console.print(_table(summary))

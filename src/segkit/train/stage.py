@@ -1,0 +1,847 @@
+"""``train(dataset, output, options)``: a VOC dataset in, a complete run folder out.
+
+Everything that can be wrong with the options or the data is checked before the
+output folder is touched; then the loop runs, saving ``checkpoints/last.*``, the
+metrics files and the resume state after every epoch (and every ``save_every``
+optimizer steps), ``checkpoints/best.*`` whenever the monitored score improves.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import BatchSampler, DataLoader, Subset
+
+from segkit import __version__
+from segkit._io import atomic_write_json, atomic_write_text, sha256_file
+from segkit.checkpoint import checkpoint_paths, save_checkpoint
+from segkit.dataset import Dataset, open_dataset
+from segkit.devices import Runtime, resolve_runtime
+from segkit.errors import DatasetError, OptionError, SegkitError
+from segkit.losses import build_loss
+from segkit.manifest import manifest_path
+from segkit.models import build_model
+from segkit.ownership import is_bookkeeping, output_folder
+from segkit.train import distributed
+from segkit.train.augment import AugmentSettings
+from segkit.train.data import (
+    RARE_CLASS_SHARE,
+    EpochSampler,
+    EvalSet,
+    Scan,
+    SplitFiles,
+    TrainSet,
+    class_shares,
+    scan_samples,
+    seed_worker,
+    split_files,
+)
+from segkit.train.loop import EpochStats, StepInfo, evaluate, lr_factor, train_one_epoch
+from segkit.train.options import TrainOptions, resume_conflicts
+from segkit.train.plots import save_confusion, save_curves
+from segkit.train.state import has_state, load_state, save_state
+from segkit.voc import voc_colormap
+from segkit.weights_stage import load_weights
+
+RUN_FORMAT = "segkit-run"
+SCHEMA_VERSION = 1
+CONFIG_FILE = "config.json"
+METRICS_JSONL = "metrics.jsonl"
+METRICS_CSV = "metrics.csv"
+CURVES_PNG = "curves.png"
+CONFUSION_PNG = "confusion_matrix.png"
+CONFUSION_JSON = "confusion.json"
+CHECKPOINT_DIR = "checkpoints"
+#: Files and folders a run writes; ``--force`` deletes only these.
+RUN_FILES = (
+    CONFIG_FILE,
+    METRICS_JSONL,
+    METRICS_CSV,
+    CURVES_PNG,
+    CONFUSION_PNG,
+    CONFUSION_JSON,
+    CHECKPOINT_DIR,
+    "state",
+)
+DEFAULT_CROP = 256
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C: the state was saved; ``str()`` says how to resume."""
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    """Progress for a renderer: ``info``/``warning`` lines, ``epoch_start``, ``step``, ``epoch_end``."""
+
+    kind: str
+    message: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    step: StepInfo | None = None
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """What a finished run reports (the CLI's final table, ``--json``)."""
+
+    run: Path
+    epochs: int
+    stopped: str
+    monitor: str
+    best_epoch: int | None
+    best_score: float | None
+    best_checkpoint: Path
+    last_checkpoint: Path
+    final: dict[str, Any]
+    device: str
+    precision: str
+    seconds: float
+    next_command: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "run": str(self.run),
+            "epochs": self.epochs,
+            "stopped": self.stopped,
+            "monitor": self.monitor,
+            "best_epoch": self.best_epoch,
+            "best_score": self.best_score,
+            "best_checkpoint": str(self.best_checkpoint),
+            "last_checkpoint": str(self.last_checkpoint),
+            "final": self.final,
+            "device": self.device,
+            "precision": self.precision,
+            "seconds": self.seconds,
+            "next_command": self.next_command,
+        }
+
+
+# -- planning: every check before anything is written ------------------------------------
+
+
+@dataclass
+class _Plan:
+    dataset: Dataset
+    output: Path
+    options: TrainOptions
+    job: distributed.Dist
+    runtime: Runtime
+    classes: tuple[str, ...]
+    train_files: list[SplitFiles]
+    val_files: list[SplitFiles]
+    scan: Scan
+    crop: int
+    batch_size: int
+    workers: int
+    class_weights: tuple[float, ...] | None
+    resume: bool
+    config: dict[str, Any]
+    notes: list[tuple[str, str]]
+
+
+def _read_config(output: Path) -> dict[str, Any] | None:
+    path = output / CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == RUN_FORMAT else None
+
+
+def _resolve_options(
+    output: Path, options: TrainOptions | None, changes: dict[str, Any], resume: bool, force: bool
+) -> tuple[TrainOptions, dict[str, Any] | None]:
+    """The run's options and the saved config (on resume); refuses folder conflicts."""
+    saved = _read_config(output)
+    if resume:
+        if saved is None or not has_state(output):
+            raise OptionError(
+                f"{output}: no run to resume here (no config.json and resume state); "
+                "start it without --resume"
+            )
+        base = TrainOptions.from_dict(saved["options"])
+        requested = dict(changes) if options is None else options.to_dict()
+        conflicts = resume_conflicts(base, requested)
+        if conflicts:
+            raise OptionError(
+                f"{output}: --resume cannot change {'; '.join(conflicts)}; "
+                "start a new run (-o elsewhere) or drop these options"
+            )
+        return base.replace(**requested), saved
+    if output.exists() and not output.is_dir():
+        raise OptionError(f"{output}: exists and is not a folder")
+    if output.is_dir() and any(not is_bookkeeping(p.name) for p in output.iterdir()):
+        if saved is not None and not force:
+            raise OptionError(
+                f"{output}: holds a training run already; add --resume to continue it "
+                "or --force to start over"
+            )
+        if saved is None and not force:
+            raise OptionError(
+                f"{output}: folder is not empty and holds no segkit run; choose a new folder "
+                "or add --force to write into it"
+            )
+    return (options if options is not None else TrainOptions(**changes)), None
+
+
+def _manifest_hash(dataset: Dataset) -> str | None:
+    path = manifest_path(dataset.root)
+    return sha256_file(path) if path.is_file() else None
+
+
+def _check_same_data(saved: dict[str, Any], dataset: Dataset, classes: tuple[str, ...]) -> None:
+    previous = saved.get("dataset", {})
+    differences = []
+    if list(previous.get("classes", [])) != list(classes):
+        differences.append(f"classes {previous.get('classes')} → {list(classes)}")
+    if previous.get("manifest_sha256") != _manifest_hash(dataset):
+        differences.append("dataset manifest (segkit.json) changed")
+    if previous.get("train_ids_sha256") != _ids_hash(dataset, "train"):
+        differences.append("train split changed")
+    if differences:
+        raise OptionError(
+            f"{dataset.root}: not the dataset this run was trained on: {'; '.join(differences)}"
+        )
+
+
+def _ids_hash(dataset: Dataset, split: str) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(dataset.read_split(split)).encode()).hexdigest()
+
+
+def _default_workers(job: distributed.Dist) -> int:
+    cores = os.cpu_count() or 1
+    return max(0, min(4, cores // job.world - 1))
+
+
+def _plan(
+    dataset_root: Path,
+    output: Path,
+    options: TrainOptions | None,
+    changes: dict[str, Any],
+    resume: bool,
+    force: bool,
+) -> _Plan:
+    job = distributed.from_environment()
+    options, saved = _resolve_options(output, options, changes, resume, force)
+    runtime = resolve_runtime(
+        distributed.device_name(options.device, job), options.precision, options.channels_last
+    )
+    if options.batch_size == 0 and runtime.device.type != "cuda":
+        raise OptionError("--batch-size auto needs a CUDA GPU; give a number on this device")
+    build_loss(options.loss)  # a bad spec fails here, before any data is read
+    dataset = open_dataset(dataset_root)
+    classes = dataset.classes
+    if len(classes) < 2:
+        raise DatasetError(
+            f"{dataset.root}: needs a class list with background and at least one class "
+            "(segkit.json, class_names.txt or labels.txt); run `segkit convert` first"
+        )
+    build_model(options.model, 3, len(classes))  # unknown model or option → OptionError
+    if saved is not None:
+        _check_same_data(saved, dataset, classes)
+    class_weights = None
+    if options.class_weights:
+        weights = load_weights(dataset.root)
+        if tuple(weights.classes) != classes:
+            raise DatasetError(
+                f"{weights.path}: classes {list(weights.classes)} differ from the dataset's "
+                f"{list(classes)}; run `segkit weights {dataset.root} --force`"
+            )
+        class_weights = weights.class_weights
+    train_files = split_files(dataset, "train", weight_maps=options.border_weights)
+    val_files = split_files(dataset, "val")
+    per_rank = len(train_files) // job.world
+    batch_size = options.batch_size
+    if batch_size > per_rank:
+        raise OptionError(
+            f"--batch-size {batch_size} is larger than the training split "
+            f"({len(train_files)} images" + (f", {per_rank} per process)" if job.world > 1 else ")")
+        )
+    scan = scan_samples(train_files, val_files, len(classes), cache=options.cache)
+    crop = options.crop if options.crop is not None else min(DEFAULT_CROP, scan.min_side)
+    if crop > scan.min_side:
+        raise OptionError(
+            f"--crop {crop} is larger than the smallest training image ({scan.min_side} px "
+            "on its short side); use --crop "
+            f"{scan.min_side} or less"
+        )
+    notes = _data_notes(scan, classes)
+    workers = options.workers if options.workers is not None else _default_workers(job)
+    if batch_size == 0:
+        batch_size = min(per_rank, 8)  # replaced by the probe on CUDA (see _probe_batch)
+    config = {
+        "format": RUN_FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "options": options.to_dict(),
+        "resolved": {
+            "crop": crop,
+            "batch_size": batch_size,
+            "workers": workers,
+            "device": str(runtime.device),
+            "precision": runtime.precision,
+            "channels_last": runtime.channels_last,
+            "world_size": job.world,
+            "in_channels": scan.channels,
+        },
+        "dataset": {
+            "root": str(dataset.root),
+            "classes": list(classes),
+            "manifest_sha256": _manifest_hash(dataset),
+            "train_ids_sha256": _ids_hash(dataset, "train"),
+            "train_images": len(train_files),
+            "val_images": len(val_files),
+            "class_weights": None if class_weights is None else list(class_weights),
+        },
+        "normalization": scan.normalization.to_dict(),
+        "determinism": {
+            "seed": options.seed,
+            "cpu_bit_exact": True,
+            "cudnn_benchmark": runtime.device.type == "cuda",
+            "note": "CPU runs with the same seed, options and thread count repeat bit for bit; "
+            "CUDA runs use cuDNN autotuning and atomics and are not bit-exact",
+        },
+        "versions": {
+            "segkit": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    return _Plan(
+        dataset, output, options, job, runtime, classes, train_files, val_files, scan, crop,
+        batch_size, workers, class_weights, resume, config, notes,
+    )  # fmt: skip
+
+
+def _data_notes(scan: Scan, classes: tuple[str, ...]) -> list[tuple[str, str]]:
+    notes = []
+    if scan.cache is not None:
+        notes.append(("info", f"cached {len(scan.cache)} decoded samples in memory "
+                              f"({scan.cached_bytes / 2**20:.1f} MiB)"))  # fmt: skip
+    else:
+        notes.append(("info", "samples are decoded from disk every epoch (cache off or too big)"))
+    shares = class_shares(scan.histogram, len(classes))
+    notes.append(("info", "class pixel shares (train): "
+                  + ", ".join(f"{n} {s:.2%}" for n, s in zip(classes, shares, strict=True))))  # fmt: skip
+    for name, share in zip(classes, shares, strict=True):
+        if share < RARE_CLASS_SHARE:
+            notes.append(("warning", f"class {name!r} covers only {share:.3%} of the labelled "
+                          "training pixels; expect a poor IoU (consider --class-weights)"))  # fmt: skip
+    return notes
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+def _palette(dataset: Dataset, classes: tuple[str, ...]) -> list[list[int]]:
+    colors = (dataset.manifest or {}).get("colors") or {}
+    fallback = voc_colormap(len(classes))
+    return [list(colors.get(name, fallback[i].tolist())) for i, name in enumerate(classes)]
+
+
+def _scores(matrix: Any, classes: tuple[str, ...]) -> dict[str, float | None]:
+    """mIoU, aAcc and per-class IoU from :mod:`segkit.metrics` (NaN → None for JSON)."""
+    scores = matrix.scores()
+    row: dict[str, float | None] = {"mIoU": _finite(scores.miou), "aAcc": _finite(scores.aacc)}
+    for name, value in zip(classes, scores.iou, strict=True):
+        row[f"IoU/{name}"] = _finite(value)
+    return row
+
+
+def _finite(value: Any) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _csv_text(rows: list[dict[str, Any]]) -> str:
+    columns: list[str] = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+@contextmanager
+def _sigint_flag(enabled: bool) -> Iterator[threading.Event]:
+    """First Ctrl-C sets the flag (the loop saves and stops); a second one interrupts."""
+    flag = threading.Event()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag.is_set():
+            raise KeyboardInterrupt
+        flag.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _Run:
+    """The mutable part of a run: model, optimizer, progress, files."""
+
+    def __init__(self, plan: _Plan, emit: Callable[[TrainEvent], None]) -> None:
+        self.plan = plan
+        self.emit = emit
+        options, runtime = plan.options, plan.runtime
+        torch.manual_seed(options.seed)
+        model = build_model(options.model, plan.scan.channels, len(plan.classes))
+        self.model_config = model.segkit_config
+        self.raw_model = runtime.prepare_model(model)
+        model = self.raw_model
+        if plan.job.enabled:
+            ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if options.compile:
+            model = torch.compile(model)
+        self.model = model
+        params = self.raw_model.parameters()
+        if options.optimizer == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                params, lr=options.lr, momentum=options.momentum,
+                weight_decay=options.weight_decay, nesterov=options.momentum > 0,
+            )  # fmt: skip
+        else:
+            self.optimizer = torch.optim.AdamW(
+                params, lr=options.lr, weight_decay=options.weight_decay
+            )
+        self.scaler = torch.amp.GradScaler("cuda") if runtime.needs_grad_scaler else None
+        self.loss_fn = build_loss(options.loss, class_weights=plan.class_weights).to(runtime.device)
+        self.train_set = TrainSet(
+            plan.train_files,
+            plan.scan,
+            AugmentSettings(
+                crop=plan.crop, enabled=options.augment, rotate=options.rotate,
+                scale=options.scale, elastic=options.elastic,
+                brightness=options.brightness, contrast=options.contrast,
+            ),
+        )  # fmt: skip
+        self.batches_per_epoch = len(plan.train_files) // plan.job.world // plan.batch_size
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / options.accumulate)
+        self.progress: dict[str, Any] = {
+            "epoch": 0,  # epochs completed
+            "batch": 0,  # batches done in the current epoch
+            "global_step": 0,
+            "elapsed": 0.0,
+            "stats": EpochStats().to_dict(),
+            "history": [],
+            "best_score": None,
+            "best_epoch": None,
+            "since_best": 0,
+            "last_val_seconds": 0.0,
+        }
+        self.started = time.perf_counter()
+        self.elapsed_before = 0.0
+        self.warned_data = False
+
+    # -- schedule -------------------------------------------------------------------
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def total_steps(self) -> int:
+        return self.plan.options.epochs * self.steps_per_epoch
+
+    def fraction(self, step: int) -> float:
+        budget = self.plan.options.time_minutes
+        if budget is not None:
+            return self.elapsed() / (budget * 60.0)
+        return step / max(self.total_steps(), 1)
+
+    def set_lr(self, step: int) -> float:
+        options = self.plan.options
+        lr = options.lr * lr_factor(
+            self.fraction(step), schedule=options.schedule, warmup=options.warmup
+        )
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def out_of_time(self) -> bool:
+        budget = self.plan.options.time_minutes
+        if budget is None:
+            return False
+        return self.elapsed() + self.progress["last_val_seconds"] >= budget * 60.0
+
+    # -- files ----------------------------------------------------------------------
+    @property
+    def main(self) -> bool:
+        return self.plan.job.is_main
+
+    def path(self, *parts: str) -> Path:
+        return self.plan.output.joinpath(*parts)
+
+    def save_state(self) -> None:
+        if self.main:
+            self.progress["elapsed"] = self.elapsed()
+            save_state(
+                self.plan.output, model=self.raw_model, optimizer=self.optimizer,
+                scaler=self.scaler, progress=self.progress,
+            )  # fmt: skip
+
+    def save_checkpoint(self, name: str, epoch: int, row: dict[str, Any]) -> None:
+        plan = self.plan
+        save_checkpoint(
+            self.path(CHECKPOINT_DIR, name), self.raw_model, classes=plan.classes,
+            config=self.model_config, normalization=plan.scan.normalization.to_dict(),
+            epoch=epoch,
+            extra={"palette": _palette(plan.dataset, plan.classes), "ignore_index": 255,
+                   "metrics": row, "run": str(plan.output)},
+        )  # fmt: skip
+
+    def write_metrics(self) -> None:
+        rows = self.progress["history"]
+        text = "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows)
+        atomic_write_text(self.path(METRICS_JSONL), text)
+        atomic_write_text(self.path(METRICS_CSV), _csv_text(rows))
+
+    # -- epochs ---------------------------------------------------------------------
+    def loaders(self) -> tuple[DataLoader, EpochSampler, DataLoader]:
+        plan = self.plan
+        sampler = EpochSampler(
+            len(plan.train_files), seed=plan.options.seed, epoch=0,
+            rank=plan.job.rank, world=plan.job.world,
+        )  # fmt: skip
+        common: dict[str, Any] = {
+            "num_workers": plan.workers,
+            "pin_memory": plan.runtime.device.type == "cuda",
+            "worker_init_fn": seed_worker,
+            "persistent_workers": plan.workers > 0,
+        }
+        train = DataLoader(
+            self.train_set,
+            batch_sampler=BatchSampler(sampler, plan.batch_size, drop_last=True),
+            **common,
+        )
+        val_set = EvalSet(plan.val_files, plan.scan)
+        shard = list(range(plan.job.rank, len(val_set), plan.job.world))
+        val = DataLoader(Subset(val_set, shard), batch_size=1, shuffle=False, **common)
+        return train, sampler, val
+
+    def validate(self) -> tuple[Any, dict[str, Any]]:
+        start = time.perf_counter()
+        distributed.sync_buffers(self.raw_model)
+        matrix, loss_sum, images = evaluate(
+            self.raw_model, self.val_loader, num_classes=len(self.plan.classes),
+            runtime=self.plan.runtime,
+        )  # fmt: skip
+        totals = torch.tensor([loss_sum, float(images)], dtype=torch.float64)
+        if self.plan.job.enabled:
+            matrix.all_reduce()
+            totals = _all_reduce_sum(totals, self.plan.runtime.device)
+        self.progress["last_val_seconds"] = time.perf_counter() - start
+        val_loss = float(totals[0] / totals[1]) if totals[1] else None
+        return matrix, {"val_loss": val_loss, **_scores(matrix, self.plan.classes)}
+
+
+def _all_reduce_sum(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    import torch.distributed as dist
+
+    moved = values.to(device)
+    dist.all_reduce(moved)
+    return moved.cpu()
+
+
+def _improved(monitor: str, score: float | None, best: float | None) -> bool:
+    if score is None:
+        return False
+    if best is None:
+        return True
+    return score < best if monitor == "val_loss" else score > best
+
+
+def train(
+    dataset: Path | str,
+    output: Path | str,
+    options: TrainOptions | None = None,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    on_event: Callable[[TrainEvent], None] | None = None,
+    **changes: Any,
+) -> TrainSummary:
+    """Train a model on ``dataset`` (VOC layout with train/val splits) into ``output``.
+
+    ``options`` (or keyword ``changes`` to the defaults) say how; with ``resume=True``
+    the saved options are used and ``changes`` may only extend the run (epochs, time,
+    patience, …). Raises ``OptionError`` / ``DatasetError`` before writing anything,
+    ``TrainingDiverged`` on a NaN loss, ``TrainingInterrupted`` after Ctrl-C (state saved).
+    """
+    output = Path(output)
+    plan = _plan(Path(dataset), output, options, changes, resume, force)
+    job = plan.job
+
+    def emit(event: TrainEvent) -> None:
+        if on_event is not None and job.is_main:
+            on_event(event)
+
+    for kind, message in plan.notes:
+        emit(TrainEvent(kind, message))
+    distributed.start(job, plan.runtime.device)
+    # Rank 0 writes, so it alone holds the folder lock (a second trainer is refused).
+    lock = (
+        output_folder(output, subfolders=(CHECKPOINT_DIR, "state"))
+        if job.is_main
+        else nullcontext()
+    )
+    try:
+        with lock, _sigint_flag(job.is_main) as interrupted:
+            return _execute(plan, emit, interrupted)
+    finally:
+        distributed.stop()
+
+
+def _prepare_folder(plan: _Plan) -> None:
+    if not plan.job.is_main:
+        return
+    output = plan.output
+    if not plan.resume and output.is_dir():
+        import shutil
+
+        for name in RUN_FILES:
+            target = output / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    (output / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
+    if plan.resume:
+        saved = _read_config(output) or {}
+        plan.config["history_of_options"] = [
+            *saved.get("history_of_options", []),
+            saved.get("options"),
+        ]
+    plan.config["model"] = build_model(
+        plan.options.model, plan.scan.channels, len(plan.classes)
+    ).segkit_config.to_dict()
+    atomic_write_json(output / CONFIG_FILE, plan.config)
+
+
+#: An out-of-memory error within this many optimizer steps of a fresh run halves the batch.
+OOM_RETRY_STEPS = 20
+
+
+def _probe_batch(plan: _Plan) -> int:
+    """The largest power-of-two batch (≤ 64 and the split) whose training step fits in
+    CUDA memory at the crop size; BatchNorm statistics of the probe model are discarded."""
+    runtime, limit = plan.runtime, min(64, len(plan.train_files) // plan.job.world)
+    model = runtime.prepare_model(
+        build_model(plan.options.model, plan.scan.channels, len(plan.classes))
+    ).train()
+    loss_fn = build_loss(plan.options.loss).to(runtime.device)
+    best, size = 1, 1
+    while size <= limit:
+        try:
+            images = torch.randn(size, plan.scan.channels, plan.crop, plan.crop)
+            target = torch.zeros(
+                size, plan.crop, plan.crop, dtype=torch.int64, device=runtime.device
+            )
+            with runtime.autocast():
+                outputs = model(runtime.prepare_input(images))
+            loss_fn(outputs, target).backward()
+            model.zero_grad(set_to_none=True)
+            best, size = size, size * 2
+        except torch.OutOfMemoryError:
+            break
+        finally:
+            torch.cuda.empty_cache()
+    del model
+    torch.cuda.empty_cache()
+    return best
+
+
+def _execute(
+    plan: _Plan, emit: Callable[[TrainEvent], None], interrupted: threading.Event
+) -> TrainSummary:
+    saved = _read_config(plan.output) if plan.resume else None
+    if saved is not None:  # the batch (and crop) the run started with, also for "auto"
+        plan.batch_size = int(saved["resolved"]["batch_size"])
+    elif plan.options.batch_size == 0:
+        plan.batch_size = _probe_batch(plan)
+        emit(TrainEvent("info", f"--batch-size auto: {plan.batch_size} fits in GPU memory"))
+    plan.config["resolved"]["batch_size"] = plan.batch_size
+    _prepare_folder(plan)
+    distributed.barrier()
+    while True:
+        run = _Run(plan, emit)
+        try:
+            return _train_epochs(plan, run, emit, interrupted)
+        except torch.OutOfMemoryError:
+            early = run.progress["global_step"] < OOM_RETRY_STEPS and not plan.resume
+            if not (early and plan.batch_size > 1 and not plan.job.enabled):
+                raise
+        del run
+        torch.cuda.empty_cache()
+        plan.batch_size //= 2
+        plan.config["resolved"]["batch_size"] = plan.batch_size
+        atomic_write_json(plan.output / CONFIG_FILE, plan.config)
+        emit(TrainEvent("warning", f"out of GPU memory in the first steps; starting over "
+                        f"with --batch-size {plan.batch_size}"))  # fmt: skip
+
+
+def _train_epochs(
+    plan: _Plan, run: _Run, emit: Callable[[TrainEvent], None], interrupted: threading.Event
+) -> TrainSummary:
+    options, job = plan.options, plan.job
+    if plan.resume:
+        state = load_state(plan.output)
+        state.apply(run.raw_model, run.optimizer, run.scaler)
+        run.progress = dict(state.progress)
+        run.elapsed_before = float(run.progress.get("elapsed", 0.0))
+        done = run.progress["epoch"]
+        emit(TrainEvent("info", f"resumed at epoch {done + 1}, batch {run.progress['batch'] + 1} "
+                        f"(step {run.progress['global_step']}); learning-rate schedule rebuilt "
+                        f"for {options.epochs} epochs"
+                        + (f" / {options.time_minutes:g} min" if options.time_minutes else "")))  # fmt: skip
+    train_loader, sampler, run.val_loader = run.loaders()
+    epochs_limit = options.epochs if options.time_minutes is None else 10**9
+    stopped = "finished"
+    matrix = None
+    last_row: dict[str, Any] = {}
+    epoch = run.progress["epoch"]
+    if options.time_minutes is None and epoch >= options.epochs:
+        stopped = "already finished"
+    while epoch < epochs_limit and stopped == "finished":
+        first_batch = run.progress["batch"]
+        sampler.epoch, sampler.skip = epoch, first_batch * plan.batch_size
+        stats = EpochStats(**run.progress["stats"])
+        emit(TrainEvent("epoch_start", data={"epoch": epoch + 1, "epochs": None
+                        if options.time_minutes else options.epochs,
+                        "batches": run.batches_per_epoch, "first_batch": first_batch}))  # fmt: skip
+        epoch_started = time.perf_counter()
+
+        def on_step(info: StepInfo, epoch: int = epoch) -> None:
+            emit(TrainEvent("step", step=info, data={"epoch": epoch + 1}))
+            boundary = info.batch % options.accumulate == 0 or info.batch == info.batches
+            if boundary and options.save_every and info.global_step % options.save_every == 0:
+                run.progress.update(batch=info.batch, global_step=info.global_step,
+                                    stats=info.stats.to_dict())  # fmt: skip
+                run.save_state()
+
+        def should_stop(step: int) -> bool:
+            return distributed.broadcast_flag(interrupted.is_set() or run.out_of_time())
+
+        stats, step = train_one_epoch(
+            run.model, train_loader, loss_fn=run.loss_fn, optimizer=run.optimizer,
+            runtime=plan.runtime, scaler=run.scaler, num_batches=run.batches_per_epoch,
+            first_batch=first_batch, global_step=run.progress["global_step"],
+            accumulate=options.accumulate, clip_grad=options.clip_grad, set_lr=run.set_lr,
+            stats=stats, on_step=on_step, should_stop=should_stop,
+        )  # fmt: skip
+        run.progress["global_step"] = step
+        batches_done = first_batch + stats.batches
+        if interrupted.is_set() and batches_done < run.batches_per_epoch:
+            run.progress.update(batch=batches_done, stats=stats.to_dict())
+            run.save_state()
+            raise TrainingInterrupted(
+                f"interrupted at epoch {epoch + 1}, batch {batches_done}; state saved. "
+                f"Continue with: segkit train {plan.dataset.root} -o {plan.output} --resume"
+            )
+        epoch += 1
+        out_of_time = run.out_of_time() or (
+            options.time_minutes is not None and batches_done < run.batches_per_epoch
+        )
+        validate = epoch % options.val_every == 0 or epoch == epochs_limit or out_of_time
+        row: dict[str, Any] = {"epoch": epoch, "train_loss": stats.loss}
+        if validate:
+            matrix, scores = run.validate()
+            row.update(scores)
+        seconds = stats.data_seconds + stats.compute_seconds
+        row.update(
+            lr=run.optimizer.param_groups[0]["lr"],
+            images_per_s=stats.images * job.world / seconds if seconds else None,
+            data_s=stats.data_seconds,
+            compute_s=stats.compute_seconds,
+            wall_s=time.perf_counter() - epoch_started,
+        )
+        row = {k: _finite(v) if isinstance(v, float) else v for k, v in row.items()}
+        history = run.progress["history"]
+        history.append(row)
+        if validate:
+            score = row.get(options.monitor)
+            if _improved(options.monitor, score, run.progress["best_score"]):
+                run.progress.update(best_score=score, best_epoch=epoch, since_best=0)
+                if job.is_main:
+                    run.save_checkpoint("best", epoch, row)
+            else:
+                run.progress["since_best"] += 1
+        run.progress.update(epoch=epoch, batch=0, stats=EpochStats().to_dict())
+        if job.is_main:
+            run.save_checkpoint("last", epoch, row)
+            run.write_metrics()
+        run.save_state()
+        last_row = row
+        emit(TrainEvent("epoch_end", data=row))
+        if stats.data_seconds > max(stats.compute_seconds, 2.0) and not run.warned_data:
+            run.warned_data = True  # once per run
+            emit(TrainEvent("warning", f"epoch {epoch}: data loading took longer than compute "
+                            f"({stats.data_seconds:.1f}s vs {stats.compute_seconds:.1f}s); "
+                            "raise --workers or keep --cache on"))  # fmt: skip
+        if out_of_time:
+            stopped = "time budget used"
+        elif options.patience is not None and run.progress["since_best"] >= options.patience:
+            stopped = f"no improvement for {options.patience} validations"
+        elif interrupted.is_set():
+            raise TrainingInterrupted(
+                f"interrupted after epoch {epoch}; state saved. "
+                f"Continue with: segkit train {plan.dataset.root} -o {plan.output} --resume"
+            )
+    if matrix is None:  # the last epoch was not validated (or nothing ran): validate now
+        matrix, scores = run.validate()
+        last_row = {**(run.progress["history"] or [{}])[-1], **scores}
+    if job.is_main:
+        atomic_write_json(
+            plan.output / CONFUSION_JSON,
+            {"classes": list(plan.classes), "epoch": run.progress["epoch"],
+             "checkpoint": "checkpoints/last", "confusion": matrix.to_dict()},
+        )  # fmt: skip
+        save_confusion(plan.output / CONFUSION_PNG, np.asarray(matrix.matrix), plan.classes)
+        save_curves(plan.output / CURVES_PNG, run.progress["history"], plan.classes)
+        if not checkpoint_paths(plan.output / CHECKPOINT_DIR / "best")[1].is_file():
+            run.save_checkpoint("best", run.progress["epoch"], last_row)
+    distributed.barrier()
+    return TrainSummary(
+        run=plan.output,
+        epochs=run.progress["epoch"],
+        stopped=stopped,
+        monitor=options.monitor,
+        best_epoch=run.progress["best_epoch"],
+        best_score=run.progress["best_score"],
+        best_checkpoint=plan.output / CHECKPOINT_DIR / "best.safetensors",
+        last_checkpoint=plan.output / CHECKPOINT_DIR / "last.safetensors",
+        final=last_row,
+        device=str(plan.runtime.device),
+        precision=plan.runtime.precision,
+        seconds=run.elapsed(),
+        next_command=f"segkit report {plan.output}",
+    )
+
+
+__all__ = ["SegkitError", "TrainEvent", "TrainSummary", "TrainingInterrupted", "train"]

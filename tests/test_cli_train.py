@@ -1,0 +1,131 @@
+"""`segkit train` bad input: one line each, exit 2 for usage and 1 for data, nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers_train import make_voc
+from typer.testing import CliRunner
+
+from segkit.cli import app
+from segkit.voc import encode_palette_png
+
+TINY = ("--model", "unet-tiny", "--epochs", "1", "--batch-size", "2", "--workers", "0", "--quiet")
+
+
+def invoke(*args: str | Path):
+    return CliRunner().invoke(app, ["train", *map(str, args)], catch_exceptions=False)
+
+
+def one_error(result, code: int, *fragments: str) -> None:
+    assert result.exit_code == code, (result.exit_code, result.stderr, result.stdout)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, (fragment, result.stderr)
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    return make_voc(tmp_path / "voc", n_train=4, n_val=2, size=24)
+
+
+@pytest.mark.parametrize(
+    ("options", "fragments"),
+    [
+        (["--model", "nope"], ["unknown model 'nope'", "unet-tiny"]),
+        (["--loss", "ce+wrong"], ["unknown loss 'wrong'"]),
+        (["--crop", "64"], ["--crop 64 is larger than the smallest training image (24 px"]),
+        (["--batch-size", "5"], ["--batch-size 5 is larger than the training split (4 images)"]),
+        (["--batch-size", "many"], ["--batch-size must be a positive integer or auto"]),
+        (["--optimizer", "lion"], ["unknown optimizer 'lion'"]),
+        (["--epochs", "0"], ["--epochs must be a positive integer"]),
+    ],
+)
+def test_usage_errors_exit_2_and_write_nothing(dataset, tmp_path, options, fragments):
+    run = tmp_path / "run"
+    one_error(invoke(dataset, "-o", run, *TINY, *options), 2, *fragments)
+    assert not run.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda(dataset, tmp_path):
+    one_error(invoke(dataset, "-o", tmp_path / "run", "--device", "cuda"), 2, "no CUDA GPU")
+    one_error(invoke(dataset, "-o", tmp_path / "run", "--batch-size", "auto"), 2, "needs a CUDA")
+    assert not (tmp_path / "run").exists()
+
+
+def test_data_problems_exit_1_naming_the_command_to_run(dataset, tmp_path):
+    run = tmp_path / "run"
+    one_error(
+        invoke(dataset, "-o", run, *TINY, "--class-weights"), 1, "weights.json", "segkit weights"
+    )
+    one_error(
+        invoke(dataset, "-o", run, *TINY, "--border-weights"),
+        1,
+        "weight map missing",
+        "segkit weights --border",
+    )
+    (dataset / "ImageSets" / "Segmentation" / "val.txt").unlink()
+    one_error(invoke(dataset, "-o", run, *TINY), 1, "val.txt", "segkit split")
+    assert not run.exists()
+
+
+def test_bad_mask_values_are_listed_before_training(dataset, tmp_path):
+    bad = np.zeros((24, 24), np.uint8)
+    bad[3, 3] = 9
+    (dataset / "SegmentationClass" / "img001.png").write_bytes(encode_palette_png(bad))
+    (dataset / "SegmentationClass" / "img005.png").write_bytes(encode_palette_png(bad + 3))
+    run = tmp_path / "run"
+    one_error(
+        invoke(dataset, "-o", run, *TINY), 1, "img001.png: values [9]", "img005.png: values [3, 12]"
+    )
+    assert not run.exists()
+
+
+def test_folder_rules_force_and_resume_checks(dataset, tmp_path):
+    run = tmp_path / "run"
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    one_error(invoke(dataset, "-o", tmp_path / "other", *TINY), 2, "holds no segkit run")
+    one_error(invoke(dataset, "-o", run, "--resume"), 2, "no run to resume")
+
+    first = invoke(dataset, "-o", run, *TINY)
+    assert first.exit_code == 0, first.stderr
+    one_error(
+        invoke(dataset, "-o", run, *TINY), 2, "holds a training run already", "--resume", "--force"
+    )
+
+    names = dataset / "class_names.txt"
+    names.write_text("_background_\nsquare\ncircle\n")
+    one_error(
+        invoke(dataset, "-o", run, "--resume"),
+        2,
+        "not the dataset this run was trained on",
+        "circle",
+    )
+    names.write_text("_background_\nsquare\ndisc\n")
+
+    forced = invoke(dataset, "-o", run, *TINY, "--force", "--seed", "3", "--json")
+    assert forced.exit_code == 0, forced.stderr
+    assert json.loads((run / "config.json").read_text())["options"]["seed"] == 3
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(dataset, tmp_path):
+    run = tmp_path / "run"
+    # A learning rate of 1e4 without clipping blows the weights up within a few steps.
+    diverging = invoke(
+        dataset, "-o", run, *TINY, "--epochs", "30", "--lr", "1e4", "--clip-grad", "0",
+        "--optimizer", "sgd", "--warmup", "0", "--schedule", "constant",
+    )  # fmt: skip
+    one_error(diverging, 1, "loss is", "at step", "last saved checkpoint is kept")
+    step = int(diverging.stderr.split("at step ")[1].split()[0])
+    assert step > 2, diverging.stderr  # not the first step: earlier epochs were saved
+    rows = (run / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(rows[-1])["epoch"] == len(rows) >= 1
+    meta = json.loads((run / "checkpoints" / "last.json").read_text())
+    assert meta["epoch"] == len(rows)
