@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from segkit._io import sha256_file
-from segkit.errors import SegkitError
+from segkit.errors import EncoderWeightsError
 from segkit.models.resunet import ResNetEncoder
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
@@ -32,10 +32,6 @@ _SHOWN = 5
 #: The input normalisation torchvision's ImageNet weights were trained with (RGB, [0, 1]).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class EncoderWeightsError(SegkitError):
-    """An encoder-weights file is missing, unreadable, or not a fitting ResNet state dict."""
 
 
 @dataclass(frozen=True)
