@@ -80,6 +80,8 @@ RUN_FILES = (
     "state",
 )
 DEFAULT_CROP = 256
+#: On a CPU a 128 px crop trains ~5× more images per second than 256 (cache-friendly).
+DEFAULT_CPU_CROP = 128
 
 
 class TrainingInterrupted(Exception):
@@ -279,7 +281,8 @@ def _plan(
             f"({len(train_files)} images" + (f", {per_rank} per process)" if job.world > 1 else ")")
         )
     scan = scan_samples(train_files, val_files, len(classes), cache=options.cache)
-    crop = options.crop if options.crop is not None else min(DEFAULT_CROP, scan.min_side)
+    default_crop = DEFAULT_CROP if runtime.device.type != "cpu" else DEFAULT_CPU_CROP
+    crop = options.crop if options.crop is not None else min(default_crop, scan.min_side)
     if crop > scan.min_side:
         raise OptionError(
             f"--crop {crop} is larger than the smallest training image ({scan.min_side} px "
