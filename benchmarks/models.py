@@ -5,7 +5,9 @@ that configuration alone): build the model, then time ``steps`` training steps o
 forward + cross-entropy loss + backward on a random batch (default 4 × 3 × 256 × 256,
 2 classes) after ``warmup`` untimed steps. The optimizer step is not included.
 
-Reports images/s from the fastest timed step (other load on a shared machine only adds
+Also lists each model's parameters and forward GFLOPs per image at the benchmark size
+(``segkit.models.describe_model``: convolutions only, multiply-add = 2), so speed can be
+read against work. Reports images/s from the fastest timed step (other load on a shared machine only adds
 time; the median is kept in the JSON), CPU seconds per image, and peak memory. With
 ``--repeat N`` each configuration runs in N fresh processes and the median run is shown:
 on a shared VM one process can be 1.5× slower than the next for reasons outside it.
@@ -47,7 +49,7 @@ def _run_one(config: dict) -> dict:
     from segkit.devices import Runtime, resolve_device
     from segkit.losses import build_loss
     from segkit.models import build_model
-    from segkit.models.registry import example_input_size
+    from segkit.models.profile import example_input_size
 
     if config["threads"]:
         torch.set_num_threads(config["threads"])
@@ -147,9 +149,9 @@ def markdown_table(results: list[dict]) -> str:
     memory_key = "cuda_peak_mib" if any("cuda_peak_mib" in r for r in results) else "peak_rss_mib"
     memory_label = "CUDA peak MiB" if memory_key == "cuda_peak_mib" else "peak RSS MiB"
     lines = [
-        f"| model | input | fp32 img/s | bf16+CL img/s | speed-up | fp32 CPU s/img "
+        f"| model | input | params | fwd GFLOPs/img | fp32 img/s | bf16+CL img/s | speed-up | fp32 CPU s/img "
         f"| bf16+CL CPU s/img | fp32 {memory_label} | bf16+CL {memory_label} |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for model, modes in by_model.items():
         fp32, fast = modes.get("fp32", {}), modes.get("bf16-cl", {})
@@ -165,8 +167,13 @@ def markdown_table(results: list[dict]) -> str:
             else "-"
         )
         size = (fp32 or fast).get("input_size", "-")
+        info = (fp32 or fast).get("gflops_per_image")
+        gflops = "-" if info is None else f"{info:.1f}"
+        params = (fp32 or fast).get("parameters")
+        params_cell = "-" if params is None else f"{params / 1e6:.2f}M"
         lines.append(
-            f"| {model} | {size}² | {cell(fp32, 'images_per_s', '.2f')} "
+            f"| {model} | {size}² | {params_cell} | {gflops} "
+            f"| {cell(fp32, 'images_per_s', '.2f')} "
             f"| {cell(fast, 'images_per_s', '.2f')} | {speedup} "
             f"| {cell(fp32, 'cpu_seconds_per_image', '.2f')} "
             f"| {cell(fast, 'cpu_seconds_per_image', '.2f')} "
@@ -204,8 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     machine = machine_description()
     print(machine, flush=True)
+    from segkit.models import describe_model
+
     results = []
     for model in models:
+        info = describe_model(model, size=args.size)
         for mode in modes:
             config = {
                 "model": model,
@@ -222,12 +232,15 @@ def main(argv: list[str] | None = None) -> int:
             # The median run, so one disturbed process neither helps nor hurts.
             result = ok[len(ok) // 2] if len(ok) == len(runs) else runs[0]
             result["images_per_s_runs"] = [round(r.get("images_per_s", 0.0), 3) for r in runs]
+            result["gflops_per_image"] = info.gflops
+            result["parameters"] = info.parameters
             results.append(result)
             if "error" in result:
                 print(f"{model:14s} {mode:8s} error: {result['error']}", flush=True)
             else:
                 print(
                     f"{model:14s} {mode:8s} {result['images_per_s']:7.2f} img/s  "
+                    f"{info.gflops:6.1f} GFLOPs/img  "
                     f"runs {result['images_per_s_runs']}  "
                     f"CPU {result['cpu_seconds_per_image']:.2f} s/img  "
                     f"peak RSS {result['peak_rss_mib']:.0f} MiB",

@@ -28,7 +28,7 @@ import PIL.Image
 
 from segkit.dataset import open_dataset
 from segkit.parallel import default_workers
-from segkit.validate import validate
+from segkit.validate_stage import validate
 from segkit.voc import encode_palette_png
 
 
@@ -94,10 +94,13 @@ def main() -> None:
     full_decode_loop(root)  # warm the page cache
 
     rows = [
-        ("segkit validate, 1 worker", _timed(lambda: _clean(validate(dataset, workers=1)))),
+        (
+            "segkit validate, 1 worker",
+            _timed(lambda: _clean(validate(dataset, workers=1).findings)),
+        ),
         (
             f"segkit validate, all cores ({default_workers()})",
-            _timed(lambda: _clean(validate(dataset))),
+            _timed(lambda: _clean(validate(dataset).findings)),
         ),
         ("full decode of images + masks, 1 process", _timed(lambda: full_decode_loop(root))),
     ]

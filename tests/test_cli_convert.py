@@ -526,7 +526,7 @@ def test_labels_file_and_comma_list_agree(tmp_path: Path, labels_file: Path) -> 
 def test_missing_labels_file_is_an_option_error(tmp_path: Path) -> None:
     add_sample(tmp_path / "in", "x")
     result = run(*convert_args(tmp_path / "in", tmp_path / "out", "--labels", "nope/labels.txt"))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "file not found" in result.stderr and not (tmp_path / "out").exists()
 
 
@@ -588,7 +588,8 @@ def test_unknown_label_policies(tmp_path: Path, labels_file: Path, policy: str, 
 def test_bad_unknown_label_value(tmp_path: Path) -> None:
     add_sample(tmp_path / "in", "x")
     result = run(*convert_args(tmp_path / "in", tmp_path / "out", "--unknown-label", "drop"))
-    assert result.exit_code == 1 and "--unknown-label 'drop'" in result.stderr
+    assert result.exit_code == 2 and "--unknown-label" in result.stderr
+    assert "'drop' is not one of 'error', 'ignore', 'background', 'skip'" in result.stderr
 
 
 def test_map_renames_and_merges(tmp_path: Path, labels_file: Path) -> None:
@@ -603,7 +604,7 @@ def test_map_renames_and_merges(tmp_path: Path, labels_file: Path) -> None:
     cls = read_array(tmp_path / "out/SegmentationClass/m.png")
     assert [cls[2, 2], cls[2, 12], cls[2, 22]] == [ZETA, ZETA, 255]
     result = run(*convert_args(tmp_path / "in", tmp_path / "o2", "--map", "kitty"))
-    assert result.exit_code == 1 and "expected OLD=NEW" in result.stderr
+    assert result.exit_code == 2 and "expected OLD=NEW" in result.stderr
 
 
 def test_path_like_and_unicode_labels_never_become_paths(tmp_path: Path) -> None:
@@ -776,20 +777,20 @@ def test_output_folder_rules(tmp_path: Path) -> None:
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine", encoding="utf-8")
     result = run(*convert_args(folder, foreign))
-    assert result.exit_code == 1 and "not empty" in result.stderr and "--force" in result.stderr
+    assert result.exit_code == 2 and "not empty" in result.stderr and "--force" in result.stderr
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
     convert_ok(folder, foreign, "--force")
     assert (foreign / "notes.txt").read_text(encoding="utf-8") == "mine"
     assert (foreign / "JPEGImages/a.jpg").is_file()
 
     result = run(*convert_args(folder, folder))
-    assert result.exit_code == 1 and "must differ from the input" in result.stderr
+    assert result.exit_code == 2 and "must differ from the input" in result.stderr
     result = run(*convert_args(folder, folder / "a.json"))
-    assert result.exit_code == 1 and "not a folder" in result.stderr
+    assert result.exit_code == 2 and "not a folder" in result.stderr
     result = run(*convert_args(tmp_path / "nowhere", tmp_path / "o"))
-    assert result.exit_code == 1 and "input folder not found" in result.stderr
+    assert result.exit_code == 2 and "input folder not found" in result.stderr
     result = run(*convert_args(folder / "a.json", tmp_path / "o"))
-    assert result.exit_code == 1 and "a.json: is not a folder" in result.stderr
+    assert result.exit_code == 2 and "a.json: is not a folder" in result.stderr
 
 
 def test_json_suffix_in_any_case_and_hidden_folders(tmp_path: Path) -> None:
@@ -1101,7 +1102,7 @@ def test_converting_another_folder_into_a_dataset_is_refused_without_force(
     out = tmp_path / "out"
     assert run(*convert_args(tmp_path / "batch1", out)).exit_code == 0
     result = run(*convert_args(tmp_path / "batch2", out))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert len(error_lines(result)) == 1 and "was converted from" in result.stderr
     assert (out / "JPEGImages" / "a.jpg").is_file()  # nothing removed
     assert run(*convert_args(tmp_path / "batch2", out, "--force")).exit_code == 0
@@ -1112,7 +1113,7 @@ def test_converting_another_folder_into_a_dataset_is_refused_without_force(
 def test_input_inside_output_is_named_as_the_problem(tmp_path: Path) -> None:
     add_sample(tmp_path / "out" / "annotations", "a")
     result = run(*convert_args(tmp_path / "out" / "annotations", tmp_path / "out"))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "input folder lies inside the output folder" in result.stderr
 
 
@@ -1120,7 +1121,7 @@ def test_output_below_a_file_is_one_line(tmp_path: Path) -> None:
     add_sample(tmp_path / "in", "a")
     (tmp_path / "afile").write_text("x")
     result = run(*convert_args(tmp_path / "in", tmp_path / "afile" / "ds"))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert error_lines(result) and "is not a folder" in result.stderr
 
 

@@ -25,6 +25,9 @@ def test_models_table_lists_registry_with_params_and_flops() -> None:
     assert result.exit_code == 0, result.output
     for name in ("unet", "unet-small", "unet-tiny", "unet-valid", "unetpp", "unetpp-small"):
         assert f" {name} " in result.output
+    for name in ("unet3p", "unet3p-small", "unet-r18", "unet-r34"):
+        assert f" {name} " in result.output
+    assert "27.00M" in result.output  # UNet 3+
     assert "31.04M" in result.output  # the default U-Net
     assert "268→84" in result.output  # valid padding at the nearest valid size to 256
 
@@ -55,10 +58,10 @@ def test_models_pruning_table() -> None:
 
 def test_models_errors() -> None:
     result = run("models", "-m", "segformer")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "unknown model 'segformer'" in result.output
     result = run("models", "--pruning", "-m", "unet")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "cannot be pruned" in result.output
 
 
@@ -77,6 +80,8 @@ def _checkpoint(tmp_path: Path, name: str, **overrides) -> Path:
         ("unet-tiny", {"base_channels": 4}, []),
         ("unetpp-small", {"base_channels": 4}, ["--prune-level", "2"]),
         ("unet-valid", {"base_channels": 2}, []),
+        ("unet3p", {"base_channels": 4, "cat_channels": 4, "classification_guided": True}, []),
+        ("unet-r18", {"width": 4, "decoder_channels": [8, 8, 4, 4, 4]}, []),
     ],
 )
 def test_export_onnx_round_trip(tmp_path: Path, name: str, overrides: dict, extra: list) -> None:
@@ -119,13 +124,18 @@ def test_export_without_onnxruntime_check_still_writes(tmp_path: Path) -> None:
 def test_export_errors(tmp_path: Path) -> None:
     checkpoint = _checkpoint(tmp_path, "unet-tiny", base_channels=4)
     result = run("export", checkpoint)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "choose an export format: --onnx" in result.output
     result = run("export", tmp_path / "nothing.safetensors", "--onnx")
+    assert result.exit_code == 2
+    assert "nothing.safetensors: file not found" in result.output
+    checkpoint.with_suffix(".json").unlink()
+    result = run("export", checkpoint, "--onnx")
     assert result.exit_code == 1
     assert "metadata not found" in result.output
+    checkpoint = _checkpoint(tmp_path, "unet-tiny", base_channels=4)
     result = run("export", checkpoint, "--onnx", "--prune-level", "2")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "cannot be pruned" in result.output
 
 
@@ -135,7 +145,7 @@ def test_export_never_overwrites_the_checkpoint(tmp_path: Path, own_file: str) -
     target = checkpoint.with_suffix(own_file)
     before = target.read_bytes()
     result = run("export", checkpoint, "--onnx", "--no-check", "-o", target, "--size", "32")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "is the checkpoint itself" in result.output
     assert target.read_bytes() == before
 
@@ -145,6 +155,6 @@ def test_export_without_onnx_package_says_what_to_install(tmp_path: Path, monkey
 
     monkeypatch.setattr(segkit.models.export, "onnx_installed", lambda: False)
     result = run("export", _checkpoint(tmp_path, "unet-tiny", base_channels=4), "--onnx")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "pip install 'segkit[onnx]'" in result.output
     assert not (tmp_path / "best.onnx").exists()

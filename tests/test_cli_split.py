@@ -96,16 +96,19 @@ BAD = [
     (["--groups", "missing.csv"], "missing.csv: file not found"),
     (["--groups", "g.csv", "--group-by", "(x)"], "exclude each other"),
     (["--workers", "0"], "--workers must be at least 1"),
-    (["--folds", "40"], "30 group(s) of images cannot fill 41 splits"),
 ]
+#: Options fine in themselves that this dataset cannot satisfy: a data problem (exit 1).
+TOO_FEW = [(["--folds", "40"], "30 group(s) of images cannot fill 41 splits")]
 
 
-@pytest.mark.parametrize(("args", "message"), BAD)
-def test_bad_input_is_one_line_exit_1_and_writes_nothing(tmp_path, args, message) -> None:
+@pytest.mark.parametrize(
+    ("args", "message", "code"), [(*bad, 2) for bad in BAD] + [(*bad, 1) for bad in TOO_FEW]
+)
+def test_bad_options_are_one_line_and_write_nothing(tmp_path, args, message, code) -> None:
     root = make_voc(tmp_path / "voc", simple_masks())
     before = snapshot(root)
     result = split(str(root), *args)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == code, result.output
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -115,7 +118,7 @@ def test_bad_input_is_one_line_exit_1_and_writes_nothing(tmp_path, args, message
 
 def test_bad_dataset_is_one_line(tmp_path) -> None:
     result = split(str(tmp_path / "nope"))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.strip() == f"error: {tmp_path / 'nope'}: dataset folder not found"
     few = make_voc(tmp_path / "few", {"a": {0}, "b": {1}})
     result = split(str(few), "--workers", "1")
@@ -127,7 +130,7 @@ def test_real_process_exit_code(tmp_path) -> None:
     root = make_voc(tmp_path / "voc", simple_masks())
     command = [sys.executable, "-c", "from segkit.cli import main; main()", "split", str(root)]
     bad = subprocess.run([*command, "--val", "2"], capture_output=True, text=True)
-    assert bad.returncode == 1 and bad.stderr.strip().startswith("error: --val must be")
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --val must be")
     good = subprocess.run([*command, "--workers", "2", "--json"], capture_output=True, text=True)
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["images"] == 30

@@ -32,8 +32,9 @@ def snapshot(root: Path) -> dict[str, bytes]:
     }
 
 
-def assert_one_error(result, *fragments: str) -> None:
-    assert result.exit_code == 1, result.output
+def assert_one_error(result, *fragments: str, code: int = 1) -> None:
+    """One ``error:`` line on stderr; exit 1 (bad data) or 2 (bad option or path)."""
+    assert result.exit_code == code, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: "), lines[0]
@@ -117,7 +118,8 @@ def test_subprocess_with_worker_processes(tmp_path: Path):
     assert json.loads(done.stdout)["maps_written"] == 4
     (tmp_path / "SegmentationClass" / "img0.png").write_bytes(b"")
     failed = subprocess.run(command, capture_output=True, text=True, check=False)
-    assert failed.returncode == 1 and failed.stdout == ""
+    assert failed.returncode == 1
+    assert json.loads(failed.stdout)["ok"] is False  # --json: a document also on failure
     assert failed.stderr.strip().count("\n") == 0 and "img0.png" in failed.stderr
 
 
@@ -136,7 +138,7 @@ def test_no_masks(tmp_path: Path):
 
 def test_not_a_dataset(tmp_path: Path):
     assert_one_error(invoke(tmp_path), "is this a VOC dataset?")
-    assert_one_error(invoke(tmp_path / "missing"), "dataset folder not found")
+    assert_one_error(invoke(tmp_path / "missing"), "dataset folder not found", code=2)
 
 
 def test_ids_out_of_range(tmp_path: Path):
@@ -233,7 +235,7 @@ def test_bad_options(tmp_path: Path, options: list[str], fragment: str):
     make_voc(tmp_path, 1)
     before = snapshot(tmp_path)
     result = runner.invoke(app, ["weights", str(tmp_path), *options])
-    assert_one_error(result, fragment)
+    assert_one_error(result, fragment, code=2)
     assert snapshot(tmp_path) == before
 
 

@@ -17,8 +17,10 @@ from segkit.inference import (
     gaussian_weights,
     image_to_tensor,
     mirror_pad,
+    predict_batch,
     predict_mask,
     predict_probabilities,
+    probabilities_to_mask,
     tile_geometry,
     tile_starts,
 )
@@ -197,3 +199,19 @@ def test_image_to_tensor_scales_and_normalises() -> None:
 def test_bad_options_raise(kwargs, message) -> None:
     with pytest.raises(OptionError, match=message):
         InferenceOptions(**kwargs)
+
+
+@pytest.mark.parametrize("tile", [None, 7])
+@pytest.mark.parametrize("name", ["unet-tiny", "unet-valid"])
+def test_predict_batch_equals_image_by_image(tile, name) -> None:
+    kwargs = {"base_channels": 2, "depth": 2}
+    model = build_model(name, 3, 3, **kwargs)
+    images = torch.rand(3, 3, 16, 12)
+    options = InferenceOptions(tile=tile, batch_size=2)
+    batch = predict_batch(model, images, options)
+    single = torch.stack([predict_probabilities(model, image, options) for image in images])
+    assert batch.shape == (3, 3, 16, 12)
+    torch.testing.assert_close(batch, single, atol=1e-5, rtol=1e-4)
+    masks = probabilities_to_mask(batch)
+    assert masks.shape == (3, 16, 12) and masks.dtype == torch.uint8
+    assert torch.equal(masks[1], probabilities_to_mask(single[1]))

@@ -6,8 +6,10 @@ a terminal's Ctrl-C would, and every wait is bounded: a hang fails the test.
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -38,11 +40,11 @@ def _make_source(folder: Path) -> None:
             shape(
                 rng.choice(["cat", "dog"]),
                 "polygon",
-                [[rng.uniform(0, 127), rng.uniform(0, 95)] for _ in range(5)],
+                [[rng.uniform(0, 223), rng.uniform(0, 159)] for _ in range(5)],
             )
             for _ in range(4)
         ]
-        add_sample(folder, f"s_{index:04d}", shapes, size=(96, 128))
+        add_sample(folder, f"s_{index:04d}", shapes, size=(160, 224))
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +140,7 @@ def test_ctrl_c_convert_exits_130_at_once_and_the_same_command_finishes(
     out = tmp_path / "out"
     proc = _start(*_convert_args(clean["source"], out))
     if moment == "start-up":
-        time.sleep(0.15)  # importing the libraries
+        time.sleep(0.4)  # importing the libraries (after Python's own start-up)
     else:
         _wait_until(lambda: _count(out / "SegmentationClass", ".png")() > 0, proc)
     os.killpg(proc.pid, signal.SIGINT)
@@ -153,12 +155,19 @@ def test_ctrl_c_convert_exits_130_at_once_and_the_same_command_finishes(
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("segkit: interrupted"), err
+    recorded = 0
     if moment == "working" and not twice:
-        assert "run the same command again" in lines[0]
+        match = re.search(rf"(\d+) of {IMAGES} files done and recorded in segkit.json", lines[0])
+        assert match is not None and "run the same command again" in lines[0], lines[0]
+        recorded = int(match.group(1))
     assert _alive_in_session(proc.pid) == []
-    # Whatever was on disk: the same command, without --force, ends as a clean run.
-    code, _, err = _finish(_start(*_convert_args(clean["source"], out)))
+    # Whatever was on disk: the same command, without --force, ends as a clean run,
+    # and skips what the interrupted run recorded.
+    code, out_text, err = _finish(_start(*_convert_args(clean["source"], out, "--json")))
     assert code == 0, err
+    summary = json.loads(out_text)
+    assert summary["up_to_date"] == recorded
+    assert summary["converted"] == IMAGES - recorded
     _same_outputs(out, clean["root"] / "converted")
 
 
@@ -175,6 +184,24 @@ def test_ctrl_c_weights_border_stops_the_pool(clean: dict[str, Path], tmp_path: 
     code, _, err = _finish(_start("weights", root, "--border", "--workers", "2"))
     assert code == 0, err
     _same_outputs(root, clean["root"] / "weights")
+
+
+def test_ctrl_c_twice_during_split_exits_at_once(clean: dict[str, Path], tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    shutil.copytree(clean["root"] / "converted", root)
+    args = ["split", root, *SPLIT_ARGS, "--workers", "2"]
+    proc = _start(*args)
+    time.sleep(0.5)
+    for _ in range(2):
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.05)
+    code, _, err = _finish(proc, EXIT_SECONDS)
+    assert code == 130 and "Traceback" not in err, err
+    assert _alive_in_session(proc.pid) == []
+    code, _, err = _finish(_start(*args))
+    assert code == 0, err
+    _same_outputs(root, clean["root"] / "split")
 
 
 # -- SIGKILL ---------------------------------------------------------------------------
@@ -303,7 +330,6 @@ _READ_ONLY = (
     [
         ("convert", _FULL, "No space left on device"),
         ("split", _FULL, "No space left on device"),
-        ("weights", _FULL, "No space left on device"),
         ("weights", _READ_ONLY, "Read-only file system"),
     ],
 )

@@ -26,6 +26,8 @@ from segkit.metrics import (
     IOU_THRESHOLDS,
     ConfusionMatrix,
     ObjectCounts,
+    _count_pixels,
+    _count_runs,
     connected_objects,
     match_objects,
     pixel_scores,
@@ -456,3 +458,31 @@ def test_connected_objects_connectivity() -> None:
     assert connected_objects(pred, 2, connectivity=2)[1].tolist() == [1]
     objects, classes = connected_objects(pred, 2, connectivity=1)
     assert classes.tolist() == [1, 1] and objects.max() == 2
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    arrays(np.uint8, st.integers(1, 300), elements=st.sampled_from([0, 1, 2, 7, 255])),
+    arrays(np.uint8, st.integers(1, 300), elements=st.sampled_from([0, 1, 3, 200])),
+)
+def test_run_counting_equals_pixel_counting(target, prediction) -> None:
+    n = min(target.size, prediction.size)
+    target, prediction = np.sort(target[:n]), prediction[:n]  # sorted: long runs
+    runs = _count_runs(target, prediction)
+    pixels = _count_pixels(target, prediction)
+    assert runs.dtype == np.int64 and np.array_equal(runs, pixels)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.02, 1.0])
+def test_large_masks_over_several_chunks_both_counting_paths(noise) -> None:
+    """Masks of 400×500 (two counting chunks): blocks of classes with some noise."""
+    rng = np.random.default_rng(3)
+    target = np.kron(rng.integers(0, 6, (40, 50)), np.ones((10, 10), np.int64))
+    prediction = np.roll(target, 3, axis=1)
+    flip = rng.random(target.shape) < noise
+    prediction[flip] = rng.integers(0, 6, int(flip.sum()))
+    target[:5] = 255
+    fast, general = ConfusionMatrix(6), ConfusionMatrix(6)
+    fast.update(target.astype(np.uint8), prediction.astype(np.uint8))
+    general.update(target, prediction)
+    assert fast == general and fast.ignored_pixels == 5 * 500

@@ -131,7 +131,7 @@ def test_convert_force_keeps_foreign_files_and_refuses_linked_folders(tmp_path: 
     (linked / "JPEGImages").symlink_to(source)
     before = tree_hashes(source)
     result = _cli("convert", source, "-o", linked, "--workers", "1", "--force")
-    assert result.returncode == 1
+    assert result.returncode == 2  # an output path of the wrong kind: a usage error
     (line,) = [line for line in result.stderr.splitlines() if line.strip()]
     assert "JPEGImages: is a symbolic link" in line
     assert tree_hashes(source) == before
@@ -166,5 +166,5 @@ def test_weights_and_split_force_keep_foreign_files_and_refuse_linked_folders(
     (root / "SegmentationWeights").symlink_to(elsewhere)
     before = tree_hashes(elsewhere)
     result = _cli("weights", root, "--border", "--force", "--workers", "1")
-    assert result.returncode == 1 and "is a symbolic link" in result.stderr
+    assert result.returncode == 2 and "is a symbolic link" in result.stderr
     assert tree_hashes(elsewhere) == before

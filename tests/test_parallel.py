@@ -5,8 +5,11 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import resource
+import subprocess
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,3 +75,49 @@ def test_pool_workers_freeze_inherited_objects() -> None:
         assert pool is not None
         counts = [pool.submit(_frozen_objects, None).result() for _ in range(2)]
     assert min(counts) > 1000  # every imported module's objects
+
+
+_ORPHAN_SCRIPT = """
+import multiprocessing, os, sys, time
+from segkit.parallel import die_with_parent
+
+def child(parent, signal_ok, pid_file):
+    die_with_parent(parent, signal_ok=signal_ok)
+    with open(pid_file, "w") as handle:
+        handle.write(str(os.getpid()))
+    time.sleep(60)
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("fork")
+    ctx.Process(target=child, args=(os.getpid(), sys.argv[1] == "1", sys.argv[2])).start()
+    time.sleep(60)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("signal_ok", [True, False], ids=["pdeathsig", "parent-watch"])
+def test_a_worker_ends_when_its_parent_is_killed(tmp_path: Path, signal_ok: bool) -> None:
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN_SCRIPT, "1" if signal_ok else "0", str(pid_file)]
+    )
+    deadline = time.monotonic() + 30
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert time.monotonic() < deadline and parent.poll() is None
+        time.sleep(0.01)
+    child = int(pid_file.read_text())
+    assert _running(child)
+    parent.kill()
+    parent.wait(10)
+    deadline = time.monotonic() + 5
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _running(child)

@@ -253,7 +253,7 @@ def test_option_errors(tmp_path, dataset):
     assert "needs --gt" in run("report", "--pred", pred).output
     assert "give a RUN folder" in run("report").output
     result = run("report", "--pred", pred, "--gt", dataset, "--classes", "dog")
-    assert result.exit_code == 1 and "unknown class 'dog'" in result.output
+    assert result.exit_code == 2 and "unknown class 'dog'" in result.output
 
 
 def _make_run(tmp_path: Path, dataset: Path, seed: int, name: str) -> Path:
@@ -337,3 +337,53 @@ def test_compare_writes_and_prints_per_class_deltas(tmp_path, dataset):
     assert (tmp_path / "cmp" / "compare.csv").read_text().startswith("class,iou_a,iou_b")
     result = run("report", "--compare", a, tmp_path / "nowhere")
     assert result.exit_code == 1 and "not found" in result.output
+
+
+def test_python_api_matches_the_files(tmp_path, dataset):
+    from segkit.report import ReportOptions, report
+
+    pred, _ = _predictions(tmp_path)
+    options = ReportOptions(mode="predictions", gt=dataset, worst=0)
+    summary = report(pred, tmp_path / "api", options)
+    assert summary.output == tmp_path / "api"
+    assert summary.to_dict() == json.loads((tmp_path / "api" / "report.json").read_text())
+
+
+def test_run_mode_on_16_bit_grayscale_images(tmp_path, dataset):
+    for seed, sample_id in enumerate(IDS):
+        gray = np.arange(H * W, dtype=np.uint16).reshape(H, W) * (seed + 1) * 100
+        PIL.Image.fromarray(gray).save(dataset / "JPEGImages" / f"{sample_id}.png")
+    torch.manual_seed(0)
+    model = build_model("unet-tiny", 1, 3, base_channels=2, depth=2)
+    run_dir = tmp_path / "gray-run"
+    save_checkpoint(run_dir / "checkpoints" / "best", model, classes=CLASSES)
+    (run_dir / "config.json").write_text(json.dumps({"dataset": str(dataset)}))
+    result = run("report", run_dir, "--device", "cpu", "--worst", "1")
+    assert result.exit_code == 0, result.output
+    assert (run_dir / "report" / "overlays" / "001.png").is_file()
+    report = json.loads((run_dir / "report" / "report.json").read_text())
+    assert (
+        report["images"] == 3 and report["provenance"]["checkpoint"]["architecture"] == "unet-tiny"
+    )
+
+
+def test_rerun_replaces_its_own_files_only(tmp_path, dataset):
+    pred, _ = _predictions(tmp_path)
+    out = tmp_path / "r"
+    assert run("report", "--pred", pred, "--gt", dataset, "-o", out, "--worst", "2").exit_code == 0
+    (out / "overlays" / "mine.png").write_bytes(b"user's")
+    assert run("report", "--pred", pred, "--gt", dataset, "-o", out, "--worst", "1").exit_code == 0
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["001.png", "mine.png"]
+    report = json.loads((out / "report.json").read_text())
+    assert "overlays/001.png" in report["files"] and "overlays/002.png" not in report["files"]
+    assert not list(out.glob(".segkit*"))  # lock and claim gone
+
+
+def test_a_user_file_where_the_report_writes_is_never_replaced(tmp_path, dataset):
+    pred, _ = _predictions(tmp_path)
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "report.md").write_text("my notes")
+    result = run("report", "--pred", pred, "--gt", dataset, "-o", out, "--force")
+    assert result.exit_code == 1 and "report.md not written by segkit" in result.output
+    assert (out / "report.md").read_text() == "my notes" and not (out / "report.json").exists()

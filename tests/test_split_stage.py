@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
+import voc_builder
 
 from segkit.errors import DatasetError, OptionError
-from segkit.manifest import load_manifest, new_manifest, save_manifest
+from segkit.manifest import load_manifest, save_manifest
 from segkit.split_stage import plan_fractions, split_dataset
-from segkit.voc import encode_palette_png, encode_uint16_png
+from segkit.voc import encode_uint16_png
 
 SPLITS = "ImageSets/Segmentation"
 
@@ -31,27 +32,24 @@ def make_voc(
 
     ``same_image`` maps a stem to another stem whose picture it reuses (a near-duplicate).
     """
-    (root / "JPEGImages").mkdir(parents=True, exist_ok=True)
-    (root / "SegmentationClass").mkdir(parents=True, exist_ok=True)
-    (root / "class_names.txt").write_text("\n".join(classes) + "\n")
     pictures: dict[str, np.ndarray] = {}
+    class_masks: dict[str, np.ndarray] = {}
     for index, (stem, ids) in enumerate(sorted(masks.items())):
         rng = np.random.default_rng(1000 + index)
         source = (same_image or {}).get(stem)
         picture = pictures[source] if source in pictures else rng.integers(0, 256, (24, 24, 3))
         pictures[stem] = picture
-        PIL.Image.fromarray(picture.astype(np.uint8)).save(root / "JPEGImages" / f"{stem}.jpg")
         mask = np.zeros((24, 24), np.uint8)
         for row, class_id in enumerate(sorted(ids)):
             mask[row * 3 : row * 3 + 2, :] = class_id
-        (root / "SegmentationClass" / f"{stem}.png").write_bytes(encode_palette_png(mask))
-    if manifest:
-        samples = [
-            {"id": s, "image": f"JPEGImages/{s}.jpg", "class_mask": f"SegmentationClass/{s}.png"}
-            for s in sorted(masks)
-        ]
-        save_manifest(root, new_manifest(list(classes), samples, convert={"kept": True}))
-    return root
+        class_masks[stem] = mask
+    return voc_builder.write_voc(
+        root,
+        class_masks,
+        images=pictures,
+        classes=classes,
+        manifest={"kept": True} if manifest else None,
+    )
 
 
 def read_split(root: Path, name: str) -> list[str]:

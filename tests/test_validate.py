@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
+import voc_builder
 
 from segkit._io import sha256_file
 from segkit.dataset import Dataset, Sample
@@ -30,10 +31,9 @@ from segkit.validate import (
     rgb_mask_advice,
     sort_findings,
     split_findings,
-    validate,
-    validate_dataset,
 )
-from segkit.voc import encode_palette_png, encode_uint16_png, voc_colormap
+from segkit.validate_stage import validate, validate_dataset
+from segkit.voc import encode_uint16_png, voc_colormap
 
 CLASSES = ("_background_", "cat", "dog")
 WIDTH, HEIGHT = 24, 16
@@ -49,9 +49,7 @@ def image_pixels(index: int) -> np.ndarray:
 
 
 def jpeg_bytes(pixels: np.ndarray, **save: object) -> bytes:
-    buffer = io.BytesIO()
-    PIL.Image.fromarray(pixels).save(buffer, format="JPEG", quality=95, **save)
-    return buffer.getvalue()
+    return voc_builder.jpeg_bytes(pixels, quality=95, **save)
 
 
 def masks_for(index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,20 +65,15 @@ def masks_for(index: int) -> tuple[np.ndarray, np.ndarray]:
 
 def make_voc(root: Path, *, object_masks: bool = True, splits: bool = True) -> Path:
     """A clean hand-made VOC folder: 6 JPEGs, palette masks, class_names.txt, split files."""
-    for sub in ("JPEGImages", "SegmentationClass", "SegmentationObject", "ImageSets/Segmentation"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    for index, stem in enumerate(STEMS):
-        (root / "JPEGImages" / f"{stem}.jpg").write_bytes(jpeg_bytes(image_pixels(index)))
-        cls, obj = masks_for(index)
-        (root / "SegmentationClass" / f"{stem}.png").write_bytes(encode_palette_png(cls))
-        if object_masks:
-            (root / "SegmentationObject" / f"{stem}.png").write_bytes(encode_palette_png(obj))
-    (root / "class_names.txt").write_text("\n".join(CLASSES) + "\n", encoding="utf-8")
-    if splits:
-        for name, stems in SPLITS.items():
-            text = "".join(f"{stem}\n" for stem in stems)
-            (root / "ImageSets/Segmentation" / f"{name}.txt").write_text(text, encoding="utf-8")
-    return root
+    masks = {stem: masks_for(index) for index, stem in enumerate(STEMS)}
+    return voc_builder.write_voc(
+        root,
+        {stem: cls for stem, (cls, _) in masks.items()},
+        images={stem: jpeg_bytes(image_pixels(index)) for index, stem in enumerate(STEMS)},
+        object_masks={stem: obj for stem, (_, obj) in masks.items()} if object_masks else None,
+        classes=CLASSES,
+        splits=SPLITS if splits else None,
+    )
 
 
 def write_manifest(root: Path) -> None:
@@ -430,7 +423,7 @@ def test_bad_distance_is_rejected(tmp_path: Path) -> None:
 def test_image_hash_matches_imagehash_module(tmp_path: Path) -> None:
     # split groups near-duplicates with hash_image_file; validate must agree with it.
     from segkit.imagehash import hash_image_file
-    from segkit.validate import _check_image
+    from segkit.validate import check_image_bytes
 
     pixels = image_pixels(1)
     exif = PIL.Image.Exif()
@@ -444,11 +437,11 @@ def test_image_hash_matches_imagehash_module(tmp_path: Path) -> None:
     files["rotated.png"] = buffer.getvalue()
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-        out: dict[str, object] = {}
-        assert _check_image(tmp_path / name, out) == []
-        assert out["dhash"] == hash_image_file(tmp_path / name), name
-        assert out["size"] == (WIDTH, HEIGHT)
-        assert out["orientation"] == (1 if name == "plain.jpg" else 6)
+        out = check_image_bytes(data)
+        assert out.issues == ()
+        assert out.dhash == hash_image_file(tmp_path / name), name
+        assert out.size == (WIDTH, HEIGHT)
+        assert out.orientation == (1 if name == "plain.jpg" else 6)
 
 
 def test_truncated_image_with_intact_header_is_a_finding_not_a_crash(tmp_path: Path) -> None:

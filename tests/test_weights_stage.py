@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
+import voc_builder
 from scipy import ndimage
 
 from segkit import weights_stage
 from segkit._io import sha256_file
 from segkit.errors import DatasetError
-from segkit.manifest import load_manifest, new_manifest, save_manifest
+from segkit.manifest import load_manifest, save_manifest
 from segkit.voc import encode_palette_png, encode_uint16_png, read_mask
 from segkit.weights import (
     class_stats,
@@ -24,7 +25,7 @@ from segkit.weights import (
     weight_map,
 )
 from segkit.weights_stage import (
-    VIZ_DIR,
+    WEIGHTS_VIZ_DIR,
     WeightsOptions,
     compute_weights,
     load_weights,
@@ -60,31 +61,16 @@ def make_voc(
     classes: Sequence[str] | None = CLASSES,
 ) -> list[str]:
     """A VOC folder with ``count`` images ``img0..``; returns the ids."""
-    for sub in ("JPEGImages", "SegmentationClass", "SegmentationObject"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
     ids = [f"img{i}" for i in range(count)]
-    for i, sample_id in enumerate(ids):
-        cls, obj = synthetic_masks(i)
-        (root / "SegmentationClass" / f"{sample_id}.png").write_bytes(encode_palette_png(cls))
-        if objects:
-            (root / "SegmentationObject" / f"{sample_id}.png").write_bytes(encode_palette_png(obj))
-    if classes is not None:
-        (root / "class_names.txt").write_text("\n".join(classes) + "\n")
-    if splits:
-        folder = root / "ImageSets" / "Segmentation"
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, members in splits.items():
-            (folder / f"{name}.txt").write_text("".join(f"img{i}\n" for i in members))
-    if manifest:
-        samples = [
-            {
-                "id": sample_id,
-                "image": f"JPEGImages/{sample_id}.jpg",
-                "class_mask": f"SegmentationClass/{sample_id}.png",
-            }
-            for sample_id in ids
-        ]
-        save_manifest(root, new_manifest(list(classes or ()), samples, convert={"options": {}}))
+    masks = {sample_id: synthetic_masks(i) for i, sample_id in enumerate(ids)}
+    voc_builder.write_voc(
+        root,
+        {sample_id: cls for sample_id, (cls, _) in masks.items()},
+        object_masks={sample_id: obj for sample_id, (_, obj) in masks.items()} if objects else None,
+        classes=classes,
+        splits={name: [f"img{i}" for i in members] for name, members in (splits or {}).items()},
+        manifest={"options": {}} if manifest else None,
+    )
     return ids
 
 
@@ -315,7 +301,7 @@ def test_viz_heat_maps(tmp_path: Path):
     make_voc(tmp_path, 2)
     summary = run(tmp_path, border=True, viz=True)
     assert summary.viz_written == 2
-    with PIL.Image.open(tmp_path / VIZ_DIR / "img0.png") as image:
+    with PIL.Image.open(tmp_path / WEIGHTS_VIZ_DIR / "img0.png") as image:
         assert image.mode == "RGB" and image.size == (48, 40)
 
 
@@ -389,7 +375,7 @@ def test_stale_maps_are_removed(tmp_path: Path):
         "img0",
         "img1",
     ]
-    assert sorted(p.stem for p in (tmp_path / VIZ_DIR).glob("*.png")) == ["img0", "img1"]
+    assert sorted(p.stem for p in (tmp_path / WEIGHTS_VIZ_DIR).glob("*.png")) == ["img0", "img1"]
 
 
 def test_run_without_border_keeps_maps_only_while_up_to_date(tmp_path: Path):
@@ -401,7 +387,7 @@ def test_run_without_border_keeps_maps_only_while_up_to_date(tmp_path: Path):
     assert mtimes(tmp_path / "SegmentationWeights") == before
     assert set(load_weights(tmp_path).maps) == {"img0", "img1", "img2"}
     assert load_weights(tmp_path).border["sigma"] == 3.0
-    assert len(list((tmp_path / VIZ_DIR).glob("*.png"))) == 3  # left alone without --viz
+    assert len(list((tmp_path / WEIGHTS_VIZ_DIR).glob("*.png"))) == 3  # left alone without --viz
     # another scheme changes the class weights: the maps are stale and go
     other = run(tmp_path, scheme="enet")
     assert other.maps_removed == 3 and other.maps_dir is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import struct
 import warnings
 import zlib
@@ -29,6 +30,26 @@ DECODE_ERRORS: tuple[type[Exception], ...] = (
     zlib.error,
     PIL.Image.DecompressionBombError,
 )
+
+
+#: Pillow names an in-memory file by its Python repr, which means nothing to a user.
+_OBJECT_REPR = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def decode_error_text(error: BaseException) -> str:
+    """What went wrong decoding an image, in words: no ``<_io.BytesIO object at 0x…>``.
+
+    >>> import io
+    >>> try:
+    ...     PIL.Image.open(io.BytesIO(b"not an image"))
+    ... except PIL.UnidentifiedImageError as error:
+    ...     print(decode_error_text(error))
+    not an image format Pillow can read
+    """
+    if isinstance(error, PIL.UnidentifiedImageError):
+        return "not an image format Pillow can read"
+    text = _OBJECT_REPR.sub("", str(error)).strip()
+    return text or type(error).__name__
 
 
 @contextlib.contextmanager

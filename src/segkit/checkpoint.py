@@ -21,16 +21,12 @@ from torch import nn
 
 from segkit import __version__
 from segkit._io import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
-from segkit.errors import SegkitError
+from segkit.errors import CheckpointError, SegkitError
 from segkit.models.registry import ModelConfig, build_model_from_config
 
 FORMAT = "segkit-checkpoint"
 SCHEMA_VERSION = 1
 TENSOR_SUFFIX = ".safetensors"
-
-
-class CheckpointError(SegkitError):
-    """A checkpoint is missing, malformed, or does not match the model it describes."""
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,9 @@ from segkit.labelme import (
 from segkit.rasterize import rasterize
 from segkit.voc import (
     CLASS_DIR,
+    CLASS_VIZ_DIR,
     IMAGES_DIR,
     OBJECT_DIR,
-    VIZ_DIR,
     mask_png_bytes,
     voc_colormap,
 )
@@ -307,7 +307,7 @@ def _convert(job: Job, outcome: Outcome, written: list[Path]) -> Outcome:
     }
     if job.viz:
         viz = _visualization(loaded.image, masks.class_mask)
-        files["visualization"] = (f"{VIZ_DIR}/{job.stem}.jpg", viz)
+        files["visualization"] = (f"{CLASS_VIZ_DIR}/{job.stem}.jpg", viz)
     in_the_way = [relative for relative, _ in files.values() if relative in job.foreign_outputs]
     if in_the_way:
         raise DatasetError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ from segkit.voc import (
     BACKGROUND_LABEL,
     CLASS_DIR,
     CLASS_NAMES_NAME,
+    CLASS_VIZ_DIR,
     IGNORE_INDEX,
     IGNORE_LABEL,
     IMAGE_SUFFIXES,
@@ -40,7 +42,6 @@ from segkit.voc import (
     LABELS_NAME,
     MANIFEST_NAME,
     OBJECT_DIR,
-    VIZ_DIR,
     LabelSet,
     parse_labels,
     read_labels,
@@ -53,6 +54,52 @@ OUTPUT_FORMAT_VERSION = 3
 #: Longest id in UTF-8 bytes: with a suffix and the temporary name's 14 extra characters
 #: it stays well inside the 255 bytes a file name may have.
 MAX_STEM_BYTES = 200
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Options of :func:`convert` (the CLI flags one to one), checked when built.
+
+    ``labels``: a labels.txt path, comma-separated class names, a sequence of names or a
+    ``LabelSet``; ``None`` discovers them. ``label_map`` renames labels (OLD → NEW).
+    ``workers=None`` uses every usable core.
+    """
+
+    labels: str | Sequence[str] | LabelSet | None = None
+    label_map: Mapping[str, str] = field(default_factory=dict)
+    unknown_label: str = "error"
+    image_format: str = "jpg"
+    viz: bool = False
+    workers: int | None = None
+    force: bool = False
+    fail_fast: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        if self.unknown_label not in UNKNOWN_LABEL_POLICIES:
+            raise OptionError(
+                f"--unknown-label {self.unknown_label!r}; choose from {UNKNOWN_LABEL_POLICIES}"
+            )
+        if self.image_format not in IMAGE_FORMATS:
+            raise OptionError(f"--image-format {self.image_format!r}; choose from {IMAGE_FORMATS}")
+        if self.max_pixels <= 0:
+            raise OptionError("--max-pixels must be positive")
+        if self.workers is not None and self.workers < 1:
+            raise OptionError(f"--workers must be at least 1, got {self.workers}")
+        # A copy, so a caller's later edits to its dict cannot change frozen options.
+        object.__setattr__(self, "label_map", dict(self.label_map or {}))
+        if self.labels is not None and not isinstance(self.labels, (str, LabelSet)):
+            object.__setattr__(self, "labels", tuple(self.labels))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as plain JSON values."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if isinstance(self.labels, LabelSet):
+            data["labels"] = list(self.labels.names)
+        elif isinstance(self.labels, tuple):
+            data["labels"] = list(self.labels)
+        data["label_map"] = dict(self.label_map)
+        return data
 
 
 @dataclass
@@ -69,11 +116,29 @@ class ConvertSummary:
     shape_types: Counter[str] = field(default_factory=Counter)
     class_pixels: dict[str, int] = field(default_factory=dict)
     labels_discovered: bool = False
+    #: What the search for labelme files passed over on purpose, by kind (see
+    #: :func:`skipped_entries`); empty when nothing was.
+    skipped: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         """True when every file converted."""
         return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (``--json``)."""
+        return {
+            "output": str(self.output),
+            "classes": list(self.classes),
+            "images": self.images,
+            "converted": self.converted,
+            "up_to_date": self.up_to_date,
+            "failures": self.failures,
+            "removed": self.removed,
+            "shape_types": dict(self.shape_types),
+            "class_pixels": self.class_pixels,
+            "skipped": self.skipped,
+        }
 
 
 def _is_dataset(folder: Path) -> bool:
@@ -109,6 +174,26 @@ def find_annotations(input_dir: Path, exclude: Path | None = None) -> list[Path]
             continue
         found.append(path)
     return found
+
+
+def skipped_entries(input_dir: Path) -> dict[str, int]:
+    """What :func:`find_annotations` passes over on purpose, counted by kind.
+
+    ``symlinked folder``: a linked sub-folder is not followed (it could loop, or lead
+    outside the input); ``hidden file``: a ``.json`` file that is hidden or lies in a
+    hidden folder.
+
+    >>> skipped_entries(Path("/nonexistent"))
+    {}
+    """
+    counts: Counter[str] = Counter()
+    for path in input_dir.rglob("*"):
+        relative = path.relative_to(input_dir)
+        if path.is_symlink() and path.is_dir():
+            counts["symlinked folder"] += 1
+        elif path.suffix.lower() == ".json" and any(p.startswith(".") for p in relative.parts):
+            counts["hidden file"] += 1
+    return dict(sorted(counts.items()))
 
 
 def _split_by_name(input_dir: Path, sources: list[Path]) -> tuple[list[Path], list[str]]:
@@ -205,13 +290,20 @@ def stems_for(relatives: list[Path], previous: Mapping[str, str] | None = None) 
 
 
 def parse_label_map(pairs: list[str]) -> dict[str, str]:
-    """``["old=new", ...]`` → ``{"old": "new"}``."""
-    mapping = {}
+    """``["old=new", ...]`` → ``{"old": "new"}``; one label mapped two ways is an error.
+
+    >>> parse_label_map(["kitten=cat", "puppy = dog"])
+    {'kitten': 'cat', 'puppy': 'dog'}
+    """
+    mapping: dict[str, str] = {}
     for pair in pairs:
         old, sep, new = pair.partition("=")
         if not sep or not old.strip() or not new.strip():
             raise OptionError(f"--map {pair!r}: expected OLD=NEW")
-        mapping[old.strip()] = new.strip()
+        old, new = old.strip(), new.strip()
+        if mapping.get(old, new) != new:
+            raise OptionError(f"--map {old}={mapping[old]} and --map {old}={new} conflict")
+        mapping[old] = new
     return mapping
 
 
@@ -225,8 +317,16 @@ def resolve_labels(spec: str | Sequence[str] | LabelSet | None) -> LabelSet | No
     if not isinstance(spec, str):
         return parse_labels("\n".join(spec), "labels")
     path = Path(spec)
-    if path.is_file():
+    try:
+        is_file, is_dir = path.is_file(), path.is_dir()
+    except OSError:  # a class list longer than a file name may be
+        is_file = is_dir = False
+    if is_file:
         return read_labels(path)
+    if spec.strip() and is_dir:
+        raise OptionError(
+            f"--labels {spec}: is a folder; give a labels.txt file or comma-separated classes"
+        )
     # Labels may contain "/", so only a comma-free value can be a missing file.
     if "," not in spec and (path.suffix == ".txt" or "/" in spec):
         raise OptionError(
@@ -312,7 +412,7 @@ def existing_outputs_by_stem(output: Path) -> dict[str, tuple[str, ...]]:
     might have written.
     """
     found: dict[str, list[str]] = {}
-    for folder, suffixes in ((IMAGES_DIR, IMAGE_SUFFIXES), (VIZ_DIR, (".jpg",))):
+    for folder, suffixes in ((IMAGES_DIR, IMAGE_SUFFIXES), (CLASS_VIZ_DIR, (".jpg",))):
         try:
             names = os.listdir(output / folder)
         except (FileNotFoundError, NotADirectoryError):
@@ -324,7 +424,7 @@ def existing_outputs_by_stem(output: Path) -> dict[str, tuple[str, ...]]:
     return {stem: tuple(sorted(paths)) for stem, paths in found.items()}
 
 
-_OUTPUT_DIRS = (IMAGES_DIR, CLASS_DIR, OBJECT_DIR, VIZ_DIR)
+_OUTPUT_DIRS = (IMAGES_DIR, CLASS_DIR, OBJECT_DIR, CLASS_VIZ_DIR)
 _STAGE = "convert"
 
 
@@ -484,7 +584,7 @@ def _stem_outputs(stem: str) -> list[str]:
         *(f"{IMAGES_DIR}/{stem}{suffix}" for suffix in IMAGE_SUFFIXES),
         f"{CLASS_DIR}/{stem}.png",
         f"{OBJECT_DIR}/{stem}.png",
-        f"{VIZ_DIR}/{stem}.jpg",
+        f"{CLASS_VIZ_DIR}/{stem}.jpg",
     ]
 
 
@@ -526,34 +626,28 @@ def _remove_outputs(output: Path, relatives: list[str], keep: Mapping[str, str])
 def convert(
     input_dir: Path | str,
     output: Path | str,
-    *,
-    labels: str | Sequence[str] | LabelSet | None = None,
-    label_map: dict[str, str] | None = None,
-    unknown_label: str = "error",
-    image_format: str = "jpg",
-    viz: bool = False,
-    workers: int | None = None,
-    force: bool = False,
-    fail_fast: bool = False,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    options: ConvertOptions | None = None,
     progress: ProgressCallback | None = None,
+    **fields: Any,
 ) -> ConvertSummary:
     """Convert every labelme JSON below ``input_dir`` into a VOC dataset at ``output``.
 
-    Files that fail are reported in ``summary.failures`` (one line each) and produce
-    no output; the rest convert. A re-run skips files whose JSON, image and options are
-    unchanged (``force=True`` redoes all). Raises ``SegkitError`` for problems that
-    stop the whole run (bad options, unknown labels with ``unknown_label="error"``).
+    ``fields`` are :class:`ConvertOptions` fields, a shorthand for building the options
+    (``convert(src, out, labels="labels.txt")``). Files that fail are reported in
+    ``summary.failures`` (one line each) and produce no output; the rest convert. A
+    re-run skips files whose JSON, image and options are unchanged (``force=True``
+    redoes all). Raises ``OptionError`` for bad options and paths, another
+    ``SegkitError`` for problems that stop the whole run (unknown labels with
+    ``unknown_label="error"``).
     """
+    options = dataclasses.replace(options or ConvertOptions(), **fields)
+    labels, label_map = options.labels, dict(options.label_map)
+    unknown_label, image_format, viz = options.unknown_label, options.image_format, options.viz
+    workers, force, fail_fast = options.workers, options.force, options.fail_fast
+    max_pixels = options.max_pixels
+    if not str(input_dir).strip() or not str(output).strip():
+        raise OptionError("an empty path was given; name the input and the output folders")
     input_dir, output = Path(input_dir), Path(output)
-    if unknown_label not in UNKNOWN_LABEL_POLICIES:
-        raise OptionError(
-            f"--unknown-label {unknown_label!r}; choose from {UNKNOWN_LABEL_POLICIES}"
-        )
-    if image_format not in IMAGE_FORMATS:
-        raise OptionError(f"--image-format {image_format!r}; choose from {IMAGE_FORMATS}")
-    if max_pixels <= 0:
-        raise OptionError("--max-pixels must be positive")
     if not input_dir.is_dir():
         problem = "is not a folder" if input_dir.exists() else "input folder not found"
         raise OptionError(f"{printable(str(input_dir))}: {problem}")
@@ -591,6 +685,7 @@ def convert(
             progress=progress,
         )
     summary.failures[:0] = misnamed
+    summary.skipped = skipped_entries(input_dir)
     return summary
 
 
@@ -678,18 +773,23 @@ def _convert_claimed(
             )
             for path, rel, stem in zip(sources, relatives, stems, strict=True)
         ]
-        outcomes: list[Outcome | None] = (
-            [None] * len(jobs)  # a misnamed file already failed: stop before the first
-            if fail_fast
-            else parallel_map(
-                convert_one,
-                jobs,
-                workers=workers,
-                progress=progress,
-                stop=_stop_on_failure if stop_early else _stop_on_write_failure,
-                pool=pool,
-            )
-        )
+        outcomes: list[Outcome | None] = [None] * len(jobs)
+        interrupted: BaseException | None = None
+        try:
+            if not fail_fast:  # a misnamed file already failed: stop before the first
+                parallel_map(
+                    convert_one,
+                    jobs,
+                    workers=workers,
+                    progress=progress,
+                    stop=_stop_on_failure if stop_early else _stop_on_write_failure,
+                    pool=pool,
+                    into=outcomes,
+                )
+        except Exception:
+            raise
+        except BaseException as stop:  # Ctrl-C: record what is finished, as --fail-fast does
+            interrupted = stop
     # After the pool has shut down: --fail-fast may leave workers finishing files.
     write_failure = next((o.error for o in outcomes if o is not None and o.write_failed), None)
     if write_failure is not None:
@@ -707,6 +807,10 @@ def _convert_claimed(
         options,
         replacing=replacing,
     )
+    if interrupted is not None:
+        done = sum(1 for outcome in outcomes if outcome is not None)
+        interrupted.add_note(f"{done} of {len(jobs)} files done and recorded in segkit.json")
+        raise interrupted  # the claim stays: the next run knows the rest is segkit's
     drop_claim(output, _STAGE)
     return summary
 

@@ -1,4 +1,9 @@
-"""Exception hierarchy: the CLI turns any SegkitError into one red line and exit code 1."""
+"""Every segkit exception, in one place.
+
+The CLI turns any ``SegkitError`` into one ``error:`` line; ``OptionError`` (a bad option
+or path given by the user) exits 2, every other ``SegkitError`` (input data that cannot be
+used) exits 1. See ``docs/cli.md``.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +24,33 @@ class ManifestError(DatasetError):
     """The segkit.json manifest is missing, malformed or inconsistent."""
 
 
-class OptionError(SegkitError):
-    """An option or option combination is invalid."""
+class OptionError(SegkitError, ValueError):
+    """An option, option combination or given path is invalid (a usage error, exit 2).
+
+    Also a ``ValueError``, which scripts calling a stage with a bad value may expect.
+    """
+
+
+class MaskEncodingError(DatasetError):
+    """A mask stored in a form that cannot hold ids of its kind (colours, 16-bit classes, …)."""
+
+
+class EmptySplitError(DatasetError):
+    """A split would get no items: the kept assignment leaves no group for it."""
+
+    def __init__(self, split: str) -> None:
+        super().__init__(
+            f"split {split!r} would be empty: every group is already kept in another split"
+        )
+        self.split = split
+
+
+class CheckpointError(SegkitError):
+    """A checkpoint is missing, malformed, or does not match the model it describes."""
+
+
+class ReportError(SegkitError):
+    """Predictions or a run cannot be scored (one line per problem, each naming a file)."""
 
 
 class FolderBusyError(SegkitError):

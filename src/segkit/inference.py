@@ -263,10 +263,48 @@ def predict_probabilities(
     return (canvas / total)[:, :height, :width]
 
 
+def predict_batch(
+    model: nn.Module, images: Tensor, options: InferenceOptions | None = None
+) -> Tensor:
+    """Class probabilities ``[N, K, H, W]`` for a batch of normalised images
+    ``[N, C, H, W]`` (a validation batch).
+
+    Whole-image prediction with a size-preserving model runs ``batch_size`` images per
+    forward pass; tiles and valid-padding models go image by image through
+    :func:`predict_probabilities`. The results are the same either way.
+    """
+    options = options or InferenceOptions()
+    if images.ndim != 4:
+        raise ValueError(f"images must be [N, C, H, W], got shape {tuple(images.shape)}")
+    if options.tile is not None or _valid_depth(model) is not None:
+        return torch.stack([predict_probabilities(model, image, options) for image in images])
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            return torch.cat(
+                [
+                    _forward(
+                        model,
+                        images[start : start + options.batch_size].to(device).float(),
+                        options.flip_tta,
+                    )
+                    for start in range(0, images.shape[0], options.batch_size)
+                ]
+            )
+    finally:
+        model.train(was_training)
+
+
 def probabilities_to_mask(probs: Tensor) -> Tensor:
-    """Class ids ``[H, W]`` (uint8 when K ≤ 256) from ``[K, H, W]`` probabilities."""
-    mask = (probs[0] > 0.5).long() if probs.shape[0] == 1 else probs.argmax(dim=0)
-    return mask.to(torch.uint8) if max(probs.shape[0], 2) <= 256 else mask
+    """Class ids ``[H, W]`` (uint8 when K ≤ 256) from ``[K, H, W]`` probabilities, or
+    ``[N, H, W]`` from ``[N, K, H, W]``."""
+    channel = probs.ndim - 3
+    classes = probs.shape[channel]
+    single = classes == 1  # a sigmoid head: foreground where its probability > 0.5
+    mask = (probs.select(channel, 0) > 0.5).long() if single else probs.argmax(dim=channel)
+    return mask.to(torch.uint8) if classes <= 256 else mask
 
 
 def predict_mask(

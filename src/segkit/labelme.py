@@ -16,7 +16,12 @@ import numpy as np
 import PIL.Image
 from numpy.typing import NDArray
 
-from segkit._pillow import DECODE_ERRORS, EXIF_ORIENTATION_TAG, pixel_limit_lifted
+from segkit._pillow import (
+    DECODE_ERRORS,
+    EXIF_ORIENTATION_TAG,
+    decode_error_text,
+    pixel_limit_lifted,
+)
 from segkit._text import is_unicode, printable
 from segkit.errors import AnnotationError
 
@@ -133,7 +138,9 @@ def _decode_mask(path: Path, where: str, raw: Any) -> NDArray[np.bool_]:
     except AnnotationError:
         raise
     except DECODE_ERRORS as error:
-        raise _fail(path, where, f"'mask' is not a valid PNG bitmap ({error})") from None
+        raise _fail(
+            path, where, f"'mask' is not a valid PNG bitmap ({decode_error_text(error)})"
+        ) from None
     if array.ndim != 2:
         raise _fail(path, where, f"'mask' must be a single-channel image, got shape {array.shape}")
     return array.astype(bool)
@@ -444,7 +451,9 @@ def load_image(
     except AnnotationError:
         raise
     except DECODE_ERRORS as error:
-        raise _fail(path, "", f"cannot decode image {origin} ({error})") from None
+        raise _fail(
+            path, "", f"cannot decode image {origin} ({decode_error_text(error)})"
+        ) from None
     source_format = image.format or ""
     # Pillow turns a TIFF by its orientation tag as it loads it, and then drops the tag.
     pillow_turned = tiff_orientation != 1 and EXIF_ORIENTATION_TAG not in getattr(

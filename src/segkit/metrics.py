@@ -64,6 +64,48 @@ def _check_integer_dtype(kind: str, name: str) -> None:
         )
 
 
+def _pair_codes(target: NDArray[np.uint8], prediction: NDArray[np.uint8]) -> NDArray[np.intp]:
+    # Built as intp, the type bincount counts in, so it copies nothing.
+    codes = prediction.astype(np.intp)
+    codes <<= 8
+    codes |= target
+    return codes
+
+
+def _count_pixels(target: NDArray[np.uint8], prediction: NDArray[np.uint8]) -> NDArray[np.int64]:
+    """Histogram of the pair codes, one count per pixel."""
+    return np.bincount(_pair_codes(target, prediction))
+
+
+#: Pixels sampled to decide whether a chunk is made of runs of equal pixel pairs.
+_RUN_SAMPLE = 4096
+
+
+def _mostly_runs(target: NDArray[np.uint8], prediction: NDArray[np.uint8]) -> bool:
+    """Whether fewer than a quarter of the sampled neighbours differ (masks, not noise)."""
+    t, p = target[:_RUN_SAMPLE], prediction[:_RUN_SAMPLE]
+    changes = np.count_nonzero((t[1:] != t[:-1]) | (p[1:] != p[:-1]))
+    return changes * 4 < t.size
+
+
+def _count_runs(target: NDArray[np.uint8], prediction: NDArray[np.uint8]) -> NDArray[np.int64]:
+    """The same histogram, counting each run of equal (target, prediction) pairs once.
+
+    Class masks are piecewise constant: along a row the pair rarely changes, so this
+    does bincount's scalar work once per run instead of once per pixel (and spares it
+    the chain of increments to one bin that slows it on long runs).
+    """
+    starts = np.empty(target.size, bool)
+    starts[0] = True
+    np.not_equal(target[1:], target[:-1], out=starts[1:])
+    starts[1:] |= prediction[1:] != prediction[:-1]
+    first = np.flatnonzero(starts)
+    lengths = np.diff(first, append=target.size)
+    weighted = np.bincount(_pair_codes(target[first], prediction[first]), weights=lengths)
+    # Float sums of integer lengths below 2**53 are exact.
+    return weighted.astype(np.int64)
+
+
 class ConfusionMatrix:
     """A dataset-level confusion matrix, fed batch by batch.
 
@@ -114,20 +156,16 @@ class ConfusionMatrix:
     def _count_uint8(
         self, target: NDArray[np.uint8], prediction: NDArray[np.uint8]
     ) -> tuple[NDArray[np.int64], int]:
-        # Masks read from PNG: one code per pixel, prediction * 256 + target, counted
-        # with bincount gives every (prediction, target) pair of byte values, so ignored
-        # and invalid ids fall out of the table without masking passes. Prediction-major
-        # keeps the table short: bincount sizes it by the largest code.
+        # Masks read from PNG: counting the code prediction * 256 + target gives every
+        # (prediction, target) pair of byte values, so ignored and invalid ids fall out
+        # of the table without masking passes. Prediction-major keeps the table short:
+        # bincount sizes it by the largest code.
         flat = np.zeros(256 * 256, np.int64)
         used = 0
-        # The codes are built as intp, the type bincount counts in, so it copies nothing.
-        codes = np.empty(min(_CHUNK, target.size), np.intp)
         for start in range(0, target.size, _CHUNK):
-            chunk = codes[: min(_CHUNK, target.size - start)]
-            chunk[...] = prediction[start : start + _CHUNK]
-            chunk <<= 8
-            chunk |= target[start : start + _CHUNK]
-            hist = np.bincount(chunk)
+            t = target[start : start + _CHUNK]
+            p = prediction[start : start + _CHUNK]
+            hist = _count_runs(t, p) if _mostly_runs(t, p) else _count_pixels(t, p)
             flat[: hist.size] += hist
             used = max(used, hist.size)
         k = self.num_classes
@@ -295,18 +333,19 @@ class ConfusionMatrix:
         """Sum the counts of every ``torch.distributed`` rank into each rank; returns self.
 
         A no-op unless a process group is initialised. One all-reduce of the int64 state
-        (matrix and ignored count), on the accelerator the counts live on (NCCL needs
-        device tensors), or on the CPU for gloo.
+        (matrix and ignored count): on the CUDA device for NCCL (the one the counts live
+        on, else the current one), on the CPU for other backends.
         """
         import torch
         import torch.distributed as dist
 
         if not (dist.is_available() and dist.is_initialized()):
             return self
-        device = self._device_bins.device if self._device_bins is not None else None
+        device = None
+        if dist.get_backend() == "nccl":
+            on_device = self._device_bins is not None and self._device_bins.is_cuda
+            device = self._device_bins.device if on_device else torch.device("cuda")
         self._fold_device_bins()
-        if device is None and dist.get_backend() == "nccl":
-            device = torch.device("cuda", torch.cuda.current_device())
         state = np.append(self._counts.reshape(-1), self._ignored)
         tensor = torch.from_numpy(state).to(device or "cpu")
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)

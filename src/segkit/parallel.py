@@ -169,6 +169,7 @@ def parallel_map(
     progress: ProgressCallback | None = None,
     stop: Callable[[R], bool] | None = None,
     pool: Executor | None = None,
+    into: list[R | None] | None = None,
 ) -> list[R | None]:
     """``[func(item) for item in items]`` across ``workers`` processes, in input order.
 
@@ -176,11 +177,15 @@ def parallel_map(
     item, everything runs in this process, which keeps tests and debugging simple.
     Exceptions propagate; callers that want to collect per-item failures should make
     ``func`` return them instead of raising. When ``stop(result)`` is true, pending
-    items are cancelled and their slots stay ``None`` (``--fail-fast``).
+    items are cancelled and their slots stay ``None`` (``--fail-fast``). ``into``, a list
+    of ``None`` as long as ``items``, is filled in place as results arrive and returned:
+    a caller interrupted half-way (Ctrl-C) still holds the finished ones.
     """
     todo: Sequence[T] = list(items)
     workers = default_workers() if workers is None else max(1, workers)
-    results: list[R | None] = [None] * len(todo)
+    results: list[R | None] = [None] * len(todo) if into is None else into
+    if len(results) != len(todo):
+        raise ValueError(f"into holds {len(results)} slots for {len(todo)} items")
     if pool is not None:
         return _run(pool, workers, func, todo, results, progress, stop)
     if workers == 1 or len(todo) <= 1:

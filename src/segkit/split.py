@@ -60,7 +60,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from segkit.errors import DatasetError, OptionError
+from segkit.errors import DatasetError, EmptySplitError, OptionError
 
 #: Pseudo-class every group carries: covering it in each split means no split is empty.
 _ANY = -1
@@ -72,16 +72,6 @@ DEFAULT_SEARCH_BUDGET = 300_000
 DEFAULT_BALANCE_BUDGET = 1_000_000
 #: Fractions are read as rationals with at most this denominator (0.1 is 1/10).
 _MAX_DENOMINATOR = 1_000_000
-
-
-class EmptySplitError(DatasetError):
-    """A split would get no items: the kept assignment leaves no group for it."""
-
-    def __init__(self, split: str) -> None:
-        super().__init__(
-            f"split {split!r} would be empty: every group is already kept in another split"
-        )
-        self.split = split
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ atomically, and a file whose content would not change is left untouched.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import re
@@ -38,12 +39,12 @@ from segkit._io import atomic_write_text, io_error_line, sha256_file
 from segkit._pillow import DECODE_ERRORS
 from segkit._text import plural, short_list
 from segkit.dataset import Dataset, Sample, open_dataset
-from segkit.errors import DatasetError, OptionError
+from segkit.errors import DatasetError, EmptySplitError, OptionError
 from segkit.imagehash import hash_image_file, near_duplicate_groups
 from segkit.manifest import load_manifest, update_manifest
 from segkit.ownership import drop_claim, note_foreign, output_folder, read_claim, write_claim
 from segkit.parallel import ProgressCallback, parallel_map
-from segkit.split import EmptySplitError, SplitResult, SplitStats, assign_splits, split_stats
+from segkit.split import SplitResult, SplitStats, assign_splits, split_stats
 from segkit.voc import IGNORE_INDEX, MANIFEST_NAME, SPLITS_DIR, read_class_mask, read_split_file
 
 DEFAULT_VAL = 0.2
@@ -532,26 +533,60 @@ def _stale_files(
 # -- the stage -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SplitOptions:
+    """Options of :func:`split_dataset` (the CLI flags one to one), checked when built.
+
+    ``val=None`` means 0.2 (not allowed with ``folds``); ``test`` 0 makes no test split.
+    ``group_by`` (a regex) and ``groups_csv`` exclude each other; with neither,
+    near-duplicate images are grouped. ``workers=None`` uses every usable core.
+    """
+
+    val: float | None = None
+    test: float = DEFAULT_TEST
+    seed: int = 0
+    group_by: str | None = None
+    groups_csv: Path | None = None
+    folds: int | None = None
+    reshuffle: bool = False
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        plan_fractions(val=self.val, test=self.test, folds=self.folds)
+        if self.workers is not None and self.workers < 1:
+            raise OptionError(f"--workers must be at least 1, got {self.workers}")
+        if self.group_by is not None and self.groups_csv is not None:
+            raise OptionError("--group-by and --groups exclude each other; give one")
+        if self.group_by is not None:
+            _compile_group_by(self.group_by)
+        if self.groups_csv is not None and not Path(self.groups_csv).is_file():
+            raise OptionError(f"--groups {self.groups_csv}: file not found")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as plain JSON values."""
+        data = dataclasses.asdict(self)
+        data["groups_csv"] = None if self.groups_csv is None else str(self.groups_csv)
+        return data
+
+
 def split_dataset(
-    root: Path,
-    *,
-    val: float | None = None,
-    test: float = DEFAULT_TEST,
-    seed: int = 0,
-    group_by: str | None = None,
-    groups_csv: Path | None = None,
-    folds: int | None = None,
-    reshuffle: bool = False,
-    workers: int | None = None,
+    root: Path | str,
+    options: SplitOptions | None = None,
     progress: ProgressCallback | None = None,
+    **fields: Any,
 ) -> SplitSummary:
     """Split the dataset at ``root`` and write its split files (see the module docstring).
 
-    ``val`` defaults to 0.2 (not allowed with ``folds``); ``test`` 0 makes no test split.
-    Existing assignments are kept unless ``reshuffle``. Raises ``OptionError`` or
-    ``DatasetError`` before writing anything when an option or input is wrong. The
-    dataset is locked while the stage runs (one writer per folder).
+    ``fields`` are :class:`SplitOptions` fields, a shorthand for building the options
+    (``split_dataset(root, val=0.2, seed=1)``). Existing assignments are kept unless
+    ``reshuffle``. Raises ``OptionError`` or ``DatasetError`` before writing anything
+    when an option or input is wrong. The dataset is locked while the stage runs (one
+    writer per folder).
     """
+    options = dataclasses.replace(options or SplitOptions(), **fields)
+    val, test, seed, folds = options.val, options.test, options.seed, options.folds
+    group_by, groups_csv = options.group_by, options.groups_csv
+    reshuffle, workers = options.reshuffle, options.workers
     root = Path(root)
     with output_folder(root, subfolders=(SPLITS_DIR,), create=False):
         try:
@@ -585,13 +620,7 @@ def _split_dataset(
     progress: ProgressCallback | None,
 ) -> SplitSummary:
     fractions, val_used = plan_fractions(val=val, test=test, folds=folds)
-    if workers is not None and workers < 1:
-        raise OptionError(f"--workers must be at least 1, got {workers}")
-    if group_by is not None and groups_csv is not None:
-        raise OptionError("--group-by and --groups exclude each other; give one")
     regex = _compile_group_by(group_by) if group_by is not None else None
-    if groups_csv is not None and not Path(groups_csv).is_file():
-        raise OptionError(f"--groups {groups_csv}: file not found")
 
     dataset = open_dataset(root)
     usable = [s for s in dataset.samples if s.image is not None and s.class_mask is not None]

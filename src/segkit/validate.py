@@ -1,10 +1,11 @@
-"""Stage ``validate``: find the defects that silently spoil training on a VOC dataset.
+"""Stage ``validate``, pure half: the checks that find defects which silently spoil training.
 
-Per-file checks run in worker processes; images are read header-first (size, EXIF)
-and decoded only for the perceptual hash (at reduced size for JPEG); masks are
-decoded fully because their values are what is checked. Dataset-level checks then
-run on the collected hashes, sizes and class ids. Nothing is printed and nothing in
-the dataset folder is written.
+Arrays, bytes and plain data in; :class:`Finding` values (or ``(check, detail)``
+issues and :class:`ImageCheck` / :class:`MaskCheck` results for one file) out. Nothing
+here opens a path: ``segkit.validate_stage`` reads the files (in worker processes)
+and hands their bytes to :func:`check_image_bytes` and :func:`check_mask_bytes`.
+Images are decoded once, at reduced size for JPEG, for the EXIF and the perceptual
+hash; masks are decoded fully because their values are what is checked.
 
 Every finding names a check. The names are stable (scripts may filter on them):
 
@@ -55,11 +56,9 @@ list) or ``""``.
 from __future__ import annotations
 
 import io
-import os
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,10 +67,13 @@ import PIL.ImageOps
 from numpy.typing import NDArray
 
 from segkit._io import sha256_bytes
-from segkit._pillow import DECODE_ERRORS, EXIF_ORIENTATION_TAG, pixel_limit_lifted
+from segkit._pillow import (
+    DECODE_ERRORS,
+    EXIF_ORIENTATION_TAG,
+    decode_error_text,
+    pixel_limit_lifted,
+)
 from segkit._text import plural, short_list
-from segkit.dataset import Dataset, Sample, open_dataset
-from segkit.errors import DatasetError
 from segkit.imagehash import (
     DEFAULT_MAX_DISTANCE,
     HASH_BITS,
@@ -79,23 +81,13 @@ from segkit.imagehash import (
     hamming_distance,
     near_duplicate_groups,
 )
-from segkit.parallel import ProgressCallback, parallel_map
 from segkit.voc import (
-    CLASS_DIR,
-    CLASS_NAMES_NAME,
     IGNORE_INDEX,
     IGNORE_INDEX_16,
-    IMAGE_SUFFIXES,
-    IMAGES_DIR,
-    LABELS_NAME,
-    MANIFEST_NAME,
-    OBJECT_DIR,
     SPLITS_DIR,
     MaskEncodingError,
     MaskKind,
     mask_ids,
-    read_labels,
-    read_split_file,
     voc_colormap,
 )
 
@@ -634,33 +626,8 @@ def class_presence_findings(
 
 
 # ---------------------------------------------------------------------------
-# Per-sample work (runs in worker processes)
+# Checks on one file's bytes
 # ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _SampleTask:
-    root: Path
-    sample: Sample
-    class_names: tuple[str, ...]
-    labels_in_oriented_frame: bool
-
-
-@dataclass(frozen=True)
-class _SampleResult:
-    sample_id: str
-    findings: tuple[Finding, ...]
-    file_sha256: tuple[tuple[str, str], ...]
-    image_sha256: str | None
-    dhash: int | None
-    class_ids: frozenset[int]
-
-
-def _rel(root: Path, path: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
 
 
 #: A whole IEND chunk: zero length, type, CRC. Bytes after it are ignored by decoders.
@@ -677,8 +644,9 @@ def _looks_truncated(data: bytes) -> bool:
 
 def _decode_failure(data: bytes, error: BaseException) -> Issue:
     if _looks_truncated(data):
-        return ("truncated", f"the file ends early ({error}); copy or export it again")
-    return ("unreadable", f"cannot decode ({type(error).__name__}: {error})")
+        detail = decode_error_text(error)
+        return ("truncated", f"the file ends early ({detail}); copy or export it again")
+    return ("unreadable", f"cannot decode ({decode_error_text(error)})")
 
 
 @dataclass(frozen=True)
@@ -688,16 +656,6 @@ class _Mask:
     array: NDArray[Any]
     #: Value counts for 8-bit masks (Pillow's C histogram is ~3x faster than bincount).
     histogram: NDArray[np.int64] | None
-
-
-def _read_file(path: Path) -> bytes | Issue:
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        return ("unreadable", f"cannot read ({error.strerror or error})")
-    if not data:
-        return ("empty-file", "zero-byte file")
-    return data
 
 
 def _decode_mask(data: bytes) -> _Mask | Issue:
@@ -715,391 +673,86 @@ def _decode_mask(data: bytes) -> _Mask | Issue:
     return mask
 
 
-def _check_image(path: Path, out: dict[str, Any]) -> list[Issue]:
-    data = _read_file(path)
-    if isinstance(data, tuple):
-        return [data]
-    out["sha256"] = sha256_bytes(data)
+@dataclass(frozen=True)
+class ImageCheck:
+    """What the bytes of one image showed: problems, plus what later checks need.
+
+    ``size`` is read from the header; ``orientation`` and ``dhash`` only when the
+    whole image decoded (the geometry and near-duplicate checks run only then).
+    """
+
+    issues: tuple[Issue, ...]
+    sha256: str
+    size: tuple[int, int] | None = None
+    orientation: int | None = None
+    dhash: int | None = None
+
+
+@dataclass(frozen=True)
+class MaskCheck:
+    """What the bytes of one class or instance mask showed.
+
+    ``array`` holds the ids when the encoding is usable; ``ignore`` is the instance
+    mask's ignore value (255, or 65535 for 16-bit); ``class_ids`` the values present
+    in a class mask (also read from an RGB mask whose colours are VOC's).
+    """
+
+    issues: tuple[Issue, ...]
+    size: tuple[int, int] | None = None
+    array: NDArray[Any] | None = None
+    ignore: int | None = None
+    class_ids: frozenset[int] = frozenset()
+
+
+def check_image_bytes(data: bytes) -> ImageCheck:
+    """Decode one image file's bytes: truncation, size, EXIF orientation, perceptual hash."""
+    sha256 = sha256_bytes(data)
+    size = dhash = None
     try:
         with pixel_limit_lifted(), PIL.Image.open(io.BytesIO(data)) as image:
-            out["size"] = image.size  # from the header, before draft() may shrink it
+            size = image.size  # from the header, before draft() may shrink it
             # One decode serves three checks: it proves the file is whole, exposes an
             # EXIF block stored after the pixels (PNG), and feeds the perceptual hash,
             # computed exactly as segkit.imagehash.hash_image_file does (JPEG at 1/8 scale).
             image.draft("L", (64, 64))
             image.load()
             orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
-            out["dhash"] = difference_hash(PIL.ImageOps.exif_transpose(image))
+            dhash = difference_hash(PIL.ImageOps.exif_transpose(image))
     except DECODE_ERRORS as error:
-        return [_decode_failure(data, error)]
-    out["orientation"] = orientation if isinstance(orientation, int) else 1
+        return ImageCheck((_decode_failure(data, error),), sha256, size, None, dhash)
+    orientation = orientation if isinstance(orientation, int) else 1
+    issues: tuple[Issue, ...] = ()
     if data.startswith(b"\x89PNG") and _looks_truncated(data):
-        return [("truncated", "the PNG has no IEND (end) chunk; copy or export it again")]
-    return []
+        issues = (("truncated", "the PNG has no IEND (end) chunk; copy or export it again"),)
+    return ImageCheck(issues, sha256, size, orientation, dhash)
 
 
-def _check_mask(data: bytes, kind: MaskKind, num_classes: int, out: dict[str, Any]) -> list[Issue]:
-    """Decode a class or instance mask; put its size, ids (and class ids) into ``out``."""
+def check_mask_bytes(data: bytes, kind: MaskKind, num_classes: int) -> MaskCheck:
+    """Decode a class or instance mask's bytes; its size, ids (and class ids), problems."""
     mask = _decode_mask(data)
     if isinstance(mask, tuple):
-        return [mask]
-    out["size"] = mask.size
+        return MaskCheck((mask,))
     if mask.mode in ("RGB", "RGBA"):
         advice, ids = rgb_mask_advice(mask.array)
         if kind == "instance":
-            return [("rgb-mask", advice.replace("RGB colour mask", "RGB colour instance mask", 1))]
+            advice = advice.replace("RGB colour mask", "RGB colour instance mask", 1)
+            return MaskCheck((("rgb-mask", advice),), mask.size)
+        present: frozenset[int] = frozenset()
         if ids is not None:
             counts = np.bincount(ids.ravel(), minlength=256)
-            out["class_ids"] = frozenset(int(v) for v in np.flatnonzero(counts))
-        return [("rgb-mask", advice)]
+            present = frozenset(int(v) for v in np.flatnonzero(counts))
+        return MaskCheck((("rgb-mask", advice),), mask.size, class_ids=present)
     try:
-        out["array"] = array = mask_ids(mask.array, mask.mode, kind)
+        array = mask_ids(mask.array, mask.mode, kind)
     except MaskEncodingError as error:
-        return [("mask-encoding", str(error))]
+        return MaskCheck((("mask-encoding", str(error)),), mask.size)
     if kind == "instance":
-        out["ignore"] = IGNORE_INDEX if array.dtype == np.uint8 else IGNORE_INDEX_16
-        return []
+        ignore = IGNORE_INDEX if array.dtype == np.uint8 else IGNORE_INDEX_16
+        return MaskCheck((), mask.size, array, ignore)
     counts = mask.histogram
     if counts is None or len(counts) != 256:  # never expected for P / L, but stay correct
         counts = np.bincount(array.ravel(), minlength=256)
-    out["class_ids"] = frozenset(int(v) for v in np.flatnonzero(counts))
-    return class_value_issues(counts, num_classes)
-
-
-def _check_sample(task: _SampleTask) -> _SampleResult:
-    """All single-sample checks; module level so worker processes can unpickle it."""
-    root, sample = task.root, task.sample
-    findings: list[Finding] = []
-    hashes: list[tuple[str, str]] = []
-    image: dict[str, Any] = {}
-    masks: dict[str, dict[str, Any]] = {}
-
-    def record(path: Path, issues: Iterable[Issue]) -> None:
-        findings.extend(finding(check, _rel(root, path), detail) for check, detail in issues)
-
-    if sample.image is not None:
-        record(sample.image, _check_image(sample.image, image))
-        if "sha256" in image:
-            hashes.append((_rel(root, sample.image), image["sha256"]))
-    roles: tuple[tuple[MaskKind, Path | None], ...] = (
-        ("class", sample.class_mask),
-        ("instance", sample.object_mask),
-    )
-    for role, path in roles:
-        if path is None:
-            continue
-        info = masks[role] = {"file": _rel(root, path)}
-        data = _read_file(path)
-        if isinstance(data, tuple):
-            record(path, [data])
-            continue
-        hashes.append((info["file"], sha256_bytes(data)))
-        record(path, _check_mask(data, role, len(task.class_names), info))
-
-    if sample.image is not None and "orientation" in image:  # decoded, not just a header
-        sizes = {info["file"]: info["size"] for info in masks.values() if "size" in info}
-        for check, file, detail in geometry_issues(
-            image["size"],
-            image["orientation"],
-            sizes,
-            labels_in_oriented_frame=task.labels_in_oriented_frame,
-        ):
-            findings.append(finding(check, file or _rel(root, sample.image), detail))
-    class_array = masks.get("class", {}).get("array")
-    object_info = masks.get("instance", {})
-    object_array = object_info.get("array")
-    if (
-        class_array is not None
-        and object_array is not None
-        and class_array.shape == object_array.shape
-    ):
-        findings.extend(
-            finding(check, object_info["file"], detail)
-            for check, detail in instance_issues(
-                class_array,
-                object_array,
-                object_ignore=object_info["ignore"],
-                class_names=task.class_names,
-            )
-        )
-    return _SampleResult(
-        sample_id=sample.id,
-        findings=tuple(findings),
-        file_sha256=tuple(hashes),
-        image_sha256=image.get("sha256"),
-        dhash=image.get("dhash"),
-        class_ids=masks.get("class", {}).get("class_ids", frozenset()),
-    )
-
-
-# ---------------------------------------------------------------------------
-# Dataset-level shell
-# ---------------------------------------------------------------------------
-
-
-def _files_by_stem(folder: Path) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    if folder.is_dir():
-        # scandir's entries carry the file type, sparing one stat per file.
-        with os.scandir(folder) as entries:
-            names = sorted(e.name for e in entries if e.is_file() and not e.name.startswith("."))
-        for name in names:
-            found.setdefault(Path(name).stem, []).append(name)
-    return found
-
-
-def _class_list_file(root: Path, manifest: Mapping[str, Any] | None) -> str:
-    if manifest is not None:
-        return MANIFEST_NAME
-    for name in (CLASS_NAMES_NAME, LABELS_NAME):
-        if (root / name).is_file():
-            return name
-    return ""
-
-
-def _read_splits(dataset: Dataset) -> tuple[dict[str, list[str]], list[Finding]]:
-    """The split lists, and an ``unreadable`` finding for each file that cannot be read."""
-    folder = dataset.root / SPLITS_DIR
-    splits: dict[str, list[str]] = {}
-    findings: list[Finding] = []
-    if folder.is_dir():
-        for path in sorted(folder.glob("*.txt")):
-            if path.is_file() and not path.name.startswith("."):
-                try:
-                    splits[path.stem] = read_split_file(path)
-                except DatasetError as error:
-                    detail = str(error).removeprefix(f"{path}: ")
-                    findings.append(finding("unreadable", _rel(dataset.root, path), detail))
-    return splits, findings
-
-
-def _layout_findings(dataset: Dataset, splits: Mapping[str, Sequence[str]]) -> list[Finding]:
-    """Pairing of images and masks, found from the directory listings alone."""
-    root = dataset.root
-    images = _files_by_stem(root / IMAGES_DIR)
-    class_masks = _files_by_stem(root / CLASS_DIR)
-    in_a_split = {stem for stems in splits.values() for stem in stems}
-    findings: list[Finding] = []
-    unlabelled: list[str] = []
-    for stem, names in sorted(images.items()):
-        usable = [name for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES]
-        if len(usable) > 1:
-            findings.append(
-                finding(
-                    "duplicate-stem",
-                    f"{IMAGES_DIR}/{usable[1]}",
-                    f"{len(usable)} images share the stem {stem!r} ({', '.join(usable)}); "
-                    "loaders pick one arbitrarily, keep one",
-                )
-            )
-    for sample in dataset.samples:
-        if sample.image is not None and sample.class_mask is None:
-            if splits and sample.id not in in_a_split:
-                unlabelled.append(_rel(root, sample.image))
-                continue
-            others = [n for n in class_masks.get(sample.id, []) if not n.lower().endswith(".png")]
-            hint = (
-                f"; found {CLASS_DIR}/{others[0]}, but masks must be PNG (lossy formats "
-                "change the ids)"
-                if others
-                else ""
-            )
-            findings.append(
-                finding(
-                    "missing-mask",
-                    _rel(root, sample.image),
-                    f"no {CLASS_DIR}/{sample.id}.png{hint}",
-                )
-            )
-        if sample.image is None and sample.class_mask is not None:
-            others = images.get(sample.id, [])
-            hint = f"; found {IMAGES_DIR}/{others[0]}, not a supported image type" if others else ""
-            findings.append(
-                finding(
-                    "missing-image",
-                    _rel(root, sample.class_mask),
-                    f"no image {IMAGES_DIR}/{sample.id}.* ({', '.join(IMAGE_SUFFIXES)}){hint}",
-                )
-            )
-    if unlabelled:
-        findings.append(
-            finding(
-                "unlabelled-image",
-                IMAGES_DIR,
-                f"{plural(len(unlabelled), 'image')} with no class mask and in no split file "
-                f"(VOC loaders skip them): {short_list(unlabelled)}",
-            )
-        )
-    known = set(dataset.ids)
-    for stem, names in sorted(_files_by_stem(root / OBJECT_DIR).items()):
-        if stem not in known and any(name.lower().endswith(".png") for name in names):
-            findings.append(
-                finding(
-                    "missing-image",
-                    f"{OBJECT_DIR}/{stem}.png",
-                    f"instance mask without an image or a class mask for {stem!r}",
-                )
-            )
-    return findings
-
-
-def _manifest_findings(
-    dataset: Dataset, file_sha256: Mapping[str, str], class_file_names: Sequence[str]
-) -> list[Finding]:
-    manifest = dataset.manifest
-    if manifest is None:
-        return []
-    root = dataset.root
-    findings: list[Finding] = []
-    listed: set[str] = set()
-    for entry in manifest["samples"]:
-        listed.add(entry["id"])
-        for kind in ("image", "class_mask", "object_mask"):
-            value = entry.get(kind)
-            if not isinstance(value, str) or not value:
-                continue
-            path = Path(value) if Path(value).is_absolute() else root / value
-            shown = _rel(root, path)
-            if not path.is_file():
-                findings.append(
-                    finding(
-                        "manifest-missing-file",
-                        shown,
-                        f"{MANIFEST_NAME} lists this {kind.replace('_', ' ')} of "
-                        f"{entry['id']!r} but the file is gone",
-                    )
-                )
-                continue
-            expected = entry.get(f"{kind}_sha256")
-            actual = file_sha256.get(shown)
-            if isinstance(expected, str) and actual is not None and actual != expected.lower():
-                findings.append(
-                    finding(
-                        "manifest-mismatch",
-                        shown,
-                        f"content changed after {MANIFEST_NAME} was written (sha256 "
-                        f"{actual[:12]}…, recorded {expected[:12]}…); re-run segkit convert or "
-                        "restore the file",
-                    )
-                )
-    for sample in dataset.samples:
-        if sample.id not in listed:
-            path = sample.image if sample.image is not None else sample.class_mask
-            findings.append(
-                finding(
-                    "not-in-manifest",
-                    _rel(root, path) if path is not None else sample.id,
-                    f"sample {sample.id!r} is not in {MANIFEST_NAME}; re-run segkit convert "
-                    "if it was added by hand",
-                )
-            )
-    classes = list(manifest["classes"])
-    for name in class_file_names:
-        path = root / name
-        if not path.is_file():
-            continue
-        try:
-            names = list(read_labels(path).names)
-        except DatasetError as error:
-            names = [f"<unreadable: {error}>"]
-        if names != classes:
-            findings.append(
-                finding(
-                    "manifest-mismatch",
-                    name,
-                    f"classes {short_list(names)} differ from {MANIFEST_NAME}'s "
-                    f"{short_list(classes)}",
-                )
-            )
-    return findings
-
-
-def validate(
-    dataset: Dataset,
-    *,
-    workers: int | None = None,
-    near_duplicate_distance: int = DEFAULT_MAX_DISTANCE,
-    progress: ProgressCallback | None = None,
-) -> list[Finding]:
-    """Check an opened dataset; return its findings, sorted (errors first).
-
-    ``progress(done, total)`` is called as samples finish. Reads files only.
-    """
-    if not 0 <= near_duplicate_distance <= HASH_BITS:
-        raise ValueError(f"near_duplicate_distance must be in 0..{HASH_BITS}")
-    root = dataset.root
-    splits, findings = _read_splits(dataset)
-    findings += _layout_findings(dataset, splits)
-    tasks = [
-        _SampleTask(root, sample, dataset.classes, dataset.manifest is not None)
-        for sample in dataset.samples
-    ]
-    # A sample takes about a millisecond, comparable to a process pool's cost per task;
-    # parallel_map sends samples to the workers in chunks, which makes that negligible.
-    results = parallel_map(_check_sample, tasks, workers=workers, progress=progress)
-    file_sha256: dict[str, str] = {}
-    image_sha256: dict[str, str] = {}
-    dhashes: dict[str, int] = {}
-    present: set[int] = set()
-    masks_with_ignore = 0
-    for result in results:
-        findings.extend(result.findings)
-        file_sha256.update(result.file_sha256)
-        if result.image_sha256 is not None:
-            image_sha256[result.sample_id] = result.image_sha256
-        if result.dhash is not None:
-            dhashes[result.sample_id] = result.dhash
-        present |= result.class_ids
-        masks_with_ignore += IGNORE_INDEX in result.class_ids
-
-    files = {s.id: _rel(root, s.image) for s in dataset.samples if s.image is not None}
-    disjoint = disjoint_split_groups(splits)
-    split_of: dict[str, set[str]] = {}
-    for name in {name for group in disjoint for name in group}:
-        for stem in splits.get(name, ()):
-            split_of.setdefault(stem, set()).add(name)
-    findings += duplicate_findings(image_sha256, files, split_of, disjoint)
-    findings += near_duplicate_findings(
-        dhashes,
-        image_sha256,
-        files,
-        split_of,
-        max_distance=near_duplicate_distance,
-        disjoint=disjoint,
-    )
-    labelled = [s.id for s in dataset.samples if s.image is not None and s.class_mask is not None]
-    findings += split_findings(dataset.ids, splits, labelled_ids=labelled)
-
-    class_file = _class_list_file(root, dataset.manifest)
-    if dataset.classes:
-        findings += class_presence_findings(
-            present, dataset.classes, class_file, images_with_ignore=masks_with_ignore
-        )
-    else:
-        findings.append(
-            finding(
-                "no-class-list",
-                "",
-                f"no {MANIFEST_NAME}, {CLASS_NAMES_NAME} or {LABELS_NAME}: class ids and "
-                f"class presence were not checked; add {CLASS_NAMES_NAME} (one name per "
-                "line, background first)",
-            )
-        )
-    findings += _manifest_findings(dataset, file_sha256, (CLASS_NAMES_NAME, LABELS_NAME))
-    return sort_findings(findings)
-
-
-def validate_dataset(
-    root: Path,
-    *,
-    workers: int | None = None,
-    near_duplicate_distance: int = DEFAULT_MAX_DISTANCE,
-    progress: ProgressCallback | None = None,
-) -> list[Finding]:
-    """Open the VOC folder at ``root`` and check it (see ``validate``)."""
-    return validate(
-        open_dataset(root),
-        workers=workers,
-        near_duplicate_distance=near_duplicate_distance,
-        progress=progress,
+    present = frozenset(int(v) for v in np.flatnonzero(counts))
+    return MaskCheck(
+        tuple(class_value_issues(counts, num_classes)), mask.size, array, None, present
     )

@@ -12,13 +12,13 @@ from numpy.typing import NDArray
 
 from segkit._io import atomic_write_bytes
 from segkit._pillow import DECODE_ERRORS, pixel_limit_lifted
-from segkit.errors import DatasetError
+from segkit.errors import DatasetError, MaskEncodingError
 from segkit.png import png_bytes
 
 IMAGES_DIR = "JPEGImages"
 CLASS_DIR = "SegmentationClass"
 OBJECT_DIR = "SegmentationObject"
-VIZ_DIR = "SegmentationClassVisualization"
+CLASS_VIZ_DIR = "SegmentationClassVisualization"
 SPLITS_DIR = "ImageSets/Segmentation"
 WEIGHTS_DIR = "SegmentationWeights"
 MANIFEST_NAME = "segkit.json"
@@ -100,10 +100,6 @@ _MASK_RULES = {
 MaskKind = Literal["class", "instance"]
 
 
-class MaskEncodingError(DatasetError):
-    """A mask stored in a form that cannot hold ids of its kind (colours, 16-bit classes, …)."""
-
-
 def mask_ids(
     array: NDArray[Any], mode: str, kind: MaskKind = "class"
 ) -> NDArray[np.uint8] | NDArray[np.uint16]:
@@ -119,7 +115,7 @@ def mask_ids(
     dtype('uint16')
     >>> mask_ids(np.zeros((2, 2), np.uint16), "I;16", "class")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    segkit.voc.MaskEncodingError: class mask has mode 'I;16'; class masks must be ...
+    segkit.errors.MaskEncodingError: class mask has mode 'I;16'; class masks must be ...
     """
     if mode in MASK_MODES_8BIT:
         return np.asarray(array, dtype=np.uint8)

@@ -96,7 +96,7 @@ from segkit.weights import (
 )
 
 WEIGHTS_FILE = "weights.json"
-VIZ_DIR = "SegmentationWeightsVisualization"
+WEIGHTS_VIZ_DIR = "SegmentationWeightsVisualization"
 SCHEMA_VERSION = 1
 #: ``--split`` value that means every image with a class mask.
 ALL_IMAGES = "all"
@@ -111,7 +111,7 @@ _BORDER_ON = ("background", "all")
 
 @dataclass(frozen=True)
 class WeightsOptions:
-    """Options of :func:`compute_weights` (the CLI flags one to one).
+    """Options of :func:`compute_weights` (the CLI flags one to one), checked when built.
 
     ``split=None`` means ``train`` when the dataset has split files, else every image.
     ``workers=None`` uses every core.
@@ -128,6 +128,13 @@ class WeightsOptions:
     force: bool = False
     workers: int | None = None
     tolerance: float = DEFAULT_TOLERANCE
+
+    def __post_init__(self) -> None:
+        _check_options(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as plain JSON values."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -733,7 +740,7 @@ def _plan_maps(
         old = old_images.get(sample.id)
         old = old if isinstance(old, dict) else {}
         map_file = weight_map_path(root, sample.id)
-        viz_file = root / VIZ_DIR / f"{sample.id}.png"
+        viz_file = root / WEIGHTS_VIZ_DIR / f"{sample.id}.png"
         if options.border:
             plan.maps[sample.id] = f"{WEIGHTS_DIR}/{sample.id}.npy"
         need_map = options.border and not (old.get("map_key") == key and map_file.is_file())
@@ -797,7 +804,7 @@ def _image_records(
             entry["map"] = plan.maps[sample.id]
             entry["map_key"] = plan.keys[sample.id]
         if options.viz:
-            entry["viz"] = f"{VIZ_DIR}/{sample.id}.png"
+            entry["viz"] = f"{WEIGHTS_VIZ_DIR}/{sample.id}.png"
             entry["viz_key"] = plan.keys[sample.id]
         records[sample.id] = entry
     return records
@@ -828,18 +835,21 @@ def _kept_border(
 
 
 def compute_weights(
-    root: Path, options: WeightsOptions | None = None, *, progress: ProgressCallback | None = None
+    root: Path | str,
+    options: WeightsOptions | None = None,
+    progress: ProgressCallback | None = None,
+    **fields: Any,
 ) -> WeightsSummary:
     """Run the stage on the dataset at ``root`` (see the module docstring); never prints.
 
+    ``fields`` are :class:`WeightsOptions` fields, a shorthand for building the options.
     ``progress(done, total)`` is called as masks are counted and maps written. The
     dataset is locked while the stage runs (one writer per folder); a failed write is
     a ``DatasetError`` naming the file.
     """
-    options = options or WeightsOptions()
-    _check_options(options)
+    options = replace(options or WeightsOptions(), **fields)
     root = Path(root)
-    with output_folder(root, subfolders=(WEIGHTS_DIR, VIZ_DIR), create=False):
+    with output_folder(root, subfolders=(WEIGHTS_DIR, WEIGHTS_VIZ_DIR), create=False):
         try:
             return _compute_weights(root, options, progress)
         except OSError as error:
@@ -856,7 +866,7 @@ def _compute_weights(
     previous = None if options.force else recorded
     if previous is None and not options.force and weights_path(root).is_file():
         notes.append(f"{WEIGHTS_FILE} was unreadable; everything was recomputed")
-    maps_dir, viz_dir = root / WEIGHTS_DIR, root / VIZ_DIR
+    maps_dir, viz_dir = root / WEIGHTS_DIR, root / WEIGHTS_VIZ_DIR
     if options.border:
         _check_owned(maps_dir, options.force)
     if options.viz:
@@ -920,7 +930,7 @@ def _compute_weights(
         raise DatasetError(f"{failed[0]}{more}; the previous weights.json was kept")
     removed = _remove_stale(root, WEIGHTS_DIR, set(plan.maps), ".npy", recorded)
     if options.viz:
-        _remove_stale(root, VIZ_DIR, set(plan.keys), ".png", recorded)
+        _remove_stale(root, WEIGHTS_VIZ_DIR, set(plan.keys), ".png", recorded)
     with_instances = sum(1 for sample in samples if sample.object_mask is not None)
     if map_options.border and with_instances < len(samples):
         notes.append(

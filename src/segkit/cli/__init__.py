@@ -6,9 +6,9 @@ the only place that imports Typer.
 
 from __future__ import annotations
 
-from segkit.cli import _interrupt
+from segkit.cli import _startup
 
-_previous_sigint = _interrupt.quiet_startup()  # Ctrl-C while importing: no traceback
+_previous_sigint = _startup.quiet_startup()  # Ctrl-C while importing: no traceback
 
 from typing import Annotated  # noqa: E402
 
@@ -16,6 +16,7 @@ import typer  # noqa: E402
 
 from segkit import __version__  # noqa: E402
 from segkit.cli import (  # noqa: E402
+    _interrupt,
     _notes,
     convert_cmd,
     models_cmd,
@@ -25,13 +26,17 @@ from segkit.cli import (  # noqa: E402
     validate_cmd,
     weights_cmd,
 )
+from segkit.cli._common import SegkitGroup  # noqa: E402
 
 app = typer.Typer(
+    cls=SegkitGroup,
     name="segkit",
     help="labelme annotations → VOC dataset → trained segmentation model → honest metrics.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -63,7 +68,7 @@ for _module in (
     report_cmd,
 ):
     _module.register(app)
-_interrupt.end_startup(_previous_sigint)
+_startup.end_startup(_previous_sigint)
 
 
 def main() -> None:

@@ -16,30 +16,18 @@ import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
-from typing import Any
 
-#: The exit status shells use for a process ended by SIGINT (128 + 2).
-EXIT_INTERRUPTED = 130
+from segkit.cli._startup import EXIT_INTERRUPTED, write_and_exit
+
 KEPT_LINE = (
-    "segkit: interrupted; outputs finished so far are kept and the folder stays claimed; "
-    "run the same command again to continue"
+    "segkit: interrupted; {kept}; run the same command again to continue (no --force needed)"
 )
+_KEPT_DEFAULT = "outputs finished so far are kept"
 _AGAIN_LINE = b"segkit: interrupted again; exiting now\n"
-_STARTUP_LINE = b"segkit: interrupted during start-up; nothing was written\n"
 
 
 class Interrupted(BaseException):
     """Raised in the main thread by the first Ctrl-C."""
-
-
-def _write_and_exit(line: bytes) -> None:
-    with contextlib.suppress(OSError):
-        os.write(2, line)
-    os._exit(EXIT_INTERRUPTED)
-
-
-def _on_startup_sigint(signum: int, frame: FrameType | None) -> None:
-    _write_and_exit(_STARTUP_LINE)
 
 
 def _on_late_sigint(signum: int, frame: FrameType | None) -> None:
@@ -48,22 +36,6 @@ def _on_late_sigint(signum: int, frame: FrameType | None) -> None:
 
 def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
-
-
-def quiet_startup() -> Any:
-    """While the CLI imports its libraries, Ctrl-C exits 130 quietly; returns the old handler.
-
-    Only replaces Python's own handler, so an embedding program keeps its choice.
-    """
-    if not _in_main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        return None
-    return signal.signal(signal.SIGINT, _on_startup_sigint)
-
-
-def end_startup(previous: Any) -> None:
-    """Put back the handler :func:`quiet_startup` replaced."""
-    if previous is not None and signal.getsignal(signal.SIGINT) is _on_startup_sigint:
-        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager
@@ -76,17 +48,19 @@ def ctrl_c_exits_130() -> Iterator[None]:
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         if interrupted.is_set():
-            _write_and_exit(_AGAIN_LINE)
+            write_and_exit(_AGAIN_LINE)
         interrupted.set()
         raise Interrupted
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         yield
-    except (Interrupted, KeyboardInterrupt):
-        # KeyboardInterrupt: a library that replaced our handler for a while.
+    except (Interrupted, KeyboardInterrupt) as error:
+        # KeyboardInterrupt: a library that replaced our handler for a while. A stage
+        # may say what it kept in a note on the exception.
+        kept = "; ".join(getattr(error, "__notes__", ())) or _KEPT_DEFAULT
         with contextlib.suppress(OSError, ValueError):
-            sys.stderr.write(KEPT_LINE + "\n")
+            sys.stderr.write(KEPT_LINE.format(kept=kept) + "\n")
             sys.stderr.flush()
         raise SystemExit(EXIT_INTERRUPTED) from None
     finally:

@@ -2,21 +2,48 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from segkit.cli._common import console, err_console, handle_errors, print_json, progress_bar
-from segkit.convert_stage import ConvertSummary, convert, parse_label_map
+from segkit._text import plural
+from segkit.cli._common import (
+    EXIT_DATA,
+    JSON_HELP,
+    console,
+    examples,
+    folder,
+    print_error,
+    print_json,
+    progress_bar,
+    titled_table,
+)
+from segkit.convert_stage import ConvertOptions, ConvertSummary, convert, parse_label_map
 from segkit.labelme import DEFAULT_MAX_PIXELS
+
+
+class UnknownLabel(str, Enum):
+    """What to do with a label that is not in --labels."""
+
+    error = "error"
+    ignore = "ignore"
+    background = "background"
+    skip = "skip"
+
+
+class ImageFormat(str, Enum):
+    """How JPEGImages/ is written."""
+
+    jpg = "jpg"
+    png = "png"
 
 
 def _render(summary: ConvertSummary) -> None:
     # Paths and labels are user data: escape them so "[" is never read as markup.
-    table = Table(title=f"segkit convert → {escape(str(summary.output))}", show_header=False)
+    table = titled_table(title=f"segkit convert → {escape(str(summary.output))}", show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_row("images in dataset", str(summary.images))
@@ -25,6 +52,8 @@ def _render(summary: ConvertSummary) -> None:
     table.add_row("failed", f"[red]{len(summary.failures)}[/]" if summary.failures else "0")
     if summary.removed:
         table.add_row("stale outputs removed", str(len(summary.removed)))
+    if summary.skipped:
+        table.add_row("skipped", ", ".join(plural(n, kind) for kind, n in summary.skipped.items()))
     for kind, count in sorted(summary.shape_types.items()):
         table.add_row(f"shapes: {kind}", str(count))
     total = sum(summary.class_pixels.values()) or 1
@@ -39,13 +68,24 @@ def _render(summary: ConvertSummary) -> None:
 def register(app: typer.Typer) -> None:
     """Add ``segkit convert``."""
 
-    @app.command("convert")
-    @handle_errors
+    @app.command(
+        "convert",
+        epilog=examples(
+            "segkit convert annotations/ -o dataset/ --labels labels.txt",
+            "segkit convert annotations/ -o dataset/ --map kitten=cat --viz",
+        ),
+    )
     def convert_command(
         input_dir: Annotated[
-            Path, typer.Argument(help="Folder of labelme JSON files (searched recursively).")
+            Path,
+            typer.Argument(
+                parser=folder, help="Folder of labelme JSON files (searched recursively)."
+            ),
         ],
-        output: Annotated[Path, typer.Option("-o", "--output", help="Dataset folder to write.")],
+        output: Annotated[
+            Path,
+            typer.Option("-o", "--output", parser=folder, help="Dataset folder to write."),
+        ],
         labels: Annotated[
             str | None,
             typer.Option(
@@ -59,15 +99,16 @@ def register(app: typer.Typer) -> None:
             typer.Option("--map", help="Rename or merge a label: OLD=NEW (repeatable)."),
         ] = None,
         unknown_label: Annotated[
-            str,
+            UnknownLabel,
             typer.Option(
-                help="Label not in --labels: error | ignore (255) | background (0) | skip."
+                help="Label not in --labels: stop with an error, paint it ignore (255) or "
+                "background (0), or skip the shape."
             ),
-        ] = "error",
+        ] = UnknownLabel.error,
         image_format: Annotated[
-            str,
+            ImageFormat,
             typer.Option(help="jpg (JPEG bytes copied when possible) or png (lossless)."),
-        ] = "jpg",
+        ] = ImageFormat.jpg,
         viz: Annotated[bool, typer.Option("--viz", help="Also write overlay images.")] = False,
         workers: Annotated[
             int | None, typer.Option(help="Worker processes (default: all cores).")
@@ -81,7 +122,7 @@ def register(app: typer.Typer) -> None:
         max_pixels: Annotated[
             int, typer.Option(help="Refuse larger images (decompression-bomb guard).")
         ] = DEFAULT_MAX_PIXELS,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+        json_output: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     ) -> None:
         """Convert labelme annotations into a Pascal-VOC dataset with palette PNG masks.
 
@@ -91,40 +132,24 @@ def register(app: typer.Typer) -> None:
         beyond 254 gets a 16-bit grayscale SegmentationObject PNG (65535 = ignore).
         A re-run converts only what changed.
         """
-        with progress_bar("converting", quiet=as_json) as progress:
-            summary = convert(
-                input_dir,
-                output,
-                labels=labels,
-                label_map=parse_label_map(label_map or []),
-                unknown_label=unknown_label,
-                image_format=image_format,
-                viz=viz,
-                workers=workers,
-                force=force,
-                fail_fast=fail_fast,
-                max_pixels=max_pixels,
-                progress=progress,
-            )
-        if as_json:
-            print_json(
-                {
-                    "output": str(summary.output),
-                    "classes": list(summary.classes),
-                    "images": summary.images,
-                    "converted": summary.converted,
-                    "up_to_date": summary.up_to_date,
-                    "failures": summary.failures,
-                    "removed": summary.removed,
-                    "shape_types": dict(summary.shape_types),
-                    "class_pixels": summary.class_pixels,
-                }
-            )
+        options = ConvertOptions(
+            labels=labels,
+            label_map=parse_label_map(label_map or []),
+            unknown_label=unknown_label.value,
+            image_format=image_format.value,
+            viz=viz,
+            workers=workers,
+            force=force,
+            fail_fast=fail_fast,
+            max_pixels=max_pixels,
+        )
+        with progress_bar("converting", quiet=json_output) as progress:
+            summary = convert(input_dir, output, options, progress)
+        if json_output:
+            print_json(summary.to_dict())
         else:
             _render(summary)
         for failure in summary.failures:
-            err_console.print(
-                f"[red]error:[/] {escape(failure)}", soft_wrap=True, markup=True, highlight=False
-            )
+            print_error(failure)
         if summary.failures:
-            raise typer.Exit(1)
+            raise typer.Exit(EXIT_DATA)

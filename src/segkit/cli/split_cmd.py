@@ -9,23 +9,43 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from segkit.cli._common import console, err_console, handle_errors, print_json, progress_bar
-from segkit.split_stage import DEFAULT_TEST, SplitSummary, split_dataset
+from segkit.cli._common import (
+    JSON_HELP,
+    console,
+    err_console,
+    examples,
+    existing_folder,
+    fits,
+    print_json,
+    progress_bar,
+    titled_table,
+)
+from segkit.split import SplitStats
+from segkit.split_stage import DEFAULT_TEST, SplitOptions, SplitSummary, split_dataset
 
 
-def _table(summary: SplitSummary) -> Table:
+def _cell(summary: SplitSummary, stats: SplitStats, class_id: int) -> str:
+    count = stats.images_with.get(class_id, 0)
+    share = f"{summary.pixel_share(stats, class_id):.1%} ({count})"
+    return share if count else f"[red]{share}[/]"
+
+
+def _table(summary: SplitSummary, *, class_columns: bool = True) -> Table:
     title = f"segkit split → {escape(str(summary.root))}"
     caption = (
         "class columns: share of the class's labelled pixels in the split (images containing it)"
     )
     if summary.folds:
         caption += "; fold k validates on its row and trains on the other folds"
-    table = Table(title=title, caption=caption, header_style="bold")
+    table = titled_table(
+        title=title, caption=caption if class_columns else None, header_style="bold"
+    )
     table.add_column("split", no_wrap=True)
     for header in ("images", "share", "target", "groups"):
         table.add_column(header, justify="right", min_width=len(header))
-    for name in summary.class_names.values():
-        table.add_column(escape(name), justify="right")
+    names = summary.class_names.values() if class_columns else ()
+    for name in names:
+        table.add_column(escape(name), justify="right", no_wrap=True)
     total = summary.images
     for stats in summary.splits:
         cells = [
@@ -35,23 +55,52 @@ def _table(summary: SplitSummary) -> Table:
             f"{stats.target:.1%}",
             str(stats.groups),
         ]
-        for class_id in summary.class_names:
-            count = stats.images_with.get(class_id, 0)
-            share = f"{summary.pixel_share(stats, class_id):.1%} ({count})"
-            cells.append(share if count else f"[red]{share}[/]")
+        if class_columns:
+            cells += [_cell(summary, stats, class_id) for class_id in summary.class_names]
         table.add_row(*cells)
     return table
+
+
+def _class_rows(summary: SplitSummary) -> Table:
+    """The class columns turned into rows: one row per class, one column per split."""
+    table = titled_table(
+        caption="share of the class's labelled pixels in the split (images containing it)",
+        header_style="bold",
+    )
+    table.add_column("class", no_wrap=True)
+    for stats in summary.splits:
+        table.add_column(escape(stats.name), justify="right", no_wrap=True)
+    for class_id, name in summary.class_names.items():
+        table.add_row(escape(name), *(_cell(summary, stats, class_id) for stats in summary.splits))
+    return table
+
+
+def _print_tables(summary: SplitSummary) -> None:
+    wide = _table(summary)
+    if fits(wide):
+        console.print(wide)
+    else:
+        console.print(_table(summary, class_columns=False))
+        console.print(_class_rows(summary))
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to app."""
 
-    @app.command("split")
-    @handle_errors
+    @app.command(
+        "split",
+        epilog=examples(
+            "segkit split dataset/ --val 0.2 --test 0.1 --seed 0",
+            r"segkit split dataset/ --group-by '^(patient\d+)_' --folds 5",
+        ),
+    )
     def split_command(
         dataset: Annotated[
             Path,
-            typer.Argument(help="VOC-layout dataset folder (JPEGImages/, SegmentationClass/)."),
+            typer.Argument(
+                parser=existing_folder("dataset folder"),
+                help="VOC-layout dataset folder (JPEGImages/, SegmentationClass/).",
+            ),
         ],
         val: Annotated[
             float | None,
@@ -88,9 +137,7 @@ def register(app: typer.Typer) -> None:
             int | None,
             typer.Option(help="Worker processes (default: all usable cores)."),
         ] = None,
-        json_output: Annotated[
-            bool, typer.Option("--json", help="Print the summary as JSON on stdout.")
-        ] = False,
+        json_output: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     ) -> None:
         """Split a dataset into train/val/test: stratified by class, grouped, stable.
 
@@ -100,23 +147,22 @@ def register(app: typer.Typer) -> None:
 
         Re-running keeps every existing assignment and places only new images.
         """
+        options = SplitOptions(
+            val=val,
+            test=test,
+            seed=seed,
+            group_by=group_by,
+            groups_csv=groups,
+            folds=folds,
+            reshuffle=reshuffle,
+            workers=workers,
+        )
         with progress_bar("Reading masks", quiet=json_output) as progress:
-            summary = split_dataset(
-                dataset,
-                val=val,
-                test=test,
-                seed=seed,
-                group_by=group_by,
-                groups_csv=groups,
-                folds=folds,
-                reshuffle=reshuffle,
-                workers=workers,
-                progress=progress,
-            )
+            summary = split_dataset(dataset, options, progress)
         if json_output:
             print_json(summary.to_dict())
             return
-        console.print(_table(summary))
+        _print_tables(summary)
         for line in summary.warnings:
             err_console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
         kept = f"kept {summary.kept}, placed {summary.placed}" if summary.kept else ""

@@ -10,10 +10,18 @@ from rich.table import Table
 from rich.text import Text
 
 from segkit._text import plural
-from segkit.cli._common import console, handle_errors, print_json, progress_bar
-from segkit.dataset import open_dataset
+from segkit.cli._common import (
+    EXIT_DATA,
+    JSON_HELP,
+    console,
+    examples,
+    existing_folder,
+    print_json,
+    progress_bar,
+)
 from segkit.imagehash import DEFAULT_MAX_DISTANCE, HASH_BITS
-from segkit.validate import ERROR, WARNING, Finding, has_errors, validate
+from segkit.validate import ERROR, WARNING, Finding
+from segkit.validate_stage import ValidateOptions, validate
 
 _STYLE = {ERROR: "bold red", WARNING: "yellow"}
 
@@ -37,20 +45,22 @@ def _table(findings: list[Finding]) -> Table:
 def register(app: typer.Typer) -> None:
     """Add this module's commands to app."""
 
-    @app.command("validate")
-    @handle_errors
+    @app.command(
+        "validate",
+        epilog=examples(
+            "segkit validate dataset/",
+            "segkit validate dataset/ --json > findings.json",
+        ),
+    )
     def validate_command(
         dataset: Annotated[
             Path,
             typer.Argument(
-                exists=True,
-                file_okay=False,
+                parser=existing_folder("dataset folder"),
                 help="VOC-layout dataset folder (JPEGImages/, SegmentationClass/, ...).",
             ),
         ],
-        json_output: Annotated[
-            bool, typer.Option("--json", help="Print findings as JSON on stdout.")
-        ] = False,
+        json_output: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         workers: Annotated[
             int | None,
             typer.Option(min=1, help="Worker processes (default: all usable cores)."),
@@ -68,35 +78,24 @@ def register(app: typer.Typer) -> None:
 
         Prints a findings table (or JSON); exits 1 if any finding is an error. Reads only.
         """
-        opened = open_dataset(dataset)
+        options = ValidateOptions(workers=workers, near_duplicate_distance=near_duplicate_distance)
         with progress_bar("Validating", quiet=json_output) as progress:
-            findings = validate(
-                opened,
-                workers=workers,
-                near_duplicate_distance=near_duplicate_distance,
-                progress=progress,
-            )
-        errors = sum(item.severity == ERROR for item in findings)
-        warnings = len(findings) - errors
+            summary = validate(dataset, options, progress)
+        findings = list(summary.findings)
         if json_output:
-            print_json(
-                {
-                    "dataset": str(dataset),
-                    "samples": len(opened.samples),
-                    "errors": errors,
-                    "warnings": warnings,
-                    "findings": [item.to_dict() for item in findings],
-                }
-            )
+            print_json(summary.to_dict())
         else:
             if findings:
                 console.print(_table(findings))
-            samples = plural(len(opened.samples), "sample")
+            samples = plural(summary.samples, "sample")
             if findings:
-                summary = f"{plural(errors, 'error')}, {plural(warnings, 'warning')} in {samples}"
+                line = (
+                    f"{plural(summary.errors, 'error')}, "
+                    f"{plural(summary.warnings, 'warning')} in {samples}"
+                )
             else:
-                summary = f"no problems found in {samples}"
-            style = "red" if errors else ("yellow" if warnings else "green")
-            console.print(Text(summary, style=style))
-        if has_errors(findings):
-            raise typer.Exit(1)
+                line = f"no problems found in {samples}"
+            style = "red" if summary.errors else ("yellow" if summary.warnings else "green")
+            console.print(Text(line, style=style))
+        if not summary.ok:
+            raise typer.Exit(EXIT_DATA)

@@ -10,7 +10,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from segkit.cli._common import console, err_console, handle_errors, print_json, progress_bar
+from segkit.cli._common import (
+    JSON_HELP,
+    console,
+    err_console,
+    examples,
+    existing_folder,
+    print_json,
+    progress_bar,
+    titled_table,
+)
 from segkit.weights import DEFAULT_BETA, DEFAULT_SIGMA, DEFAULT_W0
 from segkit.weights_stage import WeightsOptions, WeightsSummary, compute_weights
 
@@ -36,7 +45,7 @@ class BorderOn(str, Enum):
 def _table(summary: WeightsSummary) -> Table:
     split = f"split {summary.split}" if summary.split else "all images"
     scheme = summary.scheme + (f", beta={summary.beta:g}" if summary.beta is not None else "")
-    table = Table(
+    table = titled_table(
         title=escape(f"segkit weights → {summary.root} ({split}, {summary.num_images} images)"),
         caption=escape(f"scheme {scheme}; weights scaled to a pixel-weighted mean of 1"),
         header_style="bold",
@@ -59,12 +68,20 @@ def _table(summary: WeightsSummary) -> Table:
 def register(app: typer.Typer) -> None:
     """Add this module's commands to app."""
 
-    @app.command("weights")
-    @handle_errors
+    @app.command(
+        "weights",
+        epilog=examples(
+            "segkit weights dataset/",
+            "segkit weights dataset/ --scheme effective-number --border --viz",
+        ),
+    )
     def weights_command(
         dataset: Annotated[
             Path,
-            typer.Argument(help="VOC-layout dataset folder (SegmentationClass/, ImageSets/)."),
+            typer.Argument(
+                parser=existing_folder("dataset folder"),
+                help="VOC-layout dataset folder (SegmentationClass/, ImageSets/).",
+            ),
         ],
         split: Annotated[
             str | None,
@@ -74,7 +91,12 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         scheme: Annotated[
-            Scheme, typer.Option(help="Class-weighting scheme.", case_sensitive=False)
+            Scheme,
+            typer.Option(
+                metavar="SCHEME",
+                help="Class-weighting scheme: " + ", ".join(item.value for item in Scheme) + ".",
+                case_sensitive=False,
+            ),
         ] = Scheme.median_frequency,
         beta: Annotated[
             float, typer.Option(help="beta of the effective-number scheme, in [0, 1).")
@@ -109,9 +131,7 @@ def register(app: typer.Typer) -> None:
                 "--force", help="Recompute everything; write into folders segkit did not create."
             ),
         ] = False,
-        json_output: Annotated[
-            bool, typer.Option("--json", help="Print the summary as JSON on stdout.")
-        ] = False,
+        json_output: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     ) -> None:
         """Class frequencies and class weights of a split, and optional border weight maps.
 

@@ -1,20 +1,25 @@
-"""Models by name: what train and predict build, and what ``segkit models`` lists."""
+"""Models by name: what train and predict build, and what ``segkit models`` lists.
+
+A new model joins by adding one ``ModelSpec`` line to ``_SPECS``; the contract test
+(``tests/test_model_contract.py``) then checks it. Costs (FLOPs, latency) are in
+``segkit.models.profile``.
+"""
 
 from __future__ import annotations
 
 import inspect
-import time
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from segkit.errors import OptionError
-from segkit.models.parts import count_parameters
-from segkit.models.unet import UNet, input_size_for_output
+from segkit.models.encoder_weights import load_encoder_weights
+from segkit.models.resunet import RESNET18_BLOCKS, RESNET34_BLOCKS, ResUNet
+from segkit.models.unet import UNet
+from segkit.models.unet3p import UNet3Plus
 from segkit.models.unetpp import UNetPlusPlus
 
 
@@ -91,6 +96,30 @@ _SPECS: dict[str, ModelSpec] = {
             {"base_channels": 16, "depth": 4, "deep_supervision": True},
             "UNet++ width 16, deep supervision, prunable",
         ),
+        ModelSpec(
+            "unet3p",
+            UNet3Plus,
+            {"base_channels": 64, "cat_channels": 64},
+            "paper UNet 3+: full-scale skips, 320-channel decoder, deep supervision",
+        ),
+        ModelSpec(
+            "unet3p-small",
+            UNet3Plus,
+            {"base_channels": 16, "cat_channels": 16},
+            "UNet 3+ width 16 (80-channel decoder), deep supervision, for CPUs",
+        ),
+        ModelSpec(
+            "unet-r18",
+            ResUNet,
+            {"blocks": RESNET18_BLOCKS},
+            "U-Net on a ResNet-18 encoder (7×7/2 stem), takes ImageNet encoder weights",
+        ),
+        ModelSpec(
+            "unet-r34",
+            ResUNet,
+            {"blocks": RESNET34_BLOCKS},
+            "U-Net on a ResNet-34 encoder (SMP's default Unet), takes ImageNet encoder weights",
+        ),
     )
 }
 
@@ -109,7 +138,12 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def build_model(
-    name: str, in_channels: int = 3, num_classes: int = 2, **overrides: Any
+    name: str,
+    in_channels: int = 3,
+    num_classes: int = 2,
+    *,
+    encoder_weights: str | os.PathLike[str] | None = None,
+    **overrides: Any,
 ) -> nn.Module:
     """Build registry model ``name`` for ``in_channels`` inputs and ``num_classes`` logits.
 
@@ -118,10 +152,21 @@ def build_model(
     module carries its :class:`ModelConfig` as ``model.segkit_config`` so a checkpoint
     can record how to rebuild it.
 
+    ``encoder_weights`` (ResNet-encoder models only) loads an ImageNet state dict from
+    that local file with :func:`~segkit.models.encoder_weights.load_encoder_weights`;
+    what it loaded (keys, stem adaptation, SHA-256) is ``model.segkit_encoder_weights``.
+    The path is not part of ``segkit_config``: a checkpoint holds the trained weights.
+
+    >>> import torch
     >>> build_model("unet-tiny", 1, 3, base_channels=4)(torch.zeros(1, 1, 37, 101)).shape
     torch.Size([1, 3, 37, 101])
     """
     spec = get_spec(name)
+    if encoder_weights is not None and spec.builder is not ResUNet:
+        fitting = [n for n, s in _SPECS.items() if s.builder is ResUNet]
+        raise OptionError(
+            f"model {name!r} has no pretrained encoder; encoder weights fit: {', '.join(fitting)}"
+        )
     unknown = sorted(set(overrides) - set(spec.options()))
     if unknown:
         raise OptionError(
@@ -133,6 +178,8 @@ def build_model(
     except (TypeError, ValueError) as error:
         raise OptionError(f"model {name!r}: {error}") from error
     model.segkit_config = ModelConfig(name, in_channels, num_classes, dict(overrides))
+    if encoder_weights is not None:
+        model.segkit_encoder_weights = load_encoder_weights(model, encoder_weights)
     return model
 
 
@@ -146,151 +193,3 @@ def build_model_from_config(config: ModelConfig | Mapping[str, Any]) -> nn.Modul
             dict(config.get("model_kwargs") or {}),
         )
     return build_model(config.name, config.in_channels, config.num_classes, **config.overrides)
-
-
-def example_input_size(model: nn.Module, size: int) -> int:
-    """``size`` for same-padding models; the smallest valid input >= ``size`` otherwise."""
-    if getattr(model, "padding", "same") != "valid":
-        return size
-    candidate = input_size_for_output(1, model.depth)
-    step = 2**model.depth
-    while candidate < size:
-        candidate += step
-    return candidate
-
-
-def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Floating-point operations of one eval-mode forward pass (a multiply-add counts 2).
-
-    Counted by ``torch.utils.flop_counter`` on the meta device, so no arithmetic runs:
-    convolutions and matrix products only; BatchNorm, ReLU and pooling (well under 1 %
-    for these networks) are not counted.
-    """
-    was_training = model.training
-    meta = _to_meta(model).eval()
-    with FlopCounterMode(display=False) as counter:
-        meta(torch.empty(input_shape, device="meta"))
-    model.train(was_training)
-    return int(counter.get_total_flops())
-
-
-def _to_meta(model: nn.Module) -> nn.Module:
-    import copy
-
-    clone = copy.deepcopy(model) if _is_materialised(model) else model
-    return clone.to("meta")
-
-
-def _is_materialised(model: nn.Module) -> bool:
-    return any(not p.is_meta for p in model.parameters())
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """One row of ``segkit models``."""
-
-    name: str
-    description: str
-    parameters: int
-    gflops: float
-    input_size: int
-    output_size: int
-
-
-def describe_model(
-    name: str, *, in_channels: int = 3, num_classes: int = 2, size: int = 256
-) -> ModelInfo:
-    """Parameters and GFLOPs (one image of ``size × size``) of registry model ``name``.
-
-    Valid-padding models are measured at the smallest valid input >= ``size``.
-    """
-    spec = get_spec(name)
-    with torch.device("meta"):
-        model = build_model(name, in_channels, num_classes)
-    input_size = example_input_size(model, size)
-    flops = count_flops(model, (1, in_channels, input_size, input_size))
-    output_size = model.output_size(input_size) if hasattr(model, "output_size") else input_size
-    return ModelInfo(
-        name=name,
-        description=spec.description,
-        parameters=count_parameters(model),
-        gflops=flops / 1e9,
-        input_size=input_size,
-        output_size=output_size,
-    )
-
-
-def measure_latency(
-    model: nn.Module, input_shape: tuple[int, ...], *, repeats: int = 5, warmup: int = 1
-) -> float:
-    """Best-of-``repeats`` wall time in seconds of an eval-mode forward pass.
-
-    The minimum, not the mean, because other processes on a shared machine only ever
-    add time.
-    """
-    check = repeats if isinstance(repeats, int) and not isinstance(repeats, bool) else 0
-    if check < 1:
-        raise ValueError(f"repeats must be an integer >= 1; got {repeats!r}")
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    x = torch.randn(input_shape, device=device)
-    times = []
-    with torch.inference_mode():
-        for index in range(warmup + repeats):
-            start = time.perf_counter()
-            model(x)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if index >= warmup:
-                times.append(time.perf_counter() - start)
-    model.train(was_training)
-    return min(times)
-
-
-@dataclass(frozen=True)
-class PruningLevel:
-    """Cost of a UNet++ pruned to ``level``."""
-
-    level: int
-    parameters: int
-    gflops: float
-    latency_ms: float | None
-
-
-def pruning_table(
-    name: str,
-    *,
-    in_channels: int = 3,
-    num_classes: int = 2,
-    size: int = 256,
-    repeats: int = 3,
-    measure: bool = True,
-) -> list[PruningLevel]:
-    """Parameters, GFLOPs and CPU latency (batch 1, ``size × size``) per pruning level.
-
-    ``measure=False`` skips the timing (latency ``None``). Raises ``OptionError`` for
-    a model that cannot be pruned.
-    """
-    model = build_model(name, in_channels, num_classes)
-    if not isinstance(model, UNetPlusPlus) or not model.deep_supervision:
-        prunable = [n for n, s in _SPECS.items() if s.builder is UNetPlusPlus]
-        raise OptionError(
-            f"model {name!r} cannot be pruned; prunable models: {', '.join(prunable)}"
-        )
-    model = model.to("cpu").eval()
-    shape = (1, in_channels, size, size)
-    rows = []
-    for level in range(1, model.depth + 1):
-        model.prune(level)
-        latency = measure_latency(model, shape, repeats=repeats) * 1e3 if measure else None
-        rows.append(
-            PruningLevel(
-                level=level,
-                parameters=model.num_parameters(level),
-                gflops=count_flops(model, shape) / 1e9,
-                latency_ms=latency,
-            )
-        )
-    model.prune(model.depth)
-    return rows

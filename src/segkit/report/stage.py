@@ -10,6 +10,7 @@ sidecars (``segkit.checkpoint``).
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import math
@@ -23,12 +24,20 @@ import PIL.Image
 from numpy.typing import NDArray
 
 from segkit import __version__
-from segkit._io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
+from segkit._io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    sha256_file,
+    write_error_reason,
+)
 from segkit._pillow import DECODE_ERRORS, pixel_limit_lifted
+from segkit._text import short_list
 from segkit.dataset import Dataset, Sample, open_dataset
-from segkit.errors import DatasetError, OptionError, SegkitError
+from segkit.errors import DatasetError, OptionError, ReportError, SegkitError
 from segkit.manifest import manifest_path
 from segkit.metrics import ConfusionMatrix, ObjectCounts, pixel_scores
+from segkit.ownership import drop_claim, output_folder, read_claim, write_claim
 from segkit.report import html, plots, tables
 from segkit.voc import IGNORE_INDEX, read_class_mask, read_mask, voc_colormap
 
@@ -37,12 +46,9 @@ SCHEMA_VERSION = 1
 REPORT_NAME = "report.json"
 OVERLAY_DIR = "overlays"
 CHECKPOINT_NAMES = ("best", "last")
+CLAIM_STAGE = "report"
 
 Progress = Callable[[int, int], None]
-
-
-class ReportError(SegkitError):
-    """Predictions or a run cannot be scored (one line per problem, each naming a file)."""
 
 
 @dataclass(frozen=True)
@@ -197,15 +203,25 @@ def read_prediction(path: Path, colors: NDArray[np.uint8], num_classes: int) -> 
 
 
 def _read_image(path: Path, channels: int) -> NDArray[Any]:
+    """An image as ``[H, W]`` (1 channel) or ``[H, W, 3]``; 16-bit grayscale stays uint16."""
     try:
         with pixel_limit_lifted(), PIL.Image.open(path) as image:
-            if channels == 3:
-                return np.asarray(image.convert("RGB"))
-            if image.mode.startswith("I;16"):
-                return np.asarray(image).astype(np.uint16)
-            return np.asarray(image.convert("L"))
+            if image.mode.startswith("I"):  # 16-bit microscopy: keep the bit depth
+                gray = np.asarray(image).astype(np.uint16)
+                return gray if channels == 1 else np.repeat(gray[:, :, None], 3, axis=2)
+            return np.asarray(image.convert("RGB" if channels == 3 else "L"))
     except DECODE_ERRORS as error:
         raise ReportError(f"{path}: cannot read image ({error})") from error
+
+
+def _picture(sample: Sample, target: NDArray[np.uint8], colors: NDArray[np.uint8]) -> NDArray[Any]:
+    """The image of an overlay as 8-bit RGB (the coloured ground truth if it has none)."""
+    if sample.image is None:
+        return plots.colorize(target, colors)
+    image = _read_image(sample.image, 3)
+    if image.shape[:2] != target.shape:
+        return plots.colorize(target, colors)
+    return (image // 257).astype(np.uint8) if image.dtype == np.uint16 else image
 
 
 # -- scoring -----------------------------------------------------------------------------
@@ -405,16 +421,20 @@ def _has_instances(dataset: Dataset, samples: Sequence[Sample]) -> bool:
     return any(sample.object_mask is not None for sample in samples)
 
 
+def _read_json(path: Path, hint: str = "") -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportError(f"{path}: not found{hint}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ReportError(f"{path}: not valid JSON ({error})") from error
+
+
 def _run_dataset(run: Path, options: ReportOptions) -> Path:
     if options.gt is not None:
         return options.gt
     config_path = run / "config.json"
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReportError(f"{config_path}: not found; is {run} a segkit run folder?") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ReportError(f"{config_path}: not valid JSON ({error})") from error
+    config = _read_json(config_path, f"; is {run} a segkit run folder?")
     value = config.get("dataset") if isinstance(config, dict) else None
     if not isinstance(value, str):
         raise ReportError(f"{config_path}: no 'dataset' path; pass --gt DATASET")
@@ -579,13 +599,7 @@ def _render(
         sample = dataset.sample(sample_id)
         assert sample.class_mask is not None
         target = read_class_mask(sample.class_mask)
-        image = (
-            _read_image(sample.image, 3)
-            if sample.image is not None
-            else plots.colorize(target, colors)
-        )
-        if image.shape[:2] != target.shape:
-            image = plots.colorize(target, colors)
+        image = _picture(sample, target, colors)
         caption = f"{rank}. {sample_id} (mIoU {miou:.4f})"
         png = plots.overlay_png(image, target, prediction, colors, title=caption)
         files[f"{OVERLAY_DIR}/{rank:03d}.png"] = png
@@ -594,9 +608,6 @@ def _render(
     columns = list(tables.PIXEL_COLUMNS)
     if report["objects"]:
         columns += tables.OBJECT_COLUMNS
-    files[REPORT_NAME] = (
-        json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    ).encode()
     files["per_class.csv"] = tables.csv_text(rows, columns).encode()
     files["confusion_matrix.csv"] = tables.confusion_csv(matrix, names).encode()
     files["per_image.csv"] = tables.csv_text(
@@ -607,18 +618,51 @@ def _render(
     files["report.html"] = html.render_html(
         report, confusion_png=confusion, overlays=overlays
     ).encode()
+    # The record of what this report owns in its folder (so a rerun may replace it).
+    report["files"] = sorted([*files, REPORT_NAME])
+    files[REPORT_NAME] = (
+        json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    ).encode()
     return files
 
 
+def _owned_files(output: Path) -> set[str]:
+    """Files an earlier report wrote in ``output``: its record, or its claim if it was
+    stopped before writing the record."""
+    owned: set[str] = set()
+    try:
+        previous = read_report(output)
+    except ReportError:
+        previous = {}
+    if isinstance(previous.get("files"), list):
+        owned.update(name for name in previous["files"] if isinstance(name, str))
+    claim = read_claim(output, CLAIM_STAGE) or {}
+    if isinstance(claim.get("pending"), list):
+        owned.update(name for name in claim["pending"] if isinstance(name, str))
+    return owned
+
+
 def _write(output: Path, files: dict[str, bytes]) -> None:
-    output.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        atomic_write_bytes(output / name, data)
-    overlay_dir = output / OVERLAY_DIR
-    if overlay_dir.is_dir():  # overlays of an earlier run that this one did not rewrite
-        for stale in overlay_dir.glob("*.png"):
-            if f"{OVERLAY_DIR}/{stale.name}" not in files:
-                stale.unlink()
+    """Write the report folder under its lock: files of the user's are never replaced,
+    files an earlier report wrote and this one does not are removed."""
+    with output_folder(output, subfolders=(OVERLAY_DIR,)):
+        owned = _owned_files(output)
+        in_the_way = [name for name in files if (output / name).exists() and name not in owned]
+        if in_the_way:
+            raise ReportError(
+                f"{output}: {short_list(in_the_way)} not written by segkit; "
+                "move them away and re-run"
+            )
+        write_claim(output, CLAIM_STAGE, pending=sorted(files))
+        try:
+            for name, data in files.items():  # report.json, the record, comes last
+                atomic_write_bytes(output / name, data)
+            for name in sorted(owned - set(files)):
+                with contextlib.suppress(FileNotFoundError):
+                    (output / name).unlink()
+        except OSError as error:
+            raise ReportError(write_error_reason(error)) from None
+        drop_claim(output, CLAIM_STAGE)
 
 
 def report(
@@ -651,12 +695,7 @@ def read_report(path: Path) -> dict[str, Any]:
     """A report.json (or the folder holding one), checked to be a segkit report."""
     path = Path(path)
     file = path / REPORT_NAME if path.is_dir() else path
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReportError(f"{file}: not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ReportError(f"{file}: not valid JSON ({error})") from error
+    data = _read_json(file)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ReportError(f"{file}: not a segkit report")
     return data
@@ -672,7 +711,10 @@ def compare(a: Path, b: Path, output: Path | None = None) -> CompareSummary:
     output = Path(output) if output is not None else b_folder
     summary = CompareSummary(Path(a), Path(b), output, rows, headline)
     columns = ["class"] + [f"{k}_{s}" for k in tables.DELTA_KEYS for s in ("a", "b", "delta")]
-    output.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(output / "compare.json", summary.to_dict())
-    atomic_write_text(output / "compare.csv", tables.csv_text(rows, columns))
+    with output_folder(output):
+        try:
+            atomic_write_json(output / "compare.json", summary.to_dict())
+            atomic_write_text(output / "compare.csv", tables.csv_text(rows, columns))
+        except OSError as error:
+            raise ReportError(write_error_reason(error)) from None
     return summary

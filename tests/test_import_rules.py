@@ -1,0 +1,105 @@
+"""The import rules of docs/architecture.md, checked in fresh interpreters and on the source."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "segkit"
+#: The data stages (pure core and file shell) and the helpers they use: no torch.
+DATA_MODULES = (
+    "convert_one",
+    "convert_stage",
+    "dataset",
+    "imagehash",
+    "labelme",
+    "manifest",
+    "parallel",
+    "png",
+    "rasterize",
+    "split",
+    "split_stage",
+    "validate",
+    "validate_stage",
+    "voc",
+    "weights",
+    "weights_stage",
+)
+
+
+def loaded_after(statement: str) -> set[str]:
+    """Top-level module names loaded after running ``statement`` in a fresh interpreter."""
+    code = f"{statement}\nimport sys\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    return set(out.split())
+
+
+def imported_names(path: Path) -> set[str]:
+    """Top-level packages a source file imports, wherever the import statement is."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_import_segkit_loads_neither_numpy_nor_torch() -> None:
+    loaded = loaded_after("import segkit; segkit.__version__")
+    assert "segkit" in loaded
+    assert not {"numpy", "torch", "typer", "rich", "PIL", "scipy"} & loaded
+
+
+def test_data_stages_do_not_load_torch() -> None:
+    # One interpreter for all of them: if any one pulled torch in, it would be loaded.
+    loaded = loaded_after("; ".join(f"import segkit.{module}" for module in DATA_MODULES))
+    assert "numpy" in loaded  # the modules really were imported
+    assert "torch" not in loaded
+
+
+def test_data_stages_name_no_torch_import() -> None:
+    # Also catches an import inside a function, which loading the module would not run.
+    for module in DATA_MODULES:
+        assert "torch" not in imported_names(SRC / f"{module}.py"), module
+
+
+def test_only_cli_imports_typer_and_rich() -> None:
+    offenders = [
+        str(path.relative_to(SRC))
+        for path in sorted(SRC.rglob("*.py"))
+        if "cli" not in path.relative_to(SRC).parts
+        and imported_names(path) & {"typer", "rich", "click"}
+    ]
+    assert offenders == []
+
+
+def test_stages_do_not_import_each_other() -> None:
+    stages = {path.stem for path in SRC.glob("*_stage.py")}
+    assert {"convert_stage", "split_stage", "validate_stage", "weights_stage"} <= stages
+    for stage in sorted(stages):
+        text = (SRC / f"{stage}.py").read_text(encoding="utf-8")
+        others = {f"segkit.{other}" for other in stages - {stage}}
+        assert not [o for o in others if o in text], stage
+
+
+def test_every_public_segkit_error_is_defined_in_errors_py() -> None:
+    import segkit.errors
+
+    defined = {
+        node.name
+        for path in sorted(SRC.rglob("*.py"))
+        if path.name != "errors.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ClassDef)
+        and not node.name.startswith("_")
+        and any(isinstance(b, ast.Name) and b.id.endswith("Error") for b in node.bases)
+    }
+    assert defined == set()
+    assert {"OptionError", "DatasetError", "CheckpointError", "EmptySplitError"} <= set(
+        vars(segkit.errors)
+    )
