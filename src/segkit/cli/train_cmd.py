@@ -164,6 +164,13 @@ def register(app: typer.Typer) -> None:
             bool | None,
             typer.Option(help="Use the U-Net border weight maps (segkit weights --border)."),
         ] = None,
+        encoder_weights: Annotated[
+            str | None,
+            typer.Option(
+                help="Local ImageNet weights for a ResNet encoder (unet-r18, unet-r34): "
+                "a torchvision-layout .safetensors or .pth file."
+            ),
+        ] = None,
         epochs: Annotated[int | None, typer.Option(help="Epochs to train [default: 50].")] = None,
         time: Annotated[
             float | None,
@@ -219,7 +226,8 @@ def register(app: typer.Typer) -> None:
 
         values = {
             "model": model, "loss": loss, "class_weights": class_weights,
-            "border_weights": border_weights, "epochs": epochs, "time_minutes": time,
+            "border_weights": border_weights, "encoder_weights": encoder_weights,
+            "epochs": epochs, "time_minutes": time,
             "crop": crop, "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
             "schedule": schedule, "warmup": warmup, "clip_grad": clip_grad,
             "accumulate": accumulate, "precision": precision, "channels_last": channels_last,

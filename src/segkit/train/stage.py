@@ -301,6 +301,15 @@ def _plan(
             f"{scan.min_side} or less"
         )
     notes = _data_notes(scan, classes)
+    encoder = None
+    if options.encoder_weights is not None and saved is None:
+        # Loads and checks the file now (one line if it does not fit), records its hash.
+        probe = build_model(
+            options.model, scan.channels, len(classes), encoder_weights=options.encoder_weights
+        )
+        encoder = probe.segkit_encoder_weights.to_dict()
+        notes.append(("info", f"encoder weights {options.encoder_weights}: "
+                              f"{encoder['loaded']} tensors loaded ({encoder['first_conv']})"))  # fmt: skip
     workers = options.workers if options.workers is not None else _default_workers(job)
     if batch_size == 0:
         batch_size = min(per_rank, 8)  # replaced by the probe on CUDA (see _probe_batch)
@@ -329,6 +338,7 @@ def _plan(
             "class_weights": None if class_weights is None else list(class_weights),
         },
         "normalization": scan.normalization.to_dict(),
+        "encoder_weights": encoder if saved is None else saved.get("encoder_weights"),
         "determinism": {
             "seed": options.seed,
             "cpu_bit_exact": True,
@@ -428,7 +438,11 @@ class _Run:
         self.emit = emit
         options, runtime = plan.options, plan.runtime
         torch.manual_seed(options.seed)
-        model = build_model(options.model, plan.scan.channels, len(plan.classes))
+        # A resumed run takes every weight from its state, even if the file has moved.
+        encoder = None if plan.resume else options.encoder_weights
+        model = build_model(
+            options.model, plan.scan.channels, len(plan.classes), encoder_weights=encoder
+        )
         self.model_config = model.segkit_config
         self.raw_model = runtime.prepare_model(model)
         model = self.raw_model
