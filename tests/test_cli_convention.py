@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,10 +31,18 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     dataset = base / "ds"
     done = run("convert", SAMPLE_DATA, "-o", dataset, "--labels", SAMPLE_DATA / "labels.txt")
     assert done.exit_code == 0, done.output
+    # The matrix's `split ok` case writes splits into "ds"; train's "no split" needs a copy
+    # made before that.
+    shutil.copytree(dataset, base / "unsplit")
     torch.manual_seed(0)
     model = build_model("unet-tiny", 3, 2, base_channels=4).eval()
     save_checkpoint(base / "best.safetensors", model, classes=["_background_", "x"])
-    return {"base": base, "ds": dataset, "ckpt": base / "best.safetensors"}
+    return {
+        "base": base,
+        "ds": dataset,
+        "unsplit": base / "unsplit",
+        "ckpt": base / "best.safetensors",
+    }
 
 
 def args_for(command: str, case: str, files: dict[str, Path], tmp_path: Path) -> list[str]:
@@ -59,7 +68,7 @@ def args_for(command: str, case: str, files: dict[str, Path], tmp_path: Path) ->
     if case == "workers0":
         return [command, *path[:1], "--workers", "0"]
     if case == "no split":
-        return [command, *path]
+        return [command, str(files["unsplit"]), *path[1:]]
     if case == "choice":
         choice = {
             "convert": ["--image-format", "gif"],
