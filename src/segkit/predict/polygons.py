@@ -85,7 +85,7 @@ def mask_regions(
     for class_id in np.unique(mask).tolist():
         if class_id == ignore:
             continue
-        labels, count = ndimage.label(mask == class_id)
+        labels, _ = ndimage.label(mask == class_id)
         for index, box in enumerate(ndimage.find_objects(labels), start=1):
             if box is None:
                 continue

@@ -258,7 +258,9 @@ def collect_inputs(inputs: Sequence[Path], output: Path) -> list[_Input]:
             "predict them into separate -o folders"
         )
     if not found:
-        raise OptionError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {short_list([str(p) for p in inputs])}")
+        raise OptionError(
+            f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {short_list([str(p) for p in inputs])}"
+        )
     return found
 
 
@@ -277,13 +279,17 @@ def read_image(path: Path) -> tuple[PIL.Image.Image, NDArray[Any]]:
     return image, np.asarray(image.convert("RGB"))
 
 
-def match_channels(pixels: NDArray[Any], channels: int, path: Path) -> tuple[NDArray[Any], str | None]:
+def match_channels(
+    pixels: NDArray[Any], channels: int, path: Path
+) -> tuple[NDArray[Any], str | None]:
     """Pixels with the model's channel count, and a warning when they were converted."""
     have = pixels.shape[2]
     if have == channels:
         return pixels, None
     if have == 1 and channels == 3:
-        return np.repeat(pixels, 3, axis=2), f"{path}: grayscale image repeated to RGB for the model"
+        return np.repeat(
+            pixels, 3, axis=2
+        ), f"{path}: grayscale image repeated to RGB for the model"
     if have == 3 and channels == 1:
         gray = pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
         return (
@@ -514,9 +520,7 @@ def predict(
         in_the_way = sorted(
             name
             for name in planned
-            if (output / name).exists()
-            and name not in owned
-            and not name.startswith("labelme/")
+            if (output / name).exists() and name not in owned and not name.startswith("labelme/")
         )
         if in_the_way:
             raise DatasetError(
