@@ -65,7 +65,7 @@ def _render(summary: object) -> None:
     rate = data["megapixels_per_second"]
     table.add_row("images", f"{data['images']} ({data['skipped_up_to_date']} up to date)")
     table.add_row("seconds", f"{data['seconds']:.2f}")
-    table.add_row("megapixels/s", "–" if rate is None else f"{rate:.3f}")
+    table.add_row("megapixels/s", "–" if rate is None else f"{rate:.3g}")
     table.add_row("device / precision", f"{summary.device} / {summary.precision}")
     total = sum(summary.class_pixels) or 1
     for name, count in zip(summary.classes, summary.class_pixels, strict=False):

@@ -60,7 +60,7 @@ def _outline(filled: NDArray[np.bool_], tolerance: float) -> NDArray[np.float64]
         if len(closed) >= 3:
             points = closed
     if len(points) < 3:  # one pixel or a one-pixel line: labelme needs three points
-        points = np.vstack([points, points[::-1]])[:3]
+        points = points[[0, len(points) - 1, 0]]
     return points - 1.0
 
 
@@ -80,7 +80,7 @@ def mask_regions(
         raise ValueError("simplify and min_area must not be negative")
     mask = np.asarray(mask)
     height, width = mask.shape
-    found: list[tuple[int, int, int, NDArray[np.bool_], tuple[slice, slice]]] = []
+    found: list[tuple[int, NDArray[np.bool_], NDArray[np.bool_], tuple[slice, slice]]] = []
     covered = np.zeros(mask.shape, dtype=bool)  # inside some non-background outline
     for class_id in np.unique(mask).tolist():
         if class_id == ignore:
@@ -94,18 +94,19 @@ def mask_regions(
             filled = ndimage.binary_fill_holes(region, structure=_EIGHT)
             if class_id != 0:
                 covered[box] |= filled
-            found.append((int(class_id), int(region.sum()), int(filled.sum()), filled, box))
+            found.append((int(class_id), region, filled, box))
     regions = []
-    for class_id, area, filled_area, filled, box in found:
+    for class_id, region, filled, box in found:
+        area = int(region.sum())
         if area < max(min_area, 1):
             continue
-        if class_id == 0 and not (covered[box] & filled).any():
+        if class_id == 0 and not (covered[box] & region).any():
             continue
         contour = _outline(filled, simplify)
         ys = np.clip(contour[:, 0] + box[0].start, 0, height - 1)
         xs = np.clip(contour[:, 1] + box[1].start, 0, width - 1)
         points = tuple((float(x), float(y)) for x, y in zip(xs, ys, strict=True))
-        regions.append(Region(class_id, area, filled_area, points))
+        regions.append(Region(class_id, area, int(filled.sum()), points))
     # Containers first: a region in another's hole has the smaller filled area.
     regions.sort(key=lambda r: -r.filled_area)
     return regions

@@ -268,7 +268,12 @@ def read_image(path: Path) -> tuple[PIL.Image.Image, NDArray[Any]]:
     """The image in labelme's display frame (EXIF orientation applied exactly as
     ``convert`` does) and its pixels ``[H, W, C]`` (uint8, or uint16 for 16-bit)."""
     annotation = Annotation(path.with_suffix(".json"), (), path.name, None, None, None)
-    image = load_image(annotation).image
+    try:
+        image = load_image(annotation).image
+    except AnnotationError as error:
+        # load_image names the (here imaginary) JSON and then the image; name the image.
+        detail = str(error).removeprefix(f"{annotation.path}: ").replace(f" {path}", "")
+        raise DatasetError(f"{path}: {detail}; skipped") from None
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         array = np.asarray(image)
         if array.dtype != np.uint16:
