@@ -53,7 +53,7 @@ def test_border_regions_thin_lines_and_single_pixels_close() -> None:
     for region in mask_regions(mask, simplify=0.5):
         assert len(region.points) >= 3  # labelme needs three points per polygon
         xs, ys = zip(*region.points, strict=True)
-        assert 0 <= min(xs) and max(xs) <= 10 and 0 <= min(ys) and max(ys) <= 8
+        assert min(xs) >= 0 and max(xs) <= 10 and min(ys) >= 0 and max(ys) <= 8
     assert np.array_equal(repaint(mask), mask)
 
 
