@@ -79,7 +79,9 @@ def test_simplify_reduces_points_of_a_staircase() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(arrays(np.uint8, st.tuples(st.integers(1, 12), st.integers(1, 12)), elements=st.integers(0, 3)))
+@given(
+    arrays(np.uint8, st.tuples(st.integers(1, 12), st.integers(1, 12)), elements=st.integers(0, 3))
+)
 def test_exact_outlines_repaint_every_pixel(mask: np.ndarray) -> None:
     """With no simplification the export is lossless, whatever the mask."""
     assert np.array_equal(repaint(mask, simplify=0), mask)
