@@ -335,10 +335,13 @@ def uncertainty(probs: Tensor) -> tuple[float, float]:
     if probs.shape[0] == 1:
         probs = torch.cat([1 - probs, probs])
     k = probs.shape[0]
-    clamped = probs.clamp_min(1e-12)
-    entropy = -(probs * clamped.log()).sum(0) / math.log(k)
-    top = probs.max(0).values
-    return float(entropy.mean()), float((top < LOW_CONFIDENCE).float().mean())
+    entropy_sum = low_count = 0.0
+    # Row blocks keep the temporaries small on a large image.
+    for block in probs.split(256, dim=1):
+        entropy_sum += float(-(block * block.clamp_min(1e-12).log()).sum())
+        low_count += float((block.max(0).values < LOW_CONFIDENCE).sum())
+    pixels = probs.shape[1] * probs.shape[2]
+    return entropy_sum / math.log(k) / pixels, low_count / pixels
 
 
 def rank_rows(images: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
