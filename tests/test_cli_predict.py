@@ -186,6 +186,37 @@ def test_foreign_mask_in_the_way_stops_before_writing(
     assert result.exit_code == 1
     assert "masks/deep.png" in result.stderr and "not written by segkit" in result.stderr
     assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["deep.png"]
+    for name in ("ranking.csv", "predictions.json"):  # also the stage's own file names
+        other = tmp_path / name
+        other.mkdir()
+        (other / name).write_text("mine")
+        result = predict(run_dir, images, "-o", other, "--rank", "uncertainty")
+        assert result.exit_code == 1 and f"{name} not written by segkit" in result.stderr
+        assert (other / name).read_text() == "mine"
+
+
+def test_a_person_made_json_is_never_claimed(
+    run_dir: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed mid-run, the claim must not list a person's file as segkit's."""
+    from segkit.predict import stage
+
+    out = tmp_path / "out"
+    (out / "labelme").mkdir(parents=True)
+    (out / "labelme" / "deep.json").write_text('{"shapes": []}')
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stage, "_predict_one", killed)
+    with pytest.raises(KeyboardInterrupt):
+        stage.predict(images, out, stage.PredictOptions(run=run_dir, labelme=True))
+    claim = json.loads((out / ".segkit-predict-claim.json").read_text())
+    assert "labelme/turned.json" in claim["pending"]
+    assert "labelme/deep.json" not in claim["pending"]
+    monkeypatch.undo()
+    assert predict(run_dir, images, "-o", out, "--labelme").exit_code == 0
+    assert (out / "labelme" / "deep.json").read_text() == '{"shapes": []}'
 
 
 def test_unreadable_image_is_one_line_and_the_rest_is_written(

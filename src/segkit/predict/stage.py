@@ -525,17 +525,30 @@ def predict(
     with output_folder(output, subfolders=SUBFOLDERS):
         owned, json_hashes = _owned(output, record)
         planned = {name for item in items for name in _files_for(item, options).values()}
+        if options.rank == "uncertainty":
+            planned.add(RANKING_NAME)
         in_the_way = sorted(
             name
             for name in planned
             if (output / name).exists() and name not in owned and not name.startswith("labelme/")
         )
+        if (output / RECORD_NAME).exists() and not record:
+            in_the_way.append(RECORD_NAME)
         if in_the_way:
             raise DatasetError(
                 f"{output}: {short_list(in_the_way)} not written by segkit; "
                 "move them away or choose another -o"
             )
-        write_claim(output, CLAIM_STAGE, pending=sorted(owned | planned | {RANKING_NAME}))
+        # A person's labelme file must never be claimed: an interrupted run would
+        # otherwise leave it listed as segkit's.
+        persons = set()
+        if not options.overwrite_annotations:
+            persons = {
+                name
+                for name in planned
+                if name.startswith("labelme/") and _person_made(output, name, owned, json_hashes)
+            }
+        write_claim(output, CLAIM_STAGE, pending=sorted((owned | planned) - persons))
         for done, item in enumerate(items):
             if progress is not None:
                 progress(done, len(items))
