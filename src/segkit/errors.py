@@ -53,6 +53,18 @@ class ReportError(SegkitError):
     """Predictions or a run cannot be scored (one line per problem, each naming a file)."""
 
 
+class EncoderWeightsError(SegkitError):
+    """An encoder-weights file is missing, unreadable, or not a fitting ResNet state dict."""
+
+
+class TrainingDiverged(SegkitError):
+    """The training loss became NaN or infinite."""
+
+
+class StateError(SegkitError):
+    """A training resume state is missing, damaged, or does not fit the run."""
+
+
 class FolderBusyError(SegkitError):
     """Another segkit process is writing the same output folder."""
 

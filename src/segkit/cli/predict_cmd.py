@@ -95,9 +95,9 @@ def register(app: typer.Typer) -> None:
     @app.command(
         "predict",
         epilog=examples(
-            "segkit predict runs/exp1 new_images/ -o predictions/",
-            "segkit predict runs/exp1 unlabeled/ -o next_round/ --labelme --rank uncertainty",
-            "segkit predict runs/exp1 big_slide.tif -o out/ --tile 512 --overlap 64 --tta flip",
+            "segkit predict runs/a new_images/ -o predictions/",
+            "segkit predict runs/a unlabeled/ -o next/ --labelme --rank uncertainty",
+            "segkit predict runs/a slide.tif -o out/ --tile 512 --overlap 64 --tta flip",
         ),
     )
     def predict_command(

@@ -63,7 +63,7 @@ def _table(summary: SplitSummary, *, class_columns: bool = True) -> Table:
 
 def _class_rows(summary: SplitSummary) -> Table:
     """The class columns turned into rows: one row per class, one column per split."""
-    table = titled_table(
+    table = Table(  # its caption is prose: it may wrap
         caption="share of the class's labelled pixels in the split (images containing it)",
         header_style="bold",
     )

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from segkit._io import sha256_file
-from segkit.errors import SegkitError
+from segkit.errors import EncoderWeightsError
 from segkit.models.resunet import ResNetEncoder
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
@@ -29,10 +29,9 @@ CLASSIFIER_PREFIX = "fc."
 #: BatchNorm's step counter; torchvision's 2017 ResNet files predate it.
 _OPTIONAL_SUFFIX = "num_batches_tracked"
 _SHOWN = 5
-
-
-class EncoderWeightsError(SegkitError):
-    """An encoder-weights file is missing, unreadable, or not a fitting ResNet state dict."""
+#: The input normalisation torchvision's ImageNet weights were trained with (RGB, [0, 1]).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

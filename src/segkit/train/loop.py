@@ -17,14 +17,10 @@ import torch
 from torch import Tensor, nn
 
 from segkit.devices import Runtime
-from segkit.errors import SegkitError
+from segkit.errors import TrainingDiverged
 from segkit.inference import InferenceOptions, predict_probabilities, probabilities_to_mask
 from segkit.metrics import ConfusionMatrix
 from segkit.voc import IGNORE_INDEX
-
-
-class TrainingDiverged(SegkitError):
-    """The loss became NaN or infinite."""
 
 
 def lr_factor(progress: float, *, schedule: str, warmup: float) -> float:

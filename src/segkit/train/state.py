@@ -18,16 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from segkit._io import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
-from segkit.errors import SegkitError
+from segkit.errors import StateError
 
 STATE_DIR = "state"
 STATE_FILE = "resume.json"
 FORMAT = "segkit-resume"
 SCHEMA_VERSION = 1
-
-
-class StateError(SegkitError):
-    """A resume state is missing, damaged, or does not fit the run."""
 
 
 def flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
