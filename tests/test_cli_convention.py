@@ -47,6 +47,7 @@ def args_for(command: str, case: str, files: dict[str, Path], tmp_path: Path) ->
         "models": ["-m", "unet-tiny", "--size", "32"],
         "export": [str(files["ckpt"]), "--onnx", "--no-check", "--size", "32"],
         "train": [str(files["ds"]), "-o", str(tmp_path / "run"), "--epochs", "1"],
+        "predict": [str(files["ckpt"]), str(files["ds"] / "JPEGImages"), "-o", str(tmp_path / "p")],
     }[command]
     if command == "export":
         path += ["-o", str(tmp_path / "m.onnx")]
@@ -66,14 +67,15 @@ def args_for(command: str, case: str, files: dict[str, Path], tmp_path: Path) ->
             "weights": ["--scheme", "bogus"],
             "models": ["-m", "bogus"],
             "train": ["--optimizer", "bogus"],
+            "predict": ["--tta", "bogus"],
         }[command]
         return [command, *path, *choice]
     raise AssertionError(case)
 
 
-WITH_PATH = ("convert", "validate", "split", "weights", "export")
+WITH_PATH = ("convert", "validate", "split", "weights", "export", "predict")
 WITH_WORKERS = ("convert", "validate", "split", "weights")
-WITH_CHOICE = ("convert", "weights", "models")
+WITH_CHOICE = ("convert", "weights", "models", "predict")
 COMMANDS = (*WITH_PATH, "models")
 #: (command, case, exit code); train's "ok" needs split files (tests/test_train_e2e.py)
 CASES = [

@@ -20,6 +20,7 @@ from segkit.cli import (  # noqa: E402
     _notes,
     convert_cmd,
     models_cmd,
+    predict_cmd,
     report_cmd,
     split_cmd,
     train_cmd,
@@ -66,6 +67,7 @@ for _module in (
     train_cmd,
     models_cmd,
     report_cmd,
+    predict_cmd,
 ):
     _module.register(app)
 _startup.end_startup(_previous_sigint)
