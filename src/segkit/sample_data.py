@@ -119,7 +119,7 @@ def _touching_cells(rng: np.random.Generator) -> list[dict]:
     return shapes
 
 
-def _edge_cases(out: Path) -> None:
+def _edge_cases(out: Path, tiff16: bool = True) -> None:
     """The six annotations of the repository's ``sample_data/`` (their bytes never change)."""
     rng = np.random.default_rng(7)
     size = (WIDTH, HEIGHT)
@@ -173,11 +173,13 @@ def _edge_cases(out: Path) -> None:
         _shape("cell", "polygon", _polygon(112, 55, 26, 11, rng), 2),
     ]
     gray = np.asarray(_render(shapes, rng).convert("L"), dtype=np.uint16) * 200
-    (out / "images").mkdir(exist_ok=True)
-    PIL.Image.fromarray(gray).save(out / "images" / "micro_05.tif")
-    _write(
-        out / "annotations" / "micro_05.json", _annotation(shapes, "..\\images\\micro_05.tif", size)
-    )
+    if tiff16:
+        (out / "images").mkdir(exist_ok=True)
+        PIL.Image.fromarray(gray).save(out / "images" / "micro_05.tif")
+        _write(
+            out / "annotations" / "micro_05.json",
+            _annotation(shapes, "..\\images\\micro_05.tif", size),
+        )
 
     # Same file name as the first scene, in another folder: gets its own id.
     shapes = _touching_cells(rng)
@@ -271,11 +273,13 @@ LABELS = "__ignore__\n_background_\ncell\nnucleus\ndebris\n"
 DEMO_SCENES = 42
 
 
-def write_sample_data(out: Path | str, scenes: int = 0) -> Path:
+def write_sample_data(out: Path | str, scenes: int = 0, tiff16: bool = True) -> Path:
     """Write the sample annotations into ``out`` (created if missing) and return it.
 
     Without ``scenes`` this is the repository's ``sample_data/``; ``scenes=N`` adds N
     training scenes under ``scenes/``. ``out/labels.txt`` lists the classes.
+    ``tiff16=False`` leaves out the 16-bit grayscale TIFF (``segkit train`` wants one
+    channel count and dtype across a dataset; the rest of the chain takes it).
 
     >>> import tempfile
     >>> root = write_sample_data(tempfile.mkdtemp(), scenes=2)
@@ -284,7 +288,7 @@ def write_sample_data(out: Path | str, scenes: int = 0) -> Path:
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _edge_cases(out)
+    _edge_cases(out, tiff16)
     if scenes:
         _scenes(out, scenes)
     (out / "labels.txt").write_text(LABELS, "utf-8")

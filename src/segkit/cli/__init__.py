@@ -19,6 +19,7 @@ from segkit.cli import (  # noqa: E402
     _interrupt,
     _notes,
     convert_cmd,
+    demo_cmd,
     models_cmd,
     report_cmd,
     split_cmd,
@@ -66,6 +67,7 @@ for _module in (
     train_cmd,
     models_cmd,
     report_cmd,
+    demo_cmd,
 ):
     _module.register(app)
 _startup.end_startup(_previous_sigint)
