@@ -46,6 +46,7 @@ def args_for(command: str, case: str, files: dict[str, Path], tmp_path: Path) ->
         "weights": [str(files["ds"]), "--workers", "1"],
         "models": ["-m", "unet-tiny", "--size", "32"],
         "export": [str(files["ckpt"]), "--onnx", "--no-check", "--size", "32"],
+        "train": [str(files["ds"]), "-o", str(tmp_path / "run"), "--epochs", "1"],
     }[command]
     if command == "export":
         path += ["-o", str(tmp_path / "m.onnx")]
@@ -57,11 +58,14 @@ def args_for(command: str, case: str, files: dict[str, Path], tmp_path: Path) ->
         return [command, "", *path[1:]]
     if case == "workers0":
         return [command, *path[:1], "--workers", "0"]
+    if case == "no split":
+        return [command, *path]
     if case == "choice":
         choice = {
             "convert": ["--image-format", "gif"],
             "weights": ["--scheme", "bogus"],
             "models": ["-m", "bogus"],
+            "train": ["--optimizer", "bogus"],
         }[command]
         return [command, *path, *choice]
     raise AssertionError(case)
@@ -71,13 +75,14 @@ WITH_PATH = ("convert", "validate", "split", "weights", "export")
 WITH_WORKERS = ("convert", "validate", "split", "weights")
 WITH_CHOICE = ("convert", "weights", "models")
 COMMANDS = (*WITH_PATH, "models")
-#: (command, case, exit code)
+#: (command, case, exit code); train's "ok" needs split files (tests/test_train_e2e.py)
 CASES = [
     *[(c, "ok", 0) for c in COMMANDS],
-    *[(c, "missing", 2) for c in WITH_PATH],
-    *[(c, "empty", 2) for c in WITH_PATH],
+    *[(c, "missing", 2) for c in (*WITH_PATH, "train")],
+    *[(c, "empty", 2) for c in (*WITH_PATH, "train")],
     *[(c, "workers0", 2) for c in WITH_WORKERS],
-    *[(c, "choice", 2) for c in WITH_CHOICE],
+    *[(c, "choice", 2) for c in (*WITH_CHOICE, "train")],
+    ("train", "no split", 1),
 ]
 
 
@@ -110,7 +115,7 @@ def test_exit_codes_errors_and_json(
             assert "ok" not in document or document["ok"] is True
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("command", (*COMMANDS, "train"))
 @pytest.mark.parametrize("flag", ["-h", "--help"])
 def test_help(command: str, flag: str) -> None:
     result = run(command, flag)

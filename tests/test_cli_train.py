@@ -129,3 +129,23 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(dataset, t
     assert json.loads(rows[-1])["epoch"] == len(rows) >= 1
     meta = json.loads((run / "checkpoints" / "last.json").read_text())
     assert meta["epoch"] == len(rows)
+
+
+def test_encoder_weights_are_loaded_and_their_hash_recorded(dataset, tmp_path):
+    import hashlib
+
+    import safetensors.torch
+    from test_encoder_weights import R18, _torchvision_resnet_state
+
+    weights = tmp_path / "resnet18.safetensors"
+    safetensors.torch.save_file(_torchvision_resnet_state(R18, 64), str(weights))
+    run = tmp_path / "run"
+    one_error(
+        invoke(dataset, "-o", run, *TINY, "--encoder-weights", weights), 2, "no pretrained encoder"
+    )
+    assert not run.exists()
+    done = invoke(dataset, "-o", run, *TINY, "--model", "unet-r18", "--encoder-weights", weights)
+    assert done.exit_code == 0, done.stderr
+    record = json.loads((run / "config.json").read_text())["encoder_weights"]
+    assert record["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert record["loaded"] == 100 and record["missing"] == []  # 102 tensors less fc.*

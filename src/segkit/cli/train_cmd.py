@@ -11,10 +11,25 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from segkit.cli._common import console, err_console, print_json
-from segkit.errors import OptionError, SegkitError
+from segkit.cli._common import (
+    JSON_HELP,
+    console,
+    err_console,
+    examples,
+    existing_folder,
+    folder,
+    print_json,
+)
+from segkit.cli._interrupt import EXIT_INTERRUPTED
+from segkit.errors import OptionError
 
-EXIT_DATA, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXAMPLES = examples(
+    "segkit train DATASET -o runs/exp1",
+    "segkit train DATASET -o runs/exp1 --model unet --loss ce+dice --epochs 50",
+    "segkit train DATASET -o runs/exp1 --time 30",
+    "segkit train DATASET -o runs/exp1 --resume --epochs 80",
+    "torchrun --standalone --nproc_per_node 4 -m segkit train DATASET -o runs/exp1",
+)
 
 
 def _batch_size(text: str | None) -> int | None:
@@ -122,10 +137,18 @@ def _table(summary: Any) -> Table:
 def register(app: typer.Typer) -> None:
     """Add `segkit train` to app."""
 
-    @app.command("train")
+    @app.command("train", epilog=EXAMPLES)
     def train_command(
-        dataset: Annotated[Path, typer.Argument(help="VOC dataset folder with train/val splits.")],
-        output: Annotated[Path, typer.Option("--output", "-o", help="Run folder to write.")],
+        dataset: Annotated[
+            Path,
+            typer.Argument(
+                parser=existing_folder("dataset folder"),
+                help="VOC dataset folder with train/val splits.",
+            ),
+        ],
+        output: Annotated[
+            Path, typer.Option("--output", "-o", parser=folder, help="Run folder to write.")
+        ],
         resume: Annotated[
             bool, typer.Option(help="Continue the run in -o (options come from its config).")
         ] = False,
@@ -140,6 +163,13 @@ def register(app: typer.Typer) -> None:
         border_weights: Annotated[
             bool | None,
             typer.Option(help="Use the U-Net border weight maps (segkit weights --border)."),
+        ] = None,
+        encoder_weights: Annotated[
+            str | None,
+            typer.Option(
+                help="Local ImageNet weights for a ResNet encoder (unet-r18, unet-r34): "
+                "a torchvision-layout .safetensors or .pth file."
+            ),
         ] = None,
         epochs: Annotated[int | None, typer.Option(help="Epochs to train [default: 50].")] = None,
         time: Annotated[
@@ -183,19 +213,21 @@ def register(app: typer.Typer) -> None:
         save_every: Annotated[
             int | None, typer.Option(help="Also save the resume state every N steps.")
         ] = None,
-        json_output: Annotated[
-            bool, typer.Option("--json", help="Print the summary as JSON.")
-        ] = False,
+        json_output: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         quiet: Annotated[bool, typer.Option(help="Only warnings and the result.")] = False,
     ) -> None:
-        """Train a segmentation model on a dataset from convert → split (→ weights)."""
+        """Train a segmentation model on a dataset from convert → split (→ weights).
+
+        Exit 2 for a bad option (nothing written), 1 for a data problem or a NaN loss,
+        130 after Ctrl-C (the state is saved; the message gives the --resume command).
+        """
         from segkit.train.distributed import from_environment
-        from segkit.train.loop import TrainingDiverged
         from segkit.train.stage import TrainingInterrupted, train
 
         values = {
             "model": model, "loss": loss, "class_weights": class_weights,
-            "border_weights": border_weights, "epochs": epochs, "time_minutes": time,
+            "border_weights": border_weights, "encoder_weights": encoder_weights,
+            "epochs": epochs, "time_minutes": time,
             "crop": crop, "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
             "schedule": schedule, "warmup": warmup, "clip_grad": clip_grad,
             "accumulate": accumulate, "precision": precision, "channels_last": channels_last,
@@ -210,19 +242,15 @@ def register(app: typer.Typer) -> None:
             summary = train(
                 dataset, output, resume=resume, force=force, on_event=renderer, **changes
             )
-        except OptionError as error:
-            renderer.close()
-            err_console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
-            raise typer.Exit(EXIT_USAGE) from None
         except TrainingInterrupted as error:
+            # Not a failure line: the run is saved and the message says how to go on.
             renderer.close()
             err_console.print(f"[yellow]{escape(str(error))}[/]", soft_wrap=True)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        except (SegkitError, TrainingDiverged) as error:
+            if json_output:
+                print_json({"ok": False, "exit_code": EXIT_INTERRUPTED, "errors": [str(error)]})
+            raise SystemExit(EXIT_INTERRUPTED) from None
+        finally:  # errors go to the shared CLI layer: one line, exit 2 (options) or 1
             renderer.close()
-            err_console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
-            raise typer.Exit(EXIT_DATA) from None
-        renderer.close()
         if not from_environment().is_main:  # under torchrun only rank 0 reports
             return
         if json_output:

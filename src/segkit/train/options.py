@@ -12,7 +12,7 @@ from segkit.errors import OptionError
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "poly", "constant")
 MONITORS = ("mIoU", "aAcc", "val_loss")
-DEFAULT_MODEL = "unet-small"
+DEFAULT_MODEL = "unet-tiny"
 
 #: Options that must lie in ``[0, bound]``.
 _BOUNDED = {
@@ -47,7 +47,7 @@ RESUMABLE = frozenset(
 class TrainOptions:
     """Settings of one training run; ``validate()`` runs in ``__post_init__``.
 
-    ``crop=None`` means the smaller of 256 and the smallest training image side;
+    ``crop=None`` means the smaller of 256 (128 on a CPU) and the smallest training image side;
     ``batch_size=0`` means "auto" (the largest batch that fits, CUDA only);
     ``time_minutes`` replaces ``epochs`` by a wall-clock budget.
     """

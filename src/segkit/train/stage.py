@@ -80,6 +80,8 @@ RUN_FILES = (
     "state",
 )
 DEFAULT_CROP = 256
+#: On a CPU a 128 px crop trains ~5× more images per second than 256 (cache-friendly).
+DEFAULT_CPU_CROP = 128
 
 
 class TrainingInterrupted(Exception):
@@ -208,13 +210,24 @@ def _manifest_hash(dataset: Dataset) -> str | None:
     return sha256_file(path) if path.is_file() else None
 
 
+def _samples_hash(dataset: Dataset) -> str | None:
+    """Hash of the manifest's classes and samples: what identifies the data (a later
+    ``segkit weights`` or ``split`` run rewrites other sections and must not block a resume)."""
+    if dataset.manifest is None:
+        return None
+    import hashlib
+
+    part = {key: dataset.manifest.get(key) for key in ("classes", "samples")}
+    return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()
+
+
 def _check_same_data(saved: dict[str, Any], dataset: Dataset, classes: tuple[str, ...]) -> None:
     previous = saved.get("dataset", {})
     differences = []
     if list(previous.get("classes", [])) != list(classes):
         differences.append(f"classes {previous.get('classes')} → {list(classes)}")
-    if previous.get("manifest_sha256") != _manifest_hash(dataset):
-        differences.append("dataset manifest (segkit.json) changed")
+    if previous.get("samples_sha256") != _samples_hash(dataset):
+        differences.append("the samples listed in segkit.json changed")
     if previous.get("train_ids_sha256") != _ids_hash(dataset, "train"):
         differences.append("train split changed")
     if differences:
@@ -279,7 +292,8 @@ def _plan(
             f"({len(train_files)} images" + (f", {per_rank} per process)" if job.world > 1 else ")")
         )
     scan = scan_samples(train_files, val_files, len(classes), cache=options.cache)
-    crop = options.crop if options.crop is not None else min(DEFAULT_CROP, scan.min_side)
+    default_crop = DEFAULT_CROP if runtime.device.type != "cpu" else DEFAULT_CPU_CROP
+    crop = options.crop if options.crop is not None else min(default_crop, scan.min_side)
     if crop > scan.min_side:
         raise OptionError(
             f"--crop {crop} is larger than the smallest training image ({scan.min_side} px "
@@ -287,6 +301,15 @@ def _plan(
             f"{scan.min_side} or less"
         )
     notes = _data_notes(scan, classes)
+    encoder = None
+    if options.encoder_weights is not None and saved is None:
+        # Loads and checks the file now (one line if it does not fit), records its hash.
+        probe = build_model(
+            options.model, scan.channels, len(classes), encoder_weights=options.encoder_weights
+        )
+        encoder = probe.segkit_encoder_weights.to_dict()
+        notes.append(("info", f"encoder weights {options.encoder_weights}: "
+                              f"{encoder['loaded']} tensors loaded ({encoder['first_conv']})"))  # fmt: skip
     workers = options.workers if options.workers is not None else _default_workers(job)
     if batch_size == 0:
         batch_size = min(per_rank, 8)  # replaced by the probe on CUDA (see _probe_batch)
@@ -308,12 +331,14 @@ def _plan(
             "root": str(dataset.root),
             "classes": list(classes),
             "manifest_sha256": _manifest_hash(dataset),
+            "samples_sha256": _samples_hash(dataset),
             "train_ids_sha256": _ids_hash(dataset, "train"),
             "train_images": len(train_files),
             "val_images": len(val_files),
             "class_weights": None if class_weights is None else list(class_weights),
         },
         "normalization": scan.normalization.to_dict(),
+        "encoder_weights": encoder if saved is None else saved.get("encoder_weights"),
         "determinism": {
             "seed": options.seed,
             "cpu_bit_exact": True,
@@ -413,7 +438,11 @@ class _Run:
         self.emit = emit
         options, runtime = plan.options, plan.runtime
         torch.manual_seed(options.seed)
-        model = build_model(options.model, plan.scan.channels, len(plan.classes))
+        # A resumed run takes every weight from its state, even if the file has moved.
+        encoder = None if plan.resume else options.encoder_weights
+        model = build_model(
+            options.model, plan.scan.channels, len(plan.classes), encoder_weights=encoder
+        )
         self.model_config = model.segkit_config
         self.raw_model = runtime.prepare_model(model)
         model = self.raw_model
@@ -681,8 +710,10 @@ def _execute(
     plan: _Plan, emit: Callable[[TrainEvent], None], interrupted: threading.Event
 ) -> TrainSummary:
     saved = _read_config(plan.output) if plan.resume else None
-    if saved is not None:  # the batch (and crop) the run started with, also for "auto"
+    if saved is not None:  # the batch and crop the run started with, also for "auto"
         plan.batch_size = int(saved["resolved"]["batch_size"])
+        plan.crop = int(saved["resolved"]["crop"])
+        plan.config["resolved"]["crop"] = plan.crop
     elif plan.options.batch_size == 0:
         plan.batch_size = _probe_batch(plan)
         emit(TrainEvent("info", f"--batch-size auto: {plan.batch_size} fits in GPU memory"))
@@ -757,7 +788,9 @@ def _train_epochs(
         )  # fmt: skip
         run.progress["global_step"] = step
         batches_done = first_batch + stats.batches
-        if interrupted.is_set() and batches_done < run.batches_per_epoch:
+        # Every rank acts on rank 0's flags, or the ranks would part ways and hang.
+        stop_now = distributed.broadcast_flag(interrupted.is_set())
+        if stop_now and batches_done < run.batches_per_epoch:
             run.progress.update(batch=batches_done, stats=stats.to_dict())
             run.save_state()
             raise TrainingInterrupted(
@@ -765,8 +798,9 @@ def _train_epochs(
                 f"Continue with: segkit train {plan.dataset.root} -o {plan.output} --resume"
             )
         epoch += 1
-        out_of_time = run.out_of_time() or (
-            options.time_minutes is not None and batches_done < run.batches_per_epoch
+        out_of_time = distributed.broadcast_flag(
+            run.out_of_time()
+            or (options.time_minutes is not None and batches_done < run.batches_per_epoch)
         )
         validate = epoch % options.val_every == 0 or epoch == epochs_limit or out_of_time
         row: dict[str, Any] = {"epoch": epoch, "train_loss": stats.loss}
@@ -808,7 +842,7 @@ def _train_epochs(
             stopped = "time budget used"
         elif options.patience is not None and run.progress["since_best"] >= options.patience:
             stopped = f"no improvement for {options.patience} validations"
-        elif interrupted.is_set():
+        elif stop_now:
             raise TrainingInterrupted(
                 f"interrupted after epoch {epoch}; state saved. "
                 f"Continue with: segkit train {plan.dataset.root} -o {plan.output} --resume"
