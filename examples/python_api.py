@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 import segkit
-from segkit.report import ReportOptions, report
+from segkit.report import report
 from segkit.sample_data import write_sample_data
 
 
@@ -37,8 +37,7 @@ def main(work: Path, epochs: int, scenes: int) -> float | None:
     trained = segkit.train(dataset, run, epochs=epochs, model="unet-tiny", crop=32, batch_size=4)
     print(f"train: best val mIoU {trained.best_score} at epoch {trained.best_epoch}")
 
-    # gt: the dataset to score against (the run's own config names it too).
-    scored = report(run, options=ReportOptions(gt=dataset))
+    scored = report(run)  # the run's config.json names the dataset and its val split
     miou = scored.report["pixel"]["mIoU"]
     print(f"report: mIoU {miou}, files in {scored.output}")
     return miou

@@ -223,9 +223,7 @@ def demo(
     )
     scored = step(
         "report",
-        # gt given: report cannot find the dataset in train's config.json (it looks for
-        # a "dataset" path; train writes {"root": ...} there).
-        lambda: report(run, options=ReportOptions(gt=dataset, device=options.device, force=again)),
+        lambda: report(run, options=ReportOptions(device=options.device, force=again)),
     )
     summary = DemoSummary(
         output=output,
