@@ -19,6 +19,7 @@ from segkit.cli import (  # noqa: E402
     _interrupt,
     _notes,
     convert_cmd,
+    demo_cmd,
     models_cmd,
     predict_cmd,
     report_cmd,
@@ -68,6 +69,7 @@ for _module in (
     models_cmd,
     report_cmd,
     predict_cmd,
+    demo_cmd,
 ):
     _module.register(app)
 _startup.end_startup(_previous_sigint)
