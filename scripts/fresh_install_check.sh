@@ -13,9 +13,9 @@ python3 -m venv "$work/venv"
 . "$work/venv/bin/activate"
 python -m pip install -q --upgrade pip build
 python -m build -q --wheel --outdir "$work/dist" "$repo"
-# torch first, pinned: a bare range would pull a multi-GB CUDA build. The CPU index
-# keeps the download small (TORCH_INDEX=https://pypi.org/simple gives the README's torch).
-pip install -q torch==2.13.0 --index-url "${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
+# torch first, pinned, as the README says: a bare range would pull another build.
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu downloads the small CPU build instead.
+pip install -q torch==2.13.0 ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}
 pip install -q "$work"/dist/segkit-*.whl
 mkdir "$work/empty"
 cd "$work/empty"
