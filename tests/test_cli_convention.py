@@ -31,18 +31,10 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     dataset = base / "ds"
     done = run("convert", SAMPLE_DATA, "-o", dataset, "--labels", SAMPLE_DATA / "labels.txt")
     assert done.exit_code == 0, done.output
-    # The matrix's `split ok` case writes splits into "ds"; train's "no split" needs a copy
-    # made before that.
-    shutil.copytree(dataset, base / "unsplit")
     torch.manual_seed(0)
     model = build_model("unet-tiny", 3, 2, base_channels=4).eval()
     save_checkpoint(base / "best.safetensors", model, classes=["_background_", "x"])
-    return {
-        "base": base,
-        "ds": dataset,
-        "unsplit": base / "unsplit",
-        "ckpt": base / "best.safetensors",
-    }
+    return {"base": base, "ds": dataset, "ckpt": base / "best.safetensors"}
 
 
 def args_for(command: str, case: str, files: dict[str, Path], tmp_path: Path) -> list[str]:
@@ -56,6 +48,7 @@ def args_for(command: str, case: str, files: dict[str, Path], tmp_path: Path) ->
         "models": ["-m", "unet-tiny", "--size", "32"],
         "export": [str(files["ckpt"]), "--onnx", "--no-check", "--size", "32"],
         "train": [str(files["ds"]), "-o", str(tmp_path / "run"), "--epochs", "1"],
+        "predict": [str(files["ckpt"]), str(files["ds"] / "JPEGImages"), "-o", str(tmp_path / "p")],
     }[command]
     if command == "export":
         path += ["-o", str(tmp_path / "m.onnx")]
@@ -68,21 +61,25 @@ def args_for(command: str, case: str, files: dict[str, Path], tmp_path: Path) ->
     if case == "workers0":
         return [command, *path[:1], "--workers", "0"]
     if case == "no split":
-        return [command, str(files["unsplit"]), *path[1:]]
+        # A copy: the matrix's split "ok" case writes split files into the shared dataset.
+        bare = tmp_path / "no-split"
+        shutil.copytree(files["ds"], bare, ignore=shutil.ignore_patterns("ImageSets"))
+        return [command, str(bare), *path[1:]]
     if case == "choice":
         choice = {
             "convert": ["--image-format", "gif"],
             "weights": ["--scheme", "bogus"],
             "models": ["-m", "bogus"],
             "train": ["--optimizer", "bogus"],
+            "predict": ["--tta", "bogus"],
         }[command]
         return [command, *path, *choice]
     raise AssertionError(case)
 
 
-WITH_PATH = ("convert", "validate", "split", "weights", "export")
+WITH_PATH = ("convert", "validate", "split", "weights", "export", "predict")
 WITH_WORKERS = ("convert", "validate", "split", "weights")
-WITH_CHOICE = ("convert", "weights", "models")
+WITH_CHOICE = ("convert", "weights", "models", "predict")
 COMMANDS = (*WITH_PATH, "models")
 #: (command, case, exit code); train's "ok" needs split files (tests/test_train_e2e.py)
 CASES = [
