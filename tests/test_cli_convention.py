@@ -36,6 +36,16 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"base": base, "ds": dataset, "ckpt": base / "best.safetensors"}
 
 
+def unsplit(dataset: Path, tmp_path: Path) -> Path:
+    """A copy of the shared dataset without split files (the split cases add them)."""
+    import shutil
+
+    copy = tmp_path / "unsplit"
+    if not copy.exists():
+        shutil.copytree(dataset, copy, ignore=shutil.ignore_patterns("ImageSets", ".segkit*"))
+    return copy
+
+
 def args_for(command: str, case: str, files: dict[str, Path], tmp_path: Path) -> list[str]:
     """The command line of ``segkit COMMAND`` for one case of the matrix."""
     nope = str(tmp_path / "nope")
@@ -46,7 +56,13 @@ def args_for(command: str, case: str, files: dict[str, Path], tmp_path: Path) ->
         "weights": [str(files["ds"]), "--workers", "1"],
         "models": ["-m", "unet-tiny", "--size", "32"],
         "export": [str(files["ckpt"]), "--onnx", "--no-check", "--size", "32"],
-        "train": [str(files["ds"]), "-o", str(tmp_path / "run"), "--epochs", "1"],
+        "train": [
+            str(unsplit(files["ds"], tmp_path)),
+            "-o",
+            str(tmp_path / "run"),
+            "--epochs",
+            "1",
+        ],
     }[command]
     if command == "export":
         path += ["-o", str(tmp_path / "m.onnx")]
