@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,16 +37,6 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"base": base, "ds": dataset, "ckpt": base / "best.safetensors"}
 
 
-def unsplit(dataset: Path, tmp_path: Path) -> Path:
-    """A copy of the shared dataset without split files (the split cases add them)."""
-    import shutil
-
-    copy = tmp_path / "unsplit"
-    if not copy.exists():
-        shutil.copytree(dataset, copy, ignore=shutil.ignore_patterns("ImageSets", ".segkit*"))
-    return copy
-
-
 def args_for(command: str, case: str, files: dict[str, Path], tmp_path: Path) -> list[str]:
     """The command line of ``segkit COMMAND`` for one case of the matrix."""
     nope = str(tmp_path / "nope")
@@ -56,13 +47,8 @@ def args_for(command: str, case: str, files: dict[str, Path], tmp_path: Path) ->
         "weights": [str(files["ds"]), "--workers", "1"],
         "models": ["-m", "unet-tiny", "--size", "32"],
         "export": [str(files["ckpt"]), "--onnx", "--no-check", "--size", "32"],
-        "train": [
-            str(unsplit(files["ds"], tmp_path)),
-            "-o",
-            str(tmp_path / "run"),
-            "--epochs",
-            "1",
-        ],
+        "train": [str(files["ds"]), "-o", str(tmp_path / "run"), "--epochs", "1"],
+        "predict": [str(files["ckpt"]), str(files["ds"] / "JPEGImages"), "-o", str(tmp_path / "p")],
     }[command]
     if command == "export":
         path += ["-o", str(tmp_path / "m.onnx")]
@@ -75,21 +61,25 @@ def args_for(command: str, case: str, files: dict[str, Path], tmp_path: Path) ->
     if case == "workers0":
         return [command, *path[:1], "--workers", "0"]
     if case == "no split":
-        return [command, *path]
+        # A copy: the matrix's split "ok" case writes split files into the shared dataset.
+        bare = tmp_path / "no-split"
+        shutil.copytree(files["ds"], bare, ignore=shutil.ignore_patterns("ImageSets"))
+        return [command, str(bare), *path[1:]]
     if case == "choice":
         choice = {
             "convert": ["--image-format", "gif"],
             "weights": ["--scheme", "bogus"],
             "models": ["-m", "bogus"],
             "train": ["--optimizer", "bogus"],
+            "predict": ["--tta", "bogus"],
         }[command]
         return [command, *path, *choice]
     raise AssertionError(case)
 
 
-WITH_PATH = ("convert", "validate", "split", "weights", "export")
+WITH_PATH = ("convert", "validate", "split", "weights", "export", "predict")
 WITH_WORKERS = ("convert", "validate", "split", "weights")
-WITH_CHOICE = ("convert", "weights", "models")
+WITH_CHOICE = ("convert", "weights", "models", "predict")
 COMMANDS = (*WITH_PATH, "models")
 #: (command, case, exit code); train's "ok" needs split files (tests/test_train_e2e.py)
 CASES = [

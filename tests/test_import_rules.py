@@ -19,6 +19,7 @@ DATA_MODULES = (
     "parallel",
     "png",
     "rasterize",
+    "sample_data",
     "split",
     "split_stage",
     "validate",

@@ -336,7 +336,10 @@ def test_compare_writes_and_prints_per_class_deltas(tmp_path, dataset):
     )
     assert (tmp_path / "cmp" / "compare.csv").read_text().startswith("class,iou_a,iou_b")
     result = run("report", "--compare", a, tmp_path / "nowhere")
-    assert result.exit_code == 1 and "not found" in result.output
+    assert result.exit_code == 2 and "report not found" in result.output
+    (tmp_path / "bogus.json").write_text("{}")
+    result = run("report", "--compare", a, tmp_path / "bogus.json")
+    assert result.exit_code == 1 and "not a segkit report" in result.output
 
 
 def test_python_api_matches_the_files(tmp_path, dataset):
@@ -387,3 +390,85 @@ def test_a_user_file_where_the_report_writes_is_never_replaced(tmp_path, dataset
     result = run("report", "--pred", pred, "--gt", dataset, "-o", out, "--force")
     assert result.exit_code == 1 and "report.md not written by segkit" in result.output
     assert (out / "report.md").read_text() == "my notes" and not (out / "report.json").exists()
+
+
+def test_scoring_predictions_never_imports_torch(tmp_path, dataset):
+    """The metrics core and the report tables are numpy-only (DESIGN's import rule): a
+    neutral scorer of masks made by other tools does not load torch."""
+    pred, _ = _predictions(tmp_path)
+    code = (
+        "import sys\n"
+        "import segkit.metrics, segkit.report.tables\n"
+        "from segkit.report import ReportOptions, report\n"
+        f"report({str(pred)!r}, {str(tmp_path / 'r')!r},"
+        f" ReportOptions(mode='predictions', gt={str(dataset)!r}, worst=0))\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "r" / "report.json").is_file()
+
+
+def test_a_split_id_without_sample_is_one_line(tmp_path, dataset):
+    pred, _ = _predictions(tmp_path)
+    (dataset / "ImageSets/Segmentation/val.txt").write_text("a\nb\nc\nghost\n")
+    result = run("report", "--pred", pred, "--gt", dataset, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "the split lists 'ghost', which is not in the dataset" in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_on_a_run_that_segkit_train_wrote(tmp_path):
+    """train → report through the real CLI: the run folder's config and checkpoints."""
+    from helpers_train import make_voc
+
+    voc = make_voc(tmp_path / "voc", n_train=4, n_val=2, size=24)
+    run_dir = tmp_path / "run"
+    trained = run(
+        "train",
+        voc,
+        "-o",
+        run_dir,
+        "--model",
+        "unet-tiny",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--workers",
+        "0",
+        "--quiet",
+    )
+    assert trained.exit_code == 0, trained.output
+    for checkpoint in ("best", "last"):
+        result = run(
+            "report",
+            run_dir,
+            "--checkpoint",
+            checkpoint,
+            "--device",
+            "cpu",
+            "--worst",
+            "1",
+            "-o",
+            tmp_path / checkpoint,
+        )
+        assert result.exit_code == 0, result.output
+        report = json.loads((tmp_path / checkpoint / "report.json").read_text())
+        assert report["split"] == "val" and report["images"] == 2
+        assert report["provenance"]["dataset"] == str(voc)
+        assert report["provenance"]["checkpoint"]["name"] == checkpoint
+        assert sum(map(sum, report["confusion"]["matrix"])) == 2 * 24 * 24
+
+
+def test_json_failure_is_one_document_with_a_line_per_problem(tmp_path, dataset):
+    pred, masks = _predictions(tmp_path)
+    (pred / "a.png").unlink()
+    write_palette_png(pred / "b.png", masks["b"][:5])
+    result = run("report", "--pred", pred, "--gt", dataset, "-o", tmp_path / "o", "--json")
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert document["ok"] is False and len(document["errors"]) == 2
+    assert [line[7:] for line in result.stderr.splitlines()] == document["errors"]
+    missing = run("report", "--pred", tmp_path / "nope", "--gt", dataset, "--json")
+    assert missing.exit_code == 2 and "predictions folder not found" in missing.stderr

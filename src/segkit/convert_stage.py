@@ -480,10 +480,14 @@ def _owned_outputs(output: Path, stems: Sequence[str]) -> set[str]:
 
 def _foreign_outputs(output: Path, stems: Sequence[str], owned: set[str]) -> dict[str, list[str]]:
     """Per id, the files at its output names that segkit did not write (kept, never replaced)."""
+    present: set[str] = set()
+    for folder in _OUTPUT_DIRS:  # one listing per folder, not a stat per name
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            present.update(f"{folder}/{name}" for name in os.listdir(output / folder))
     foreign: dict[str, list[str]] = {}
     for stem in stems:
         for relative in _stem_outputs(stem):
-            if relative not in owned and os.path.lexists(output / relative):
+            if relative in present and relative not in owned:
                 foreign.setdefault(stem, []).append(relative)
     return foreign
 

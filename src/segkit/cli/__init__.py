@@ -19,7 +19,9 @@ from segkit.cli import (  # noqa: E402
     _interrupt,
     _notes,
     convert_cmd,
+    demo_cmd,
     models_cmd,
+    predict_cmd,
     report_cmd,
     split_cmd,
     train_cmd,
@@ -66,6 +68,8 @@ for _module in (
     train_cmd,
     models_cmd,
     report_cmd,
+    predict_cmd,
+    demo_cmd,
 ):
     _module.register(app)
 _startup.end_startup(_previous_sigint)

@@ -173,8 +173,8 @@ class SegkitGroup(TyperGroup):
             # typer checks values with pydantic, which prefixes its messages so.
             message = error.format_message().replace("Value error, ", "")
             code = _fail(argv, [message], error.exit_code)
-        except SegkitError as error:
-            code = _fail(argv, [str(error)], exit_code_for(error))
+        except SegkitError as error:  # several lines = several problems, one line each
+            code = _fail(argv, str(error).splitlines() or [str(error)], exit_code_for(error))
         except Interrupted:
             # cli._interrupt's handler prints what was kept and exits 130.
             if "--json" in argv:

@@ -10,7 +10,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from segkit.cli._common import console, handle_errors, print_json, progress_bar
+from segkit.cli._common import (
+    console,
+    examples,
+    existing_folder,
+    folder,
+    print_json,
+    progress_bar,
+)
 from segkit.errors import OptionError
 from segkit.report import tables
 from segkit.report.stage import CompareSummary, ReportOptions, ReportSummary, compare, report
@@ -42,14 +49,11 @@ def _class_table(result: dict[str, Any]) -> Table:
         table.add_row(*cells)
     head = tables.summary(result)
     table.add_section()
-    table.add_row(
-        "",
-        "[bold]summary[/]",
-        *[f"{key} {tables.format_score(head[key])}" for key in ("aAcc", "mAcc", "mIoU", "FWIoU")],
-        f"mIoU of {head['mIoU_classes']} classes",
-        "",
-        *([""] * (3 if objects else 0)),
-    )
+    # Means sit under the per-class column they average (mAcc is the mean recall).
+    means = ["", f"[bold]mean of {head['mIoU_classes']} classes[/]"]
+    means += [tables.format_score(head["mIoU"]), "", tables.format_score(head["mAcc"])]
+    means += [tables.format_score(head["mDice"]), "", ""]
+    table.add_row(*means, *([""] * (3 if objects else 0)))
     return table
 
 
@@ -74,6 +78,11 @@ def _confusion_table(result: dict[str, Any]) -> Table | None:
 def _render_report(summary: ReportSummary) -> None:
     result = summary.report
     console.print(_class_table(result))
+    head = tables.summary(result)
+    console.print(
+        "  ".join(f"[bold]{key}[/] {tables.format_score(head[key])}" for key in tables.SUMMARY_KEYS)
+        + f"  (mIoU of {head['mIoU_classes']}, mAcc of {head['mAcc_classes']} classes)"
+    )
     confusion = _confusion_table(result)
     if confusion is not None:
         console.print(confusion)
@@ -106,21 +115,35 @@ def _signed(value: float | None) -> str:
 def register(app: typer.Typer) -> None:
     """Add this module's commands to app."""
 
-    @app.command("report")
-    @handle_errors
+    @app.command(
+        "report",
+        epilog=examples(
+            "segkit report runs/a",
+            "segkit report runs/a --split test --checkpoint last --tile 512",
+            "segkit report --pred masks/ --gt dataset/ -o masks-report/",
+            "segkit report --compare runs/a/report runs/b/report",
+        ),
+    )
     def report_command(
         run: Annotated[
             Path | None,
-            typer.Argument(help="Run folder (config.json + checkpoints/); omit with --pred."),
+            typer.Argument(
+                parser=existing_folder("run folder"),
+                help="Run folder (config.json + checkpoints/); omit with --pred.",
+            ),
         ] = None,
         pred: Annotated[
             Path | None,
-            typer.Option(help="Folder of predicted masks <id>.png (palette, 8-bit or RGB)."),
+            typer.Option(
+                parser=existing_folder("predictions folder"),
+                help="Folder of predicted masks <id>.png (palette, 8-bit or RGB).",
+            ),
         ] = None,
         gt: Annotated[
             Path | None,
             typer.Option(
-                help="Dataset to score against (required with --pred; overrides the run's dataset)."
+                parser=existing_folder("dataset folder"),
+                help="Dataset to score against (required with --pred; overrides the run's dataset).",
             ),
         ] = None,
         split: Annotated[
@@ -135,13 +158,14 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "-o",
                 "--output",
+                parser=folder,
                 help="Report folder (default: RUN/report, or PRED-report next to the predictions).",
             ),
         ] = None,
         allow_missing: Annotated[
             bool, typer.Option("--allow-missing", help="Score the predictions that exist.")
         ] = False,
-        worst: Annotated[int, typer.Option(help="Overlays of the N worst images.")] = 8,
+        worst: Annotated[int, typer.Option(min=0, help="Overlays of the N worst images.")] = 8,
         classes: Annotated[
             str | None,
             typer.Option(help="Comma-separated class names or ids the means use."),
@@ -150,10 +174,11 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--exclude-background", help="Leave class 0 out of the means.")
         ] = False,
         tile: Annotated[
-            int | None, typer.Option(help="Run mode: tile size in pixels (default: whole image).")
+            int | None,
+            typer.Option(min=1, help="Run mode: tile size in pixels (default: whole image)."),
         ] = None,
         overlap: Annotated[float, typer.Option(help="Run mode: tile overlap.")] = 0.25,
-        batch_size: Annotated[int, typer.Option(help="Run mode: tiles per batch.")] = 4,
+        batch_size: Annotated[int, typer.Option(min=1, help="Run mode: tiles per batch.")] = 4,
         tta: Annotated[
             bool, typer.Option("--tta", help="Run mode: average flipped passes.")
         ] = False,
@@ -166,7 +191,12 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--force", help="Write into a non-empty folder without a report.")
         ] = False,
         json_output: Annotated[
-            bool, typer.Option("--json", help="Print report.json (or the deltas) on stdout.")
+            bool,
+            typer.Option(
+                "--json",
+                help="Print report.json (or the deltas) as one JSON document on stdout "
+                "(also when the command fails).",
+            ),
         ] = False,
     ) -> None:
         """Score a run (its model over a split) or predicted masks (--pred, --gt).
@@ -178,6 +208,9 @@ def register(app: typer.Typer) -> None:
         if compare_reports is not None:
             if run is not None or pred is not None:
                 raise OptionError("--compare takes two reports and no RUN or --pred")
+            for path in compare_reports:
+                if not path.exists():
+                    raise OptionError(f"{path}: report not found")
             result = compare(compare_reports[0], compare_reports[1], output)
             print_json(result.to_dict()) if json_output else _render_compare(result)
             return

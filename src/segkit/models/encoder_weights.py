@@ -29,6 +29,9 @@ CLASSIFIER_PREFIX = "fc."
 #: BatchNorm's step counter; torchvision's 2017 ResNet files predate it.
 _OPTIONAL_SUFFIX = "num_batches_tracked"
 _SHOWN = 5
+#: The input normalisation torchvision's ImageNet weights were trained with (RGB, [0, 1]).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

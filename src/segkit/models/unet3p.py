@@ -95,7 +95,8 @@ class UNet3Plus(nn.Module):
             for level in range(depth + 1)
         )
         self.pool = nn.MaxPool2d(2)
-        # decoder[i] builds level depth-1-i (deepest first); branches[i][k] reads level k.
+        # branches[i] and fuse[i] build level depth-1-i (deepest first); branches[i][k] reads
+        # level k.
         decoder_levels = range(depth - 1, -1, -1)
         self.branches = nn.ModuleList()
         self.fuse = nn.ModuleList()

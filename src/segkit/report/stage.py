@@ -3,9 +3,9 @@ folder (report.json, CSV tables, report.md, pictures, report.html).
 
 Everything is scored and rendered in memory first; files are only written once every
 input has been read without error, each one atomically, so bad input leaves nothing
-half-written. Run folders are assumed to hold ``config.json`` (its ``"dataset"`` key
-names the dataset folder) and ``checkpoints/{best,last}.safetensors`` with their JSON
-sidecars (``segkit.checkpoint``).
+half-written. Run folders hold ``config.json`` (``segkit train`` writes the dataset
+folder at ``"dataset": {"root": ...}``; a plain ``"dataset": "path"`` works too) and
+``checkpoints/{best,last}.safetensors`` with their JSON sidecars (``segkit.checkpoint``).
 """
 
 from __future__ import annotations
@@ -350,7 +350,7 @@ def _selected_samples(
     where: Path | None,
 ) -> tuple[list[Sample], list[str], list[str]]:
     """Samples to score, missing ids, and error lines (missing without --allow-missing)."""
-    known = set(dataset.ids)
+    known = {sample.id: sample for sample in dataset.samples}
     errors = [
         f"{dataset.root}: the split lists {i!r}, which is not in the dataset"
         for i in ids
@@ -364,8 +364,8 @@ def _selected_samples(
             "(--allow-missing scores the others)"
             for i in missing
         ]
-    wanted = set(missing)
-    return [dataset.sample(i) for i in ids if i not in wanted], missing, errors
+    skipped = set(missing)
+    return [known[i] for i in ids if i not in skipped], missing, errors
 
 
 def _prediction_mode(
@@ -436,6 +436,8 @@ def _run_dataset(run: Path, options: ReportOptions) -> Path:
     config_path = run / "config.json"
     config = _read_json(config_path, f"; is {run} a segkit run folder?")
     value = config.get("dataset") if isinstance(config, dict) else None
+    if isinstance(value, dict):  # segkit train: {"root": ..., "classes": ..., ...}
+        value = value.get("root")
     if not isinstance(value, str):
         raise ReportError(f"{config_path}: no 'dataset' path; pass --gt DATASET")
     path = Path(value)

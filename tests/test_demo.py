@@ -1,0 +1,142 @@
+"""`segkit demo` end to end through the real CLI, and the sample-data generator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+
+from segkit.demo import DemoOptions
+from segkit.errors import OptionError
+from segkit.sample_data import write_sample_data
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-c", "from segkit.cli import main; main()"]
+
+
+def run(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *map(str, args)], capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """One reduced demo (tiny data, one epoch) shared by the checks below."""
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    done = run("demo", "-o", out, "--epochs", "1", "--scenes", "4", "--crop", "32", "--json")
+    assert done.returncode == 0, done.stderr
+    return out, json.loads(done.stdout)
+
+
+def test_demo_runs_every_stage_and_reports_where_things_are(demo_run) -> None:
+    out, summary = demo_run
+    assert list(summary["stages"]) == [
+        "sample data",
+        "convert",
+        "validate",
+        "split",
+        "weights",
+        "train",
+        "report",
+    ]
+    stages = summary["stages"]
+    # sample data: 5 edge cases without the 16-bit TIFF + 4 scenes, one labels.txt
+    assert (
+        stages["sample data"]["annotations"] == 9 == len(list(out.rglob("annotations/**/*.json")))
+    )
+    assert (out / "annotations" / "labels.txt").read_text().split() == [
+        "__ignore__",
+        "_background_",
+        "cell",
+        "nucleus",
+        "debris",
+    ]
+    # convert: every annotation became an image, a class mask and an object mask
+    dataset = out / "dataset"
+    assert stages["convert"]["images"] == 9 and stages["convert"]["failures"] == []
+    for folder in ("JPEGImages", "SegmentationClass", "SegmentationObject"):
+        assert len(list((dataset / folder).iterdir())) == 9, folder
+    # validate: clean
+    assert (stages["validate"]["errors"], stages["validate"]["samples"]) == (0, 9)
+    # split: files on disk match the summary
+    lists = dataset / "ImageSets" / "Segmentation"
+    for split in stages["split"]["splits"]:
+        ids = (lists / f"{split['name']}.txt").read_text().split()
+        assert len(ids) == split["images"] > 0
+    # weights: weights.json and one border map per training image
+    assert json.loads((dataset / "weights.json").read_text())
+    train_ids = (lists / "train.txt").read_text().split()
+    maps = {p.stem for p in (dataset / "SegmentationWeights").glob("*.npy")}
+    assert set(train_ids) <= maps
+    # train: a run folder with checkpoints and one metrics row per epoch
+    run_dir = out / "run"
+    assert stages["train"]["epochs"] == 1
+    assert (run_dir / "checkpoints" / "best.safetensors").is_file()
+    rows = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 1
+    # report: the headline numbers are the report's own
+    report = json.loads((run_dir / "report" / "report.json").read_text())
+    assert summary["mIoU"] == report["pixel"]["mIoU"]
+    assert summary["object_f1"] == report["objects"]["scores"]["pooled"]["f1"]
+    assert Path(summary["report_html"]) == run_dir / "report" / "report.html"
+    assert Path(summary["report_html"]).is_file()
+    assert json.loads((out / "demo.json").read_text())["mIoU"] == summary["mIoU"]
+
+
+def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path: Path) -> None:
+    (tmp_path / "mine.txt").write_text("keep me")
+    done = run("demo", "-o", tmp_path, "--epochs", "1")
+    assert done.returncode == 2
+    assert "not empty" in done.stderr and str(tmp_path) in done.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
+
+
+@pytest.mark.parametrize(
+    "changes", [{"epochs": 0}, {"crop": -1}, {"minutes": 0.0}, {"scenes": 2}, {"epochs": True}]
+)
+def test_demo_options_are_checked(changes: dict) -> None:
+    with pytest.raises(OptionError):
+        DemoOptions(**changes)
+
+
+def test_sample_data_is_deterministic_and_keeps_the_repository_cases(tmp_path: Path) -> None:
+    a = write_sample_data(tmp_path / "a", scenes=3)
+    b = write_sample_data(tmp_path / "b", scenes=3)
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    # Without scenes: byte for byte the committed sample_data/ the other tests use.
+    plain = write_sample_data(tmp_path / "plain")
+    committed = ROOT / "sample_data"
+    for path in committed.rglob("*"):
+        if path.is_file():
+            assert (plain / path.relative_to(committed)).read_bytes() == path.read_bytes(), path
+    # The edge cases: EXIF rotation, 16-bit TIFF, embedded imageData.
+    with PIL.Image.open(plain / "phone" / "rotated_03.jpg") as image:
+        assert image.getexif().get(0x0112) == 6
+    with PIL.Image.open(plain / "images" / "micro_05.tif") as image:
+        assert np.asarray(image).dtype == np.uint16
+    assert json.loads((plain / "embedded_04.json").read_text())["imageData"]
+
+
+def test_sample_scenes_have_touching_cells(demo_run) -> None:
+    """Border weights matter only if same-class objects touch: the converted masks show it
+    (in most scenes: 32 of the demo's 42)."""
+    out, _ = demo_run
+    dataset = out / "dataset"
+    touching = 0
+    for path in sorted((dataset / "SegmentationObject").glob("scenes__*.png")):
+        objects = np.asarray(PIL.Image.open(path)).astype(int)
+        classes = np.asarray(PIL.Image.open(dataset / "SegmentationClass" / path.name))
+        cell = classes == 1
+        # a cell pixel next to a pixel of another cell instance
+        right = cell[:, :-1] & cell[:, 1:] & (objects[:, :-1] != objects[:, 1:])
+        down = cell[:-1] & cell[1:] & (objects[:-1] != objects[1:])
+        touching += bool(right.any() or down.any())
+    assert touching >= 3
