@@ -140,3 +140,19 @@ def test_sample_scenes_have_touching_cells(demo_run) -> None:
         down = cell[:-1] & cell[1:] & (objects[:-1] != objects[1:])
         touching += bool(right.any() or down.any())
     assert touching >= 3
+
+
+def test_demo_output_rules(tmp_path: Path) -> None:
+    """New or empty folders start fresh, an earlier demo is redone, anything else refused."""
+    from segkit.demo import DEMO_FILE, _check_output
+
+    assert _check_output(tmp_path / "new") is False
+    assert _check_output(tmp_path) is False  # empty
+    (tmp_path / DEMO_FILE).write_text("{}")
+    assert _check_output(tmp_path) is True
+    (tmp_path / "link").symlink_to(tmp_path)
+    with pytest.raises(OptionError, match="symbolic link"):
+        _check_output(tmp_path / "link")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OptionError, match="not a folder"):
+        _check_output(tmp_path / "file")
