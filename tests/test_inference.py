@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -215,3 +216,24 @@ def test_predict_batch_equals_image_by_image(tile, name) -> None:
     masks = probabilities_to_mask(batch)
     assert masks.shape == (3, 16, 12) and masks.dtype == torch.uint8
     assert torch.equal(masks[1], probabilities_to_mask(single[1]))
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.arange(12, dtype=np.uint8).reshape(3, 4),
+        np.arange(36, dtype=np.uint8).reshape(3, 4, 3),
+        np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000,
+        np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4),
+    ],
+    ids=["gray8", "rgb8", "gray16", "float"],
+)
+def test_image_to_tensor_of_a_read_only_array_warns_nothing(image: np.ndarray) -> None:
+    """Cached decoded images are read-only; torch.from_numpy would warn on them."""
+    expected = image_to_tensor(image.copy())
+    image.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tensor = image_to_tensor(image)
+    assert torch.equal(tensor, expected) and tensor.dtype == torch.float32
+    assert not image.flags.writeable  # the input is left as it was

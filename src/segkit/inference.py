@@ -325,7 +325,14 @@ def image_to_tensor(image: NDArray[Any], normalization: dict[str, Any] | None = 
     if array.ndim != 3:
         raise ValueError(f"image must be [H, W] or [H, W, C], got shape {array.shape}")
     scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(array.dtype, 1.0)
-    tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float() / scale
+    chw = array.transpose(2, 0, 1)
+    # torch.from_numpy warns on read-only memory (cached images): there, convert while
+    # copying, a copy the float conversion makes anyway; writable arrays are not copied.
+    if chw.flags.writeable:
+        contiguous = np.ascontiguousarray(chw)
+    else:
+        contiguous = np.array(chw, dtype=np.float32, order="C")
+    tensor = torch.from_numpy(contiguous).float() / scale
     normalization = normalization or {}
     mean, std = normalization.get("mean"), normalization.get("std")
     if mean is not None and std is not None:
