@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -472,3 +473,29 @@ def test_json_failure_is_one_document_with_a_line_per_problem(tmp_path, dataset)
     assert [line[7:] for line in result.stderr.splitlines()] == document["errors"]
     missing = run("report", "--pred", tmp_path / "nope", "--gt", dataset, "--json")
     assert missing.exit_code == 2 and "predictions folder not found" in missing.stderr
+
+
+def test_connected_component_objects_are_explained_everywhere(tmp_path, dataset):
+    """A perfect prediction merges the touching cells; the report says why."""
+    perfect = tmp_path / "perfect"
+    perfect.mkdir()
+    for seed, sample_id in enumerate(IDS):
+        _, cls, _ = _scene(seed)
+        write_palette_png(perfect / f"{sample_id}.png", np.where(cls == 255, 0, cls))
+    out = tmp_path / "out"
+    result = run("report", "--pred", perfect, "--gt", dataset, "-o", out, "--worst", "0")
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["pixel"]["mIoU"] == pytest.approx(1.0)
+    cells = next(r for r in report["objects"]["scores"]["per_class"] if r["id"] == 1)
+    assert cells["recall"] < 1 and cells["merges"] == len(IDS)
+    flat = " ".join(result.output.split())
+    assert "connected components" in flat and "touch" in flat
+    assert "connected components" in " ".join((out / "report.md").read_text().split())
+    assert "connected components" in (out / "report.html").read_text()
+    # Without instance masks there are no object scores and no footnote.
+    bare = tmp_path / "bare"
+    shutil.copytree(dataset, bare, ignore=shutil.ignore_patterns("SegmentationObject"))
+    result = run("report", "--pred", perfect, "--gt", bare, "-o", tmp_path / "o2", "--worst", "0")
+    assert result.exit_code == 0 and "connected components" not in result.output
+    assert "connected components" not in (tmp_path / "o2" / "report.md").read_text()

@@ -32,7 +32,8 @@ def _class_table(result: dict[str, Any]) -> Table:
         ),
         header_style="bold",
         caption="— = undefined (class absent from ground truth and prediction); "
-        "all scores from the dataset-level confusion matrix",
+        "all scores from the dataset-level confusion matrix"
+        + (f"\n{escape(note)}" if (note := tables.object_note(result)) else ""),
     )
     columns = ["id", "class", "IoU", "precision", "recall", "Dice", "GT px", "pred px"]
     if objects:

@@ -8,7 +8,13 @@ import base64
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from segkit.report.tables import SUMMARY_KEYS, format_score, per_class_rows, summary
+from segkit.report.tables import (
+    SUMMARY_KEYS,
+    format_score,
+    object_note,
+    per_class_rows,
+    summary,
+)
 
 _TEMPLATE = """<!DOCTYPE html>
 <html lang="en">
@@ -41,6 +47,7 @@ segkit {{ version }}{% if checkpoint %}, checkpoint <code>{{ checkpoint }}</code
 <tr><th>id</th><th class="name">class</th><th>IoU</th><th>precision</th><th>recall</th><th>Dice</th><th>GT px</th><th>pred px</th>{% if objects %}<th>object F1</th><th>object AP</th><th>merges</th><th>splits</th>{% endif %}</tr>
 {% for row in rows %}<tr><td>{{ row.id }}</td><td class="name">{{ row.name }}</td>{% for cell in row.cells %}<td>{{ cell }}</td>{% endfor %}</tr>
 {% endfor %}</table>
+{% if object_note %}<p>{{ object_note }}</p>{% endif %}
 {% if confusion %}<h2>Confusion matrix</h2>
 <img alt="row-normalised confusion matrix" src="data:image/png;base64,{{ confusion }}">{% endif %}
 {% if worst %}<h2>Worst images (per-image mIoU; not the headline)</h2>
@@ -91,6 +98,7 @@ def render_html(
         head={key: format_score(head[key]) for key in SUMMARY_KEYS},
         miou_classes=head["mIoU_classes"],
         objects=objects,
+        object_note=object_note(report),
         rows=rows,
         confusion=_b64(confusion_png) if confusion_png else None,
         worst=[

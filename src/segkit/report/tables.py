@@ -21,6 +21,19 @@ DELTA_KEYS = ("iou", "precision", "recall", "dice", "object_f1")
 MAX_PRINTED_CLASSES = 20
 
 
+#: Why a perfect prediction can score object recall below 1 (see docs/metrics.md).
+CONNECTED_COMPONENTS_NOTE = (
+    "Predicted objects are the connected components of each predicted class, so "
+    "same-class objects that touch count as one (a merge): even a perfect prediction "
+    "scores object recall below 1 where they touch."
+)
+
+
+def object_note(report: Mapping[str, Any]) -> str | None:
+    """The footnote on object scores, where the report has them."""
+    return CONNECTED_COMPONENTS_NOTE if report.get("objects") else None
+
+
 def class_name(names: Sequence[str], class_id: int) -> str:
     """The name of ``class_id``, or the id itself where the dataset names no classes."""
     return names[class_id] if class_id < len(names) else str(class_id)
@@ -171,6 +184,9 @@ def markdown(report: Mapping[str, Any]) -> str:
             cells += [format_score(row["object_f1"]), format_score(row["object_ap"])]
             cells += [_int(row["merges"]), _int(row["splits"])]
         lines.append("| " + " | ".join(cells) + " |")
+    note = object_note(report)
+    if note:
+        lines += ["", note]
     worst = report.get("per_image", [])[:10]
     if worst:
         lines += [
