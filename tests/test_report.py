@@ -499,3 +499,15 @@ def test_connected_component_objects_are_explained_everywhere(tmp_path, dataset)
     result = run("report", "--pred", perfect, "--gt", bare, "-o", tmp_path / "o2", "--worst", "0")
     assert result.exit_code == 0 and "connected components" not in result.output
     assert "connected components" not in (tmp_path / "o2" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_compare_with_one_path_is_a_usage_error(tmp_path, dataset, as_json):
+    pred, _ = _predictions(tmp_path)
+    a = tmp_path / "ra"
+    assert run("report", "--pred", pred, "--gt", dataset, "-o", a, "--worst", "0").exit_code == 0
+    args = ["report", "--compare", a, "--json"] if as_json else ["report", "--compare", a, "-o", a]
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert "--compare takes two report" in result.output and "not found" not in result.output
+    assert not (a / "compare.json").exists()

@@ -210,6 +210,11 @@ def register(app: typer.Typer) -> None:
             if run is not None or pred is not None:
                 raise OptionError("--compare takes two reports and no RUN or --pred")
             for path in compare_reports:
+                if str(path).startswith("-"):  # click took the next option as a path
+                    raise OptionError(
+                        f"--compare takes two report folders or report.json files (A B), "
+                        f"got {str(path)!r} as one"
+                    )
                 if not path.exists():
                     raise OptionError(f"{path}: report not found")
             result = compare(compare_reports[0], compare_reports[1], output)
