@@ -511,3 +511,62 @@ def test_compare_with_one_path_is_a_usage_error(tmp_path, dataset, as_json):
     assert result.exit_code == 2, result.output
     assert "--compare takes two report" in result.output and "not found" not in result.output
     assert not (a / "compare.json").exists()
+
+
+def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """The real command line (notes reach stderr only through ``segkit.cli.main``)."""
+    cmd = [sys.executable, "-c", "from segkit.cli import main; main()", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def _other_dataset(tmp_path: Path, classes: list[str], name: str) -> Path:
+    """A second dataset: same scenes, other class names, only a test split."""
+    root = tmp_path / name
+    for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / folder).mkdir(parents=True)
+    (root / "class_names.txt").write_text("\n".join(classes) + "\n")
+    for seed, sample_id in enumerate(IDS):
+        image, cls, _ = _scene(seed)
+        PIL.Image.fromarray(image).save(root / "JPEGImages" / f"{sample_id}.png")
+        write_palette_png(root / "SegmentationClass" / f"{sample_id}.png", cls)
+    (root / "ImageSets/Segmentation/test.txt").write_text("\n".join(IDS) + "\n")
+    return root
+
+
+def test_compare_matches_classes_by_name_and_says_what_differs(tmp_path, dataset):
+    pred, _ = _predictions(tmp_path)
+    a, b, c = tmp_path / "ra", tmp_path / "rb", tmp_path / "rc"
+    assert run("report", "--pred", pred, "--gt", dataset, "-o", a, "--worst", "0").exit_code == 0
+    # B: another dataset and split sharing only the class "cell" with A.
+    other = _other_dataset(tmp_path, ["sky", "cell", "tree"], "other")
+    done = run("report", "--pred", pred, "--gt", other, "--split", "test", "-o", b, "--worst", "0")
+    assert done.exit_code == 0, done.output
+    result = _cli("report", "--compare", a, b, "-o", tmp_path / "cmp")
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
+    assert any("different datasets" in n for n in notes), result.stderr
+    assert any("different splits (A: val, B: test)" in n for n in notes), result.stderr
+    deltas = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    # Class ids differ (B's "cell" is id 2): rows are matched by name.
+    assert [row["class"] for row in deltas["per_class"]] == ["_background_", "cell"]
+    assert deltas["classes"]["only_a"] == ['we<b>ird & "name"']
+    assert deltas["classes"]["only_b"] == ["sky", "tree"]
+    assert deltas["reports"]["a"]["split"] == "val" and deltas["reports"]["b"]["split"] == "test"
+    assert deltas["reports"]["a"]["dataset"] == str(dataset)
+    assert deltas["reports"]["b"]["dataset"] == str(other)
+    assert deltas["reports"]["b"]["provenance"]["mode"] == "predictions"
+    ra, rb = (json.loads((r / "report.json").read_text()) for r in (a, b))
+    row = deltas["per_class"][1]
+    assert row["iou_delta"] == pytest.approx(
+        rb["pixel"]["per_class"][2]["iou"] - ra["pixel"]["per_class"][1]["iou"]
+    )
+    # No class in common: refused with one line, nothing written.
+    none = _other_dataset(tmp_path, ["sky", "sea", "tree"], "none")
+    done = run("report", "--pred", pred, "--gt", none, "--split", "test", "-o", c, "--worst", "0")
+    assert done.exit_code == 0, done.output
+    result = _cli("report", "--compare", a, c, "-o", tmp_path / "cmp2")
+    assert result.returncode == 1 and "shares no class" in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and not (tmp_path / "cmp2").exists()
+    # The same dataset and split: no note.
+    result = _cli("report", "--compare", a, a, "-o", tmp_path / "cmp3")
+    assert result.returncode == 0 and "note:" not in result.stderr

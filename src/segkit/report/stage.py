@@ -14,6 +14,7 @@ import contextlib
 import heapq
 import json
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +35,12 @@ from segkit._io import (
 from segkit._pillow import DECODE_ERRORS, pixel_limit_lifted
 from segkit._text import short_list
 from segkit.dataset import Dataset, Sample, open_dataset
-from segkit.errors import DatasetError, OptionError, ReportError, SegkitError
+from segkit.errors import DatasetError, OptionError, ReportError, SegkitError, SegkitNote
 from segkit.manifest import manifest_path
 from segkit.metrics import ConfusionMatrix, ObjectCounts, pixel_scores
 from segkit.ownership import drop_claim, output_folder, read_claim, write_claim
 from segkit.report import html, plots, tables
-from segkit.voc import IGNORE_INDEX, read_class_mask, read_mask, voc_colormap
+from segkit.voc import BACKGROUND_LABEL, IGNORE_INDEX, read_class_mask, read_mask, voc_colormap
 
 FORMAT = "segkit-report"
 SCHEMA_VERSION = 1
@@ -128,6 +129,9 @@ class CompareSummary:
     output: Path
     rows: list[dict[str, Any]]
     headline: dict[str, Any]
+    reports: dict[str, Any] = field(default_factory=dict)
+    classes: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """compare.json's content."""
@@ -135,6 +139,9 @@ class CompareSummary:
             "format": "segkit-report-compare",
             "a": str(self.a),
             "b": str(self.b),
+            "reports": self.reports,
+            "classes": self.classes,
+            "notes": self.notes,
             "summary": self.headline,
             "per_class": self.rows,
         }
@@ -703,15 +710,79 @@ def read_report(path: Path) -> dict[str, Any]:
     return data
 
 
+def _identity(report: dict[str, Any]) -> dict[str, Any]:
+    """What a compared report scored: its dataset, split and provenance."""
+    prov = report.get("provenance") or {}
+    return {
+        "dataset": prov.get("dataset"),
+        "dataset_manifest_sha256": prov.get("dataset_manifest_sha256"),
+        "split": report.get("split"),
+        "images": report.get("images"),
+        "classes": list(report.get("classes") or []),
+        "provenance": prov,
+    }
+
+
+def _compare_notes(a: dict[str, Any], b: dict[str, Any], shared: list[str]) -> list[str]:
+    """Why the deltas of two reports may not mean what they seem (one line each)."""
+    ia, ib = _identity(a), _identity(b)
+    notes = []
+    hash_a, hash_b = ia["dataset_manifest_sha256"], ib["dataset_manifest_sha256"]
+    if hash_a and hash_b:
+        same_data = hash_a == hash_b
+    else:  # a dataset without segkit.json: its path is all there is to go by
+        same_data = ia["dataset"] == ib["dataset"] and not (hash_a or hash_b)
+    if not same_data:
+        notes.append(
+            f"the reports score different datasets ({ia['dataset']} vs {ib['dataset']}, "
+            "by manifest hash or path); the deltas compare different images"
+        )
+    if ia["split"] != ib["split"]:
+        notes.append(
+            f"the reports score different splits (A: {ia['split']}, B: {ib['split']}); "
+            "the deltas compare different images"
+        )
+    if ia["classes"] != ib["classes"]:
+        notes.append(
+            f"the reports' classes differ: per-class deltas cover the {len(shared)} shared "
+            "class(es); the headline means average each report's own classes"
+        )
+    return notes
+
+
 def compare(a: Path, b: Path, output: Path | None = None) -> CompareSummary:
     """Per-class deltas B − A of two reports; writes compare.json and compare.csv to
     ``output`` (default: B's report folder)."""
     report_a, report_b = read_report(a), read_report(b)
+    shared = tables.shared_classes(report_a, report_b)
+    # Every segkit dataset has _background_: sharing only it relates nothing.
+    if not [name for name in shared if name != BACKGROUND_LABEL]:
+        raise ReportError(
+            f"{b}: shares no class with {a} (classes {short_list(report_b['classes'])} vs "
+            f"{short_list(report_a['classes'])}); nothing to compare"
+        )
+    notes = _compare_notes(report_a, report_b, shared)
+    for note in notes:
+        warnings.warn(note, SegkitNote, stacklevel=2)
     rows = tables.compare_rows(report_a, report_b)
     headline = tables.compare_summary(report_a, report_b)
     b_folder = Path(b) if Path(b).is_dir() else Path(b).parent
     output = Path(output) if output is not None else b_folder
-    summary = CompareSummary(Path(a), Path(b), output, rows, headline)
+    names = {"a": list(report_a["classes"]), "b": list(report_b["classes"])}
+    summary = CompareSummary(
+        Path(a),
+        Path(b),
+        output,
+        rows,
+        headline,
+        reports={"a": _identity(report_a), "b": _identity(report_b)},
+        classes={
+            "compared": shared,
+            "only_a": [n for n in names["a"] if n not in shared],
+            "only_b": [n for n in names["b"] if n not in shared],
+        },
+        notes=notes,
+    )
     columns = ["class"] + [f"{k}_{s}" for k in tables.DELTA_KEYS for s in ("a", "b", "delta")]
     with output_folder(output):
         try:

@@ -124,13 +124,19 @@ def _delta(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else b - a
 
 
+def shared_classes(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """Class names both reports score, in A's order."""
+    names_b = {row["class"] for row in per_class_rows(b)}
+    return [row["class"] for row in per_class_rows(a) if row["class"] in names_b]
+
+
 def compare_rows(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Per-class ``B - A`` for every class name in either report (matched by name)."""
+    """Per-class ``B - A`` for the class names both reports score (matched by name)."""
     rows_a = {row["class"]: row for row in per_class_rows(a)}
     rows_b = {row["class"]: row for row in per_class_rows(b)}
     rows = []
-    for name in [*rows_a, *[n for n in rows_b if n not in rows_a]]:
-        ra, rb = rows_a.get(name, {}), rows_b.get(name, {})
+    for name in shared_classes(a, b):
+        ra, rb = rows_a[name], rows_b[name]
         row: dict[str, Any] = {"class": name}
         for key in DELTA_KEYS:
             row[f"{key}_a"] = ra.get(key)
