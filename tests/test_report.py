@@ -570,3 +570,16 @@ def test_compare_matches_classes_by_name_and_says_what_differs(tmp_path, dataset
     # The same dataset and split: no note.
     result = _cli("report", "--compare", a, a, "-o", tmp_path / "cmp3")
     assert result.returncode == 0 and "note:" not in result.stderr
+
+
+def test_an_unknown_split_names_the_splits_that_exist(tmp_path, dataset):
+    pred, _ = _predictions(tmp_path)
+    result = run("report", "--pred", pred, "--gt", dataset, "--split", "nosuch")
+    assert result.exit_code == 2, result.output
+    flat = " ".join(result.stderr.split())
+    assert "no split 'nosuch'" in flat and "splits: train, val, or 'all'" in flat
+    assert "run `segkit split` first" not in flat
+    # Without any split file the old advice stands (a data problem).
+    shutil.rmtree(dataset / "ImageSets")
+    result = run("report", "--pred", pred, "--gt", dataset, "--split", "val")
+    assert result.exit_code == 1 and "segkit split" in result.output

@@ -154,6 +154,11 @@ def _split_ids(dataset: Dataset, split: str | None) -> tuple[str, list[str]]:
     if split == "all" or (split is None and not dataset.split_file("val").is_file()):
         return "all", dataset.ids
     name = split or "val"
+    if not dataset.split_file(name).is_file():
+        folder = dataset.split_file(name).parent
+        known = sorted(p.stem for p in folder.glob("*.txt")) if folder.is_dir() else []
+        if known:  # an unknown value, not missing data
+            raise OptionError(f"{folder}: no split {name!r}; splits: {', '.join(known)}, or 'all'")
     return name, dataset.read_split(name)
 
 
