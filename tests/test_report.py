@@ -244,7 +244,9 @@ def test_refuses_a_foreign_non_empty_output_folder(tmp_path, dataset):
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     result = run("report", "--pred", pred, "--gt", dataset, "-o", out)
-    assert result.exit_code == 1 and "holds no report.json" in result.output
+    # A usage problem (choose another -o or --force), exit 2 like `segkit train`'s refusal.
+    assert result.exit_code == 2 and "holds no report.json" in result.output
+    assert run("report", "--pred", pred, "--gt", dataset, "-o", out / "notes.txt").exit_code == 2
     assert run("report", "--pred", pred, "--gt", dataset, "-o", out, "--force").exit_code == 0
     assert (out / "notes.txt").read_text() == "mine"
 
@@ -583,3 +585,11 @@ def test_an_unknown_split_names_the_splits_that_exist(tmp_path, dataset):
     shutil.rmtree(dataset / "ImageSets")
     result = run("report", "--pred", pred, "--gt", dataset, "--split", "val")
     assert result.exit_code == 1 and "segkit split" in result.output
+
+
+def test_a_dataset_given_as_run_is_a_usage_error(tmp_path, dataset):
+    result = run("report", dataset, "--device", "cpu")
+    assert result.exit_code == 2, result.output
+    flat = " ".join(result.stderr.split())
+    assert "not a segkit run folder (no config.json)" in flat and "--pred DIR --gt" in flat
+    assert not (dataset / "report").exists()

@@ -446,7 +446,14 @@ def _run_dataset(run: Path, options: ReportOptions) -> Path:
     if options.gt is not None:
         return options.gt
     config_path = run / "config.json"
-    config = _read_json(config_path, f"; is {run} a segkit run folder?")
+    if not config_path.is_file():  # a path of the wrong kind: a usage error
+        hint = (
+            "; it is a dataset: score predictions with --pred DIR --gt DATASET"
+            if (run / "SegmentationClass").is_dir()
+            else ""
+        )
+        raise OptionError(f"{run}: not a segkit run folder (no config.json){hint}")
+    config = _read_json(config_path)
     value = config.get("dataset") if isinstance(config, dict) else None
     if isinstance(value, dict):  # segkit train: {"root": ..., "classes": ..., ...}
         value = value.get("root")
@@ -539,15 +546,16 @@ def _default_output(source: Path, options: ReportOptions) -> Path:
 
 
 def _check_output(output: Path, force: bool) -> None:
+    # Both are usage problems (pick another -o), exit 2 as in `segkit train`.
     if output.exists() and not output.is_dir():
-        raise ReportError(f"{output}: exists and is not a folder")
+        raise OptionError(f"{output}: exists and is not a folder")
     if (
         output.is_dir()
         and any(output.iterdir())
         and not (output / REPORT_NAME).is_file()
         and not force
     ):
-        raise ReportError(
+        raise OptionError(
             f"{output}: folder is not empty and holds no {REPORT_NAME}; "
             "choose another -o or pass --force"
         )
