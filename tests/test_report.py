@@ -593,3 +593,24 @@ def test_a_dataset_given_as_run_is_a_usage_error(tmp_path, dataset):
     flat = " ".join(result.stderr.split())
     assert "not a segkit run folder (no config.json)" in flat and "--pred DIR --gt" in flat
     assert not (dataset / "report").exists()
+
+
+def test_a_relative_dataset_path_of_a_run_is_found_from_elsewhere(tmp_path, dataset, monkeypatch):
+    # Training ran in tmp_path/work and recorded "../dataset"; the run is work/runs/r.
+    work = tmp_path / "work"
+    run_dir = _make_run(work / "runs", dataset, 0, "r")
+    (run_dir / "config.json").write_text(json.dumps({"dataset": {"root": "../dataset"}}))
+    elsewhere = tmp_path / "elsewhere" / "deep"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    result = run("report", run_dir, "--device", "cpu", "--worst", "0")
+    assert result.exit_code == 0, result.output
+    report = json.loads((run_dir / "report" / "report.json").read_text())
+    assert Path(report["provenance"]["dataset"]).resolve() == dataset.resolve()
+    # Nowhere to be found: say where the path came from and how to override it.
+    (run_dir / "config.json").write_text(json.dumps({"dataset": "gone/ds"}))
+    result = run("report", run_dir, "--device", "cpu")
+    assert result.exit_code == 1
+    flat = " ".join(result.stderr.split())
+    assert "gone/ds: dataset folder not found" in flat
+    assert f"{run_dir / 'config.json'}" in flat and "--gt DATASET overrides it" in flat

@@ -460,9 +460,17 @@ def _run_dataset(run: Path, options: ReportOptions) -> Path:
     if not isinstance(value, str):
         raise ReportError(f"{config_path}: no 'dataset' path; pass --gt DATASET")
     path = Path(value)
-    if not path.is_absolute() and not path.is_dir() and (run / path).is_dir():
-        path = run / path
-    return path
+    if path.is_absolute():
+        candidates = [path]
+    else:  # recorded as typed: relative to wherever training ran
+        candidates = [path, *(folder / path for folder in (run, *run.resolve().parents))]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise ReportError(
+        f"{path}: dataset folder not found (the path comes from {config_path}; "
+        "--gt DATASET overrides it)"
+    )
 
 
 def _run_mode(
