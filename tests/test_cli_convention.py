@@ -37,6 +37,20 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"base": base, "ds": dataset, "ckpt": base / "best.safetensors"}
 
 
+def _report_run(files: dict[str, Path]) -> Path:
+    """A run folder for ``segkit report``: a tiny model of the dataset's classes."""
+    folder = files["base"] / "run"
+    if not (folder / "config.json").is_file():
+        from segkit.dataset import open_dataset
+
+        torch.manual_seed(0)
+        classes = list(open_dataset(files["ds"]).classes)
+        model = build_model("unet-tiny", 3, len(classes), base_channels=4).eval()
+        save_checkpoint(folder / "checkpoints" / "best", model, classes=classes)
+        (folder / "config.json").write_text(json.dumps({"dataset": str(files["ds"])}))
+    return folder
+
+
 def args_for(command: str, case: str, files: dict[str, Path], tmp_path: Path) -> list[str]:
     """The command line of ``segkit COMMAND`` for one case of the matrix."""
     nope = str(tmp_path / "nope")
@@ -49,6 +63,10 @@ def args_for(command: str, case: str, files: dict[str, Path], tmp_path: Path) ->
         "export": [str(files["ckpt"]), "--onnx", "--no-check", "--size", "32"],
         "train": [str(files["ds"]), "-o", str(tmp_path / "run"), "--epochs", "1"],
         "predict": [str(files["ckpt"]), str(files["ds"] / "JPEGImages"), "-o", str(tmp_path / "p")],
+        "report": [
+            *([str(_report_run(files))] if command == "report" else []),
+            *["--split", "all", "--worst", "0", "--device", "cpu", "-o", str(tmp_path / "r")],
+        ],
     }[command]
     if command == "export":
         path += ["-o", str(tmp_path / "m.onnx")]
@@ -72,14 +90,15 @@ def args_for(command: str, case: str, files: dict[str, Path], tmp_path: Path) ->
             "models": ["-m", "bogus"],
             "train": ["--optimizer", "bogus"],
             "predict": ["--tta", "bogus"],
+            "report": ["--checkpoint", "bogus"],
         }[command]
         return [command, *path, *choice]
     raise AssertionError(case)
 
 
-WITH_PATH = ("convert", "validate", "split", "weights", "export", "predict")
+WITH_PATH = ("convert", "validate", "split", "weights", "export", "predict", "report")
 WITH_WORKERS = ("convert", "validate", "split", "weights")
-WITH_CHOICE = ("convert", "weights", "models", "predict")
+WITH_CHOICE = ("convert", "weights", "models", "predict", "report")
 COMMANDS = (*WITH_PATH, "models")
 #: (command, case, exit code); train's "ok" needs split files (tests/test_train_e2e.py)
 CASES = [
