@@ -31,16 +31,6 @@ DEFAULT_MODEL = "unet-tiny"
 DEFAULT_CROP = 64
 DEMO_FILE = "demo.json"
 FORMAT = "segkit-demo"
-STAGES = (
-    "sample data",
-    "convert",
-    "validate",
-    "split",
-    "weights",
-    "train",
-    "report",
-    "predict",
-)
 
 
 @dataclass(frozen=True)
