@@ -44,6 +44,7 @@ def test_demo_runs_every_stage_and_reports_where_things_are(demo_run) -> None:
         "weights",
         "train",
         "report",
+        "predict",
     ]
     stages = summary["stages"]
     # sample data: 5 edge cases without the 16-bit TIFF + 4 scenes, one labels.txt
@@ -87,6 +88,16 @@ def test_demo_runs_every_stage_and_reports_where_things_are(demo_run) -> None:
     assert Path(summary["report_html"]) == run_dir / "report" / "report.html"
     assert Path(summary["report_html"]).is_file()
     assert json.loads((out / "demo.json").read_text())["mIoU"] == summary["mIoU"]
+    # predict: the test split's images, each with a mask, an overlay and labelme JSON
+    test_ids = sorted((lists / "test.txt").read_text().split())
+    predicted = stages["predict"]
+    assert predicted["ok"] and predicted["predicted"] == len(test_ids) > 0
+    predictions = out / "predictions"
+    assert sorted(p.stem for p in (predictions / "masks").glob("*.png")) == test_ids
+    assert sorted(p.stem for p in (predictions / "overlays").iterdir()) == test_ids
+    for sample_id in test_ids:
+        shapes = json.loads((predictions / "labelme" / f"{sample_id}.json").read_text())
+        assert "shapes" in shapes and "imagePath" in shapes
 
 
 def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path: Path) -> None:

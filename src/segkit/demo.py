@@ -8,10 +8,8 @@ write, exactly as a user typing the commands would::
     DIR/dataset/       convert → validate → split → weights
     DIR/run/           train
     DIR/run/report/    report (report.html, report.json, ...)
+    DIR/predictions/   predict on the test split's images: masks, overlays, labelme JSON
     DIR/demo.json      the demo's own summary
-
-``segkit predict`` is not in main yet; its step joins here (``DIR/predictions/``) once
-its stage function lands.
 """
 
 from __future__ import annotations
@@ -33,7 +31,6 @@ DEFAULT_MODEL = "unet-tiny"
 DEFAULT_CROP = 64
 DEMO_FILE = "demo.json"
 FORMAT = "segkit-demo"
-STAGES = ("sample data", "convert", "validate", "split", "weights", "train", "report")
 
 
 @dataclass(frozen=True)
@@ -149,6 +146,7 @@ def demo(
     """
     # Imported here: the demo stands above every stage, and importing them is slow.
     from segkit.convert_stage import convert
+    from segkit.predict.stage import PredictOptions, predict
     from segkit.report.stage import ReportOptions, report
     from segkit.sample_data import DEMO_SCENES, write_sample_data
     from segkit.split_stage import split_dataset
@@ -224,6 +222,17 @@ def demo(
     scored = step(
         "report",
         lambda: report(run, options=ReportOptions(device=options.device, force=again)),
+    )
+    # The test split: images neither training nor model selection has seen.
+    test_ids = (dataset / "ImageSets" / "Segmentation" / "test.txt").read_text().split()
+    images = sorted(p for p in (dataset / "JPEGImages").iterdir() if p.stem in set(test_ids))
+    step(
+        "predict",
+        lambda: predict(
+            images,
+            output / "predictions",
+            PredictOptions(run=run, device=options.device, labelme=True, force=again),
+        ),
     )
     summary = DemoSummary(
         output=output,

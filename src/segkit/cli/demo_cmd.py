@@ -39,6 +39,11 @@ def stage_line(stage: str, summary: dict[str, Any]) -> str:
         )
     if stage == "report":
         return f"{summary['images']} {summary['split']} images scored"
+    if stage == "predict":
+        return (
+            f"{summary['predicted']} test images: masks, overlays and labelme JSON in "
+            f"{summary['output']}"
+        )
     return ""
 
 
@@ -76,6 +81,7 @@ def _table(summary: Any) -> Table:
         ("device", summary.device),
         ("time", f"{sum(summary.seconds.values()) / 60:.1f} min"),
         ("report", str(summary.report_html)),
+        ("predictions", str(summary.output / "predictions")),
         ("your own data", "segkit convert ANNOTATIONS -o DATASET (see docs/tutorial.md)"),
     ):
         table.add_row(key, escape(value))
@@ -113,10 +119,10 @@ def register(app: typer.Typer) -> None:
         ] = None,
         json_output: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     ) -> None:
-        """Run convert → validate → split → weights → train → report on bundled sample data.
+        """Run convert → validate → split → weights → train → report → predict on sample data.
 
         The sample data (48 synthetic labelme annotations) is generated into
-        OUTPUT/annotations; the dataset, run and report follow in OUTPUT.
+        OUTPUT/annotations; the dataset, run, report and predictions follow in OUTPUT.
         """
         options = DemoOptions(
             epochs=epochs,
