@@ -42,20 +42,30 @@ def _scene(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return image, cls, inst
 
 
-@pytest.fixture
-def dataset(tmp_path: Path) -> Path:
-    root = tmp_path / "dataset"
-    for name in ("JPEGImages", "SegmentationClass", "SegmentationObject", "ImageSets/Segmentation"):
+def _write_dataset(
+    root: Path, classes: list[str], splits: dict[str, str], instances: bool = True
+) -> Path:
+    """A dataset of the three scenes with the given class names and split files."""
+    folders = ["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"]
+    for name in folders + (["SegmentationObject"] if instances else []):
         (root / name).mkdir(parents=True)
-    (root / "class_names.txt").write_text("\n".join(CLASSES) + "\n")
+    (root / "class_names.txt").write_text("\n".join(classes) + "\n")
     for seed, sample_id in enumerate(IDS):
         image, cls, inst = _scene(seed)
         PIL.Image.fromarray(image).save(root / "JPEGImages" / f"{sample_id}.png")
         write_palette_png(root / "SegmentationClass" / f"{sample_id}.png", cls)
-        write_palette_png(root / "SegmentationObject" / f"{sample_id}.png", inst)
-    (root / "ImageSets/Segmentation/val.txt").write_text("\n".join(IDS) + "\n")
-    (root / "ImageSets/Segmentation/train.txt").write_text("a\n")
+        if instances:
+            write_palette_png(root / "SegmentationObject" / f"{sample_id}.png", inst)
+    for split, text in splits.items():
+        (root / f"ImageSets/Segmentation/{split}.txt").write_text(text)
     return root
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    return _write_dataset(
+        tmp_path / "dataset", CLASSES, {"val": "\n".join(IDS) + "\n", "train": "a\n"}
+    )
 
 
 def _predictions(tmp_path: Path, name: str = "pred") -> tuple[Path, dict[str, np.ndarray]]:
@@ -523,16 +533,7 @@ def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 def _other_dataset(tmp_path: Path, classes: list[str], name: str) -> Path:
     """A second dataset: same scenes, other class names, only a test split."""
-    root = tmp_path / name
-    for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
-        (root / folder).mkdir(parents=True)
-    (root / "class_names.txt").write_text("\n".join(classes) + "\n")
-    for seed, sample_id in enumerate(IDS):
-        image, cls, _ = _scene(seed)
-        PIL.Image.fromarray(image).save(root / "JPEGImages" / f"{sample_id}.png")
-        write_palette_png(root / "SegmentationClass" / f"{sample_id}.png", cls)
-    (root / "ImageSets/Segmentation/test.txt").write_text("\n".join(IDS) + "\n")
-    return root
+    return _write_dataset(tmp_path / name, classes, {"test": "\n".join(IDS) + "\n"}, False)
 
 
 def test_compare_matches_classes_by_name_and_says_what_differs(tmp_path, dataset):
