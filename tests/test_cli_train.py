@@ -12,6 +12,7 @@ from helpers_train import make_voc
 from typer.testing import CliRunner
 
 from segkit.cli import app
+from segkit.errors import SegkitNote
 from segkit.voc import encode_palette_png
 
 TINY = ("--model", "unet-tiny", "--epochs", "1", "--batch-size", "2", "--workers", "0", "--quiet")
@@ -149,3 +150,43 @@ def test_encoder_weights_are_loaded_and_their_hash_recorded(dataset, tmp_path):
     record = json.loads((run / "config.json").read_text())["encoder_weights"]
     assert record["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert record["loaded"] == 100 and record["missing"] == []  # 102 tensors less fc.*
+
+
+def test_force_keeps_files_segkit_did_not_write_and_names_them(dataset, tmp_path):
+    run = tmp_path / "run"
+    assert invoke(dataset, "-o", run, *TINY).exit_code == 0
+    (run / "report").mkdir()
+    (run / "checkpoints" / "mymodel.pt").write_text("mine")
+    (run / "state" / "keep.txt").write_text("mine")
+    old_state = sorted((run / "state").glob("resume-*.safetensors"))
+    with pytest.warns(SegkitNote) as caught:
+        forced = invoke(dataset, "-o", run, *TINY, "--force", "--seed", "5")
+    assert forced.exit_code == 0, forced.stderr
+    assert (run / "checkpoints" / "mymodel.pt").read_text() == "mine"
+    assert (run / "state" / "keep.txt").read_text() == "mine"
+    assert (run / "checkpoints" / "last.safetensors").is_file()
+    assert sorted((run / "state").glob("resume-*.safetensors")) == old_state  # same step
+    notes = [str(w.message) for w in caught if w.category is SegkitNote]
+    assert len(notes) == 2, notes
+    assert "checkpoints/mymodel.pt" in notes[0] and "state/keep.txt" in notes[0]
+    assert "segkit report" in notes[1] and "report" in notes[1]
+    assert json.loads((run / "config.json").read_text())["options"]["seed"] == 5
+
+
+def test_force_refuses_a_same_named_file_of_the_user(dataset, tmp_path):
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "config.json").write_text('{"my": 1}')
+    (project / "metrics.csv").write_text("notes")
+    one_error(
+        invoke(dataset, "-o", project, *TINY, "--force"), 2, "config.json", "metrics.csv",
+        "not written by a segkit run",
+    )  # fmt: skip
+    assert (project / "config.json").read_text() == '{"my": 1}'
+    assert sorted(p.name for p in project.iterdir()) == ["config.json", "metrics.csv"]
+    (project / "config.json").unlink()
+    (project / "metrics.csv").rename(project / "notes.csv")
+    with pytest.warns(SegkitNote, match="notes.csv"):
+        forced = invoke(dataset, "-o", project, *TINY, "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert (project / "notes.csv").read_text() == "notes"
