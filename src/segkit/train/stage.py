@@ -313,7 +313,7 @@ def _plan(
             f"{dataset.root}: needs a class list with background and at least one class "
             "(segkit.json, class_names.txt or labels.txt); run `segkit convert` first"
         )
-    build_model(options.model, 3, len(classes))  # unknown model or option → OptionError
+    probe_model = build_model(options.model, 3, len(classes))  # unknown model → OptionError
     if saved is not None:
         _check_same_data(saved, dataset, classes)
     class_weights = None
@@ -343,6 +343,7 @@ def _plan(
             "on its short side); use --crop "
             f"{scan.min_side} or less"
         )
+    _check_model_size(options.model, probe_model, crop, scan.min_side)
     notes = _data_notes(scan, classes)
     encoder = None
     if options.encoder_weights is not None and saved is None:
@@ -400,6 +401,30 @@ def _plan(
         dataset, output, options, job, runtime, classes, train_files, val_files, scan, crop,
         batch_size, workers, class_weights, resume, config, notes,
     )  # fmt: skip
+
+
+def _check_model_size(name: str, model: nn.Module, crop: int, min_side: int) -> None:
+    """Refuse, before anything is written, a crop a valid-padding model cannot take."""
+    output_size = getattr(model, "output_size", None)
+    if output_size is None:
+        return
+    try:
+        out = output_size(crop)
+    except ValueError as error:
+        from segkit.models.unet import input_size_for_output
+
+        smallest = input_size_for_output(1, model.depth)
+        hint = str(error).split("; ")[-1]
+        raise OptionError(
+            f"--model {name}: a {crop} px training crop does not fit its valid padding "
+            f"({hint}; the smallest size that fits is {smallest} px, the smallest training "
+            f"image is {min_side} px); choose --crop accordingly or a padded model such as unet"
+        ) from None
+    if out != crop:
+        raise OptionError(
+            f"--model {name}: its output ({out} px) is smaller than its input ({crop} px) and "
+            "segkit train needs size-preserving models; use a same-padding model such as unet"
+        )
 
 
 def _data_notes(scan: Scan, classes: tuple[str, ...]) -> list[tuple[str, str]]:
