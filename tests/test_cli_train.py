@@ -213,3 +213,15 @@ def test_an_unexpected_error_in_training_is_one_line_and_json(dataset, tmp_path,
     assert json.loads(result.stdout) == {
         "ok": False, "exit_code": 1, "errors": ["training failed: RuntimeError: boom"]
     }  # fmt: skip
+
+
+def test_the_dataset_path_is_recorded_absolute(dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(dataset.parent)
+    result = invoke(dataset.name, "-o", "run", *TINY)
+    assert result.exit_code == 0, result.stderr
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["dataset"]["root"] == str(dataset.resolve())
+    config["dataset"]["root"] = dataset.name  # a run recorded before: relative
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    resumed = invoke(dataset.name, "-o", "run", "--resume", "--epochs", "2", "--quiet")
+    assert resumed.exit_code == 0, resumed.stderr

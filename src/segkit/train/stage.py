@@ -373,7 +373,7 @@ def _plan(
             "in_channels": scan.channels,
         },
         "dataset": {
-            "root": str(dataset.root),
+            "root": str(dataset.root.resolve()),  # segkit report runs from anywhere
             "classes": list(classes),
             "manifest_sha256": _manifest_hash(dataset),
             "samples_sha256": _samples_hash(dataset),
