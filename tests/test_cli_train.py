@@ -225,3 +225,18 @@ def test_the_dataset_path_is_recorded_absolute(dataset, tmp_path, monkeypatch):
     (tmp_path / "run" / "config.json").write_text(json.dumps(config))
     resumed = invoke(dataset.name, "-o", "run", "--resume", "--epochs", "2", "--quiet")
     assert resumed.exit_code == 0, resumed.stderr
+
+
+def test_class_weights_counted_on_more_than_the_train_split_are_refused(dataset, tmp_path):
+    runner = CliRunner()
+    counted = runner.invoke(app, ["weights", str(dataset), "--split", "all"])
+    assert counted.exit_code == 0, counted.stderr
+    run = tmp_path / "run"
+    one_error(
+        invoke(dataset, "-o", run, *TINY, "--class-weights"),
+        1, "weights.json", "every image", "segkit weights",
+    )  # fmt: skip
+    assert not run.exists()
+    recounted = runner.invoke(app, ["weights", str(dataset), "--force"])
+    assert recounted.exit_code == 0, recounted.stderr
+    assert invoke(dataset, "-o", run, *TINY, "--class-weights").exit_code == 0

@@ -324,6 +324,13 @@ def _plan(
                 f"{weights.path}: classes {list(weights.classes)} differ from the dataset's "
                 f"{list(classes)}; run `segkit weights {dataset.root} --force`"
             )
+        if weights.split != "train":
+            counted = "every image" if weights.split is None else f"the {weights.split!r} split"
+            raise DatasetError(
+                f"{weights.path}: class weights were counted on {counted}, not the train split "
+                f"(val/test pixels would leak into the loss); re-run `segkit weights "
+                f"{dataset.root} --force` (it counts the train split)"
+            )
         class_weights = weights.class_weights
     train_files = split_files(dataset, "train", weight_maps=options.border_weights)
     val_files = split_files(dataset, "val")
