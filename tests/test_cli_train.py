@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 from helpers_train import make_voc
@@ -240,3 +241,23 @@ def test_class_weights_counted_on_more_than_the_train_split_are_refused(dataset,
     recounted = runner.invoke(app, ["weights", str(dataset), "--force"])
     assert recounted.exit_code == 0, recounted.stderr
     assert invoke(dataset, "-o", run, *TINY, "--class-weights").exit_code == 0
+
+
+def test_the_default_batch_size_is_clamped_to_a_small_training_split(dataset, tmp_path):
+    run = tmp_path / "run"
+    tiny = ("--model", "unet-tiny", "--epochs", "1", "--workers", "0", "--quiet")
+    result = invoke(dataset, "-o", run, *tiny)
+    assert result.exit_code == 0, result.stderr
+    assert "--batch-size 4 (the default 8" in result.stderr
+    assert json.loads((run / "config.json").read_text())["resolved"]["batch_size"] == 4
+    resumed = invoke(dataset, "-o", run, "--resume", "--epochs", "2", "--quiet")
+    assert resumed.exit_code == 0, resumed.stderr
+
+
+def test_mixed_channel_layouts_are_their_own_error_naming_the_files(dataset, tmp_path):
+    odd = dataset / "JPEGImages" / "img002.png"
+    PIL.Image.fromarray(np.full((24, 24), 4000, np.uint16)).save(odd)
+    result = invoke(dataset, "-o", tmp_path / "run", *TINY)
+    one_error(result, 1, "img002.png (1 channel(s) of uint16)", "img000.png: 3 channel(s)",
+              "one layout", "convert the odd images")  # fmt: skip
+    assert "classes are" not in result.stderr

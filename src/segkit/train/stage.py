@@ -336,6 +336,14 @@ def _plan(
     val_files = split_files(dataset, "val")
     per_rank = len(train_files) // job.world
     batch_size = options.batch_size
+    explicit = "batch_size" in changes or batch_size != TrainOptions().batch_size
+    notes: list[tuple[str, str]] = []
+    if saved is not None:  # the batch the run started with (a clamped default too)
+        batch_size = int(saved["resolved"]["batch_size"])
+    elif not explicit and 0 < per_rank < batch_size:
+        batch_size = per_rank
+        notes.append(("warning", f"--batch-size {batch_size} (the default {options.batch_size} "
+                      f"is larger than the training split's {per_rank} images per process)"))  # fmt: skip
     if batch_size > per_rank:
         raise OptionError(
             f"--batch-size {batch_size} is larger than the training split "
@@ -351,7 +359,7 @@ def _plan(
             f"{scan.min_side} or less"
         )
     _check_model_size(options.model, probe_model, crop, scan.min_side)
-    notes = _data_notes(scan, classes)
+    notes += _data_notes(scan, classes)
     encoder = None
     if options.encoder_weights is not None and saved is None:
         # Loads and checks the file now (one line if it does not fit), records its hash.
