@@ -261,3 +261,13 @@ def test_mixed_channel_layouts_are_their_own_error_naming_the_files(dataset, tmp
     one_error(result, 1, "img002.png (1 channel(s) of uint16)", "img000.png: 3 channel(s)",
               "one layout", "convert the odd images")  # fmt: skip
     assert "classes are" not in result.stderr
+
+
+def test_help_and_docs_state_the_same_default_crop():
+    from segkit.train.stage import DEFAULT_CPU_CROP, DEFAULT_CROP
+
+    phrase = f"smallest training image side, at most {DEFAULT_CROP} (128 on a CPU)"
+    assert DEFAULT_CPU_CROP == 128
+    help_text = " ".join(CliRunner().invoke(app, ["train", "--help"]).stdout.split())
+    docs = (Path(__file__).parents[1] / "docs" / "training.md").read_text()
+    assert phrase in help_text and phrase in docs

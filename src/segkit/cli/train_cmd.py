@@ -180,7 +180,11 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="Images per step, or auto (CUDA) [default: 8].")
         ] = None,
         crop: Annotated[
-            int | None, typer.Option(help="Training crop side [default: min(256, images)].")
+            int | None,
+            typer.Option(
+                help="Training crop side [default: smallest training image side, "
+                "at most 256 (128 on a CPU)]."
+            ),
         ] = None,
         optimizer: Annotated[str | None, typer.Option(help="adamw or sgd.")] = None,
         lr: Annotated[
