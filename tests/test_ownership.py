@@ -59,6 +59,38 @@ def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_note(tmp_path: Path)
         assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_worker_that_outlives_its_killed_parent_does_not_hold_the_lock(
+    tmp_path: Path,
+) -> None:
+    # A DataLoader or pool worker is forked while the stage holds the lock; when the
+    # stage is SIGKILLed the worker may live on for seconds. The rerun must get the lock.
+    script = (
+        "import os, sys, time\n"
+        "from segkit.lock import folder_lock\n"
+        "with folder_lock(sys.argv[1]):\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(30); os._exit(0)\n"
+        "    print('locked', flush=True); time.sleep(60)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(FolderBusyError), folder_lock(tmp_path):
+            pass
+        holder.kill()
+        holder.wait(30)
+        with pytest.warns(SegkitNote, match="took over the lock"), folder_lock(tmp_path):
+            pass
+    finally:
+        os.killpg(holder.pid, 9)  # the sleeping child too
+
+
 def test_output_folder_refuses_linked_sub_folders_and_cleans_only_its_temp_files(
     tmp_path: Path,
 ) -> None:

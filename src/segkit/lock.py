@@ -32,6 +32,21 @@ except ImportError:  # pragma: no cover - Windows
 LOCK_NAME = ".segkit.lock"
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _ATTEMPTS = 20
+# Descriptors of the locks this process holds. A forked child (a DataLoader or pool
+# worker) inherits them, and flock stays held while any copy is open: a worker that
+# outlives its killed parent would keep the folder locked. Children close their copies.
+_HELD: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    for fd in list(_HELD):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
 def _command() -> str:
@@ -118,6 +133,7 @@ def folder_lock(folder: Path) -> Iterator[None]:
         if not same:  # released and removed between our open and lock: try again
             os.close(fd)
             continue
+        _HELD.add(fd)
         break
     else:  # pragma: no cover - only under a storm of lockers
         raise FolderBusyError(f"{folder}: could not take the lock {path}; try again")
@@ -143,4 +159,5 @@ def folder_lock(folder: Path) -> Iterator[None]:
         # Removed while still held: a process waiting on this file sees it is gone.
         with contextlib.suppress(OSError):
             os.unlink(path)
+        _HELD.discard(fd)
         os.close(fd)
