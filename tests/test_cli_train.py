@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 from helpers_train import make_voc
 from typer.testing import CliRunner
 
 from segkit.cli import app
+from segkit.errors import SegkitNote
 from segkit.voc import encode_palette_png
 
 TINY = ("--model", "unet-tiny", "--epochs", "1", "--batch-size", "2", "--workers", "0", "--quiet")
@@ -149,3 +151,123 @@ def test_encoder_weights_are_loaded_and_their_hash_recorded(dataset, tmp_path):
     record = json.loads((run / "config.json").read_text())["encoder_weights"]
     assert record["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert record["loaded"] == 100 and record["missing"] == []  # 102 tensors less fc.*
+
+
+def test_force_keeps_files_segkit_did_not_write_and_names_them(dataset, tmp_path):
+    run = tmp_path / "run"
+    assert invoke(dataset, "-o", run, *TINY).exit_code == 0
+    (run / "report").mkdir()
+    (run / "checkpoints" / "mymodel.pt").write_text("mine")
+    (run / "state" / "keep.txt").write_text("mine")
+    old_state = sorted((run / "state").glob("resume-*.safetensors"))
+    with pytest.warns(SegkitNote) as caught:
+        forced = invoke(dataset, "-o", run, *TINY, "--force", "--seed", "5")
+    assert forced.exit_code == 0, forced.stderr
+    assert (run / "checkpoints" / "mymodel.pt").read_text() == "mine"
+    assert (run / "state" / "keep.txt").read_text() == "mine"
+    assert (run / "checkpoints" / "last.safetensors").is_file()
+    assert sorted((run / "state").glob("resume-*.safetensors")) == old_state  # same step
+    notes = [str(w.message) for w in caught if w.category is SegkitNote]
+    assert len(notes) == 2, notes
+    assert "checkpoints/mymodel.pt" in notes[0] and "state/keep.txt" in notes[0]
+    assert "segkit report" in notes[1] and "report" in notes[1]
+    assert json.loads((run / "config.json").read_text())["options"]["seed"] == 5
+
+
+def test_force_refuses_a_same_named_file_of_the_user(dataset, tmp_path):
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "config.json").write_text('{"my": 1}')
+    (project / "metrics.csv").write_text("notes")
+    one_error(
+        invoke(dataset, "-o", project, *TINY, "--force"), 2, "config.json", "metrics.csv",
+        "not written by a segkit run",
+    )  # fmt: skip
+    assert (project / "config.json").read_text() == '{"my": 1}'
+    assert sorted(p.name for p in project.iterdir()) == ["config.json", "metrics.csv"]
+    (project / "config.json").unlink()
+    (project / "metrics.csv").rename(project / "notes.csv")
+    with pytest.warns(SegkitNote, match="notes.csv"):
+        forced = invoke(dataset, "-o", project, *TINY, "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert (project / "notes.csv").read_text() == "notes"
+
+
+def test_a_crop_too_small_for_valid_padding_is_refused_before_writing(dataset, tmp_path):
+    run = tmp_path / "run"
+    for _ in range(2):  # nothing left behind: the same command gives the same answer
+        result = invoke(dataset, "-o", run, *TINY, "--model", "unet-valid", "--json")
+        one_error(result, 2, "unet-valid", "smallest size that fits is 188 px")
+        assert json.loads(result.stdout)["exit_code"] == 2
+        assert not run.exists()
+
+
+def test_an_unexpected_error_in_training_is_one_line_and_json(dataset, tmp_path, monkeypatch):
+    import segkit.train.stage as stage
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(stage, "train_one_epoch", broken)
+    result = invoke(dataset, "-o", tmp_path / "run", *TINY, "--json")
+    one_error(result, 1, "training failed: RuntimeError: boom")
+    assert json.loads(result.stdout) == {
+        "ok": False, "exit_code": 1, "errors": ["training failed: RuntimeError: boom"]
+    }  # fmt: skip
+
+
+def test_the_dataset_path_is_recorded_absolute(dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(dataset.parent)
+    result = invoke(dataset.name, "-o", "run", *TINY)
+    assert result.exit_code == 0, result.stderr
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["dataset"]["root"] == str(dataset.resolve())
+    config["dataset"]["root"] = dataset.name  # a run recorded before: relative
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    resumed = invoke(dataset.name, "-o", "run", "--resume", "--epochs", "2", "--quiet")
+    assert resumed.exit_code == 0, resumed.stderr
+
+
+def test_class_weights_counted_on_more_than_the_train_split_are_refused(dataset, tmp_path):
+    runner = CliRunner()
+    counted = runner.invoke(app, ["weights", str(dataset), "--split", "all"])
+    assert counted.exit_code == 0, counted.stderr
+    run = tmp_path / "run"
+    one_error(
+        invoke(dataset, "-o", run, *TINY, "--class-weights"),
+        1, "weights.json", "every image", "segkit weights",
+    )  # fmt: skip
+    assert not run.exists()
+    recounted = runner.invoke(app, ["weights", str(dataset), "--force"])
+    assert recounted.exit_code == 0, recounted.stderr
+    assert invoke(dataset, "-o", run, *TINY, "--class-weights").exit_code == 0
+
+
+def test_the_default_batch_size_is_clamped_to_a_small_training_split(dataset, tmp_path):
+    run = tmp_path / "run"
+    tiny = ("--model", "unet-tiny", "--epochs", "1", "--workers", "0", "--quiet")
+    result = invoke(dataset, "-o", run, *tiny)
+    assert result.exit_code == 0, result.stderr
+    assert "--batch-size 4 (the default 8" in result.stderr
+    assert json.loads((run / "config.json").read_text())["resolved"]["batch_size"] == 4
+    resumed = invoke(dataset, "-o", run, "--resume", "--epochs", "2", "--quiet")
+    assert resumed.exit_code == 0, resumed.stderr
+
+
+def test_mixed_channel_layouts_are_their_own_error_naming_the_files(dataset, tmp_path):
+    odd = dataset / "JPEGImages" / "img002.png"
+    PIL.Image.fromarray(np.full((24, 24), 4000, np.uint16)).save(odd)
+    result = invoke(dataset, "-o", tmp_path / "run", *TINY)
+    one_error(result, 1, "img002.png (1 channel(s) of uint16)", "img000.png: 3 channel(s)",
+              "one layout", "convert the odd images")  # fmt: skip
+    assert "classes are" not in result.stderr
+
+
+def test_help_and_docs_state_the_same_default_crop():
+    from segkit.train.stage import DEFAULT_CPU_CROP, DEFAULT_CROP
+
+    phrase = f"smallest training image side, at most {DEFAULT_CROP} (128 on a CPU)"
+    assert DEFAULT_CPU_CROP == 128
+    help_text = " ".join(CliRunner().invoke(app, ["train", "--help"]).stdout.split())
+    docs = (Path(__file__).parents[1] / "docs" / "training.md").read_text()
+    assert phrase in help_text and phrase in docs

@@ -190,14 +190,15 @@ def scan_samples(
     channels = dtype = None
     min_side = None
     problems: list[str] = []
+    odd_layout: list[str] = []
+    first_image = None
     for index, files in enumerate([*train, *val]):
         sample = decode(files)
         if channels is None:
-            channels, dtype = sample.image.shape[2], sample.image.dtype
+            channels, dtype, first_image = sample.image.shape[2], sample.image.dtype, files.image
         elif (sample.image.shape[2], sample.image.dtype) != (channels, dtype):
-            problems.append(
-                f"{files.image}: {sample.image.shape[2]} channel(s) of {sample.image.dtype}, "
-                f"the first image has {channels} of {dtype}"
+            odd_layout.append(
+                f"{files.image} ({sample.image.shape[2]} channel(s) of {sample.image.dtype})"
             )
         bad = invalid_mask_values(sample.mask, num_classes)
         if bad:
@@ -218,13 +219,21 @@ def scan_samples(
                 used += size
             else:
                 kept = None
+    messages = []
     if problems:
-        raise DatasetError(
-            f"{len(problems)} file(s) cannot be trained on (classes are 0..{num_classes - 1}, "
-            f"255 = ignore): "
-            + "; ".join(problems[:_MAX_LISTED])
-            + ("; …" if len(problems) > _MAX_LISTED else "")
+        messages.append(
+            f"{len(problems)} mask(s) cannot be trained on (classes are 0..{num_classes - 1}, "
+            f"255 = ignore): " + _listed(problems)
         )
+    if odd_layout:
+        messages.append(
+            f"{len(odd_layout)} image(s) differ from the first one's channel layout "
+            f"({first_image}: {channels} channel(s) of {dtype}): {_listed(odd_layout)}; one "
+            "dataset must have one layout: convert the odd images (e.g. to 8-bit RGB) or "
+            "leave them out of the split files"
+        )
+    if messages:
+        raise DatasetError("\n".join(messages))
     assert channels is not None and sums is not None and sumsq is not None and min_side
     max_value = 65535.0 if dtype == np.uint16 else 255.0
     mean = sums / pixels
@@ -235,6 +244,10 @@ def scan_samples(
         tuple(float(max(s / max_value, 1e-6)) for s in std),
     )
     return Scan(channels, max_value, histogram, norm, min_side, kept, used if kept else 0)
+
+
+def _listed(items: Sequence[str]) -> str:
+    return "; ".join(items[:_MAX_LISTED]) + ("; …" if len(items) > _MAX_LISTED else "")
 
 
 def class_shares(histogram: NDArray[np.int64], num_classes: int) -> list[float]:

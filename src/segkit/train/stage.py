@@ -17,7 +17,8 @@ import platform
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,14 +31,15 @@ from torch.utils.data import BatchSampler, DataLoader, Subset
 
 from segkit import __version__
 from segkit._io import atomic_write_json, atomic_write_text, sha256_file
+from segkit._text import short_list
 from segkit.checkpoint import checkpoint_paths, save_checkpoint
 from segkit.dataset import Dataset, open_dataset
 from segkit.devices import Runtime, resolve_runtime
-from segkit.errors import DatasetError, OptionError, SegkitError
+from segkit.errors import DatasetError, OptionError, SegkitError, SegkitNote
 from segkit.losses import build_loss
 from segkit.manifest import manifest_path
 from segkit.models import build_model
-from segkit.ownership import is_bookkeeping, output_folder
+from segkit.ownership import is_bookkeeping, note_foreign, output_folder
 from segkit.train import distributed
 from segkit.train.augment import AugmentSettings
 from segkit.train.data import (
@@ -55,7 +57,7 @@ from segkit.train.data import (
 from segkit.train.loop import EpochStats, StepInfo, evaluate, lr_factor, train_one_epoch
 from segkit.train.options import TrainOptions, resume_conflicts
 from segkit.train.plots import save_confusion, save_curves
-from segkit.train.state import has_state, load_state, save_state
+from segkit.train.state import STATE_DIR, has_state, load_state, save_state
 from segkit.voc import voc_colormap
 from segkit.weights_stage import load_weights
 
@@ -68,7 +70,9 @@ CURVES_PNG = "curves.png"
 CONFUSION_PNG = "confusion_matrix.png"
 CONFUSION_JSON = "confusion.json"
 CHECKPOINT_DIR = "checkpoints"
-#: Files and folders a run writes; ``--force`` deletes only these.
+REPORT_DIR = "report"
+#: The files a run writes (glob patterns relative to the run folder), recorded in its
+#: config.json as ``"files"``; ``--force`` deletes only the files a run recorded.
 RUN_FILES = (
     CONFIG_FILE,
     METRICS_JSONL,
@@ -76,8 +80,9 @@ RUN_FILES = (
     CURVES_PNG,
     CONFUSION_PNG,
     CONFUSION_JSON,
-    CHECKPOINT_DIR,
-    "state",
+    *(f"{CHECKPOINT_DIR}/{n}.{s}" for n in ("best", "last") for s in ("safetensors", "json")),
+    f"{STATE_DIR}/resume.json",
+    f"{STATE_DIR}/resume-*.safetensors",
 )
 DEFAULT_CROP = 256
 #: On a CPU a 128 px crop trains ~5× more images per second than 256 (cache-friendly).
@@ -192,6 +197,12 @@ def _resolve_options(
     if output.exists() and not output.is_dir():
         raise OptionError(f"{output}: exists and is not a folder")
     if output.is_dir() and any(not is_bookkeeping(p.name) for p in output.iterdir()):
+        in_the_way = sorted(set(_matching(output, RUN_FILES)) - set(_run_files(output, saved)))
+        if force and in_the_way:
+            raise OptionError(
+                f"{output}: {short_list(in_the_way)} not written by a segkit run; "
+                "move them away or choose a new folder"
+            )
         if saved is not None and not force:
             raise OptionError(
                 f"{output}: holds a training run already; add --resume to continue it "
@@ -203,6 +214,38 @@ def _resolve_options(
                 "or add --force to write into it"
             )
     return (options if options is not None else TrainOptions(**changes)), None
+
+
+def _matching(output: Path, patterns: Iterable[str]) -> list[str]:
+    """The files under ``output`` that match ``patterns`` (relative POSIX paths)."""
+    found = {p for pattern in patterns for p in output.glob(pattern) if p.is_file()}
+    return sorted(p.relative_to(output).as_posix() for p in found)
+
+
+def _run_files(output: Path, saved: dict[str, Any] | None) -> list[str]:
+    """The files the run in ``output`` recorded as its own (none when it holds no run);
+    runs from before the record owned exactly ``RUN_FILES``."""
+    if saved is None:
+        return []
+    recorded = saved.get("files")
+    patterns = [p for p in recorded if isinstance(p, str)] if isinstance(recorded, list) else None
+    return _matching(output, RUN_FILES if patterns is None else patterns)
+
+
+def _foreign(output: Path, owned: Iterable[str]) -> list[str]:
+    """Entries of the run folder (and its checkpoints/ and state/) that segkit did not write."""
+    owned = set(owned)
+    names = []
+    for folder in (output, output / CHECKPOINT_DIR, output / STATE_DIR):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            name = path.relative_to(output).as_posix()
+            if is_bookkeeping(path.name) or name in owned or name in (CHECKPOINT_DIR, STATE_DIR):
+                continue
+            if name != REPORT_DIR:  # noted on its own (it describes the old checkpoints)
+                names.append(name + ("/" if path.is_dir() else ""))
+    return names
 
 
 def _manifest_hash(dataset: Dataset) -> str | None:
@@ -270,7 +313,7 @@ def _plan(
             f"{dataset.root}: needs a class list with background and at least one class "
             "(segkit.json, class_names.txt or labels.txt); run `segkit convert` first"
         )
-    build_model(options.model, 3, len(classes))  # unknown model or option → OptionError
+    probe_model = build_model(options.model, 3, len(classes))  # unknown model → OptionError
     if saved is not None:
         _check_same_data(saved, dataset, classes)
     class_weights = None
@@ -281,11 +324,26 @@ def _plan(
                 f"{weights.path}: classes {list(weights.classes)} differ from the dataset's "
                 f"{list(classes)}; run `segkit weights {dataset.root} --force`"
             )
+        if weights.split != "train":
+            counted = "every image" if weights.split is None else f"the {weights.split!r} split"
+            raise DatasetError(
+                f"{weights.path}: class weights were counted on {counted}, not the train split "
+                f"(val/test pixels would leak into the loss); re-run `segkit weights "
+                f"{dataset.root} --force` (it counts the train split)"
+            )
         class_weights = weights.class_weights
     train_files = split_files(dataset, "train", weight_maps=options.border_weights)
     val_files = split_files(dataset, "val")
     per_rank = len(train_files) // job.world
     batch_size = options.batch_size
+    explicit = "batch_size" in changes or batch_size != TrainOptions().batch_size
+    notes: list[tuple[str, str]] = []
+    if saved is not None:  # the batch the run started with (a clamped default too)
+        batch_size = int(saved["resolved"]["batch_size"])
+    elif not explicit and 0 < per_rank < batch_size:
+        batch_size = per_rank
+        notes.append(("warning", f"--batch-size {batch_size} (the default {options.batch_size} "
+                      f"is larger than the training split's {per_rank} images per process)"))  # fmt: skip
     if batch_size > per_rank:
         raise OptionError(
             f"--batch-size {batch_size} is larger than the training split "
@@ -300,7 +358,8 @@ def _plan(
             "on its short side); use --crop "
             f"{scan.min_side} or less"
         )
-    notes = _data_notes(scan, classes)
+    _check_model_size(options.model, probe_model, crop, scan.min_side)
+    notes += _data_notes(scan, classes)
     encoder = None
     if options.encoder_weights is not None and saved is None:
         # Loads and checks the file now (one line if it does not fit), records its hash.
@@ -316,6 +375,7 @@ def _plan(
     config = {
         "format": RUN_FORMAT,
         "schema_version": SCHEMA_VERSION,
+        "files": list(RUN_FILES),
         "options": options.to_dict(),
         "resolved": {
             "crop": crop,
@@ -328,7 +388,7 @@ def _plan(
             "in_channels": scan.channels,
         },
         "dataset": {
-            "root": str(dataset.root),
+            "root": str(dataset.root.resolve()),  # segkit report runs from anywhere
             "classes": list(classes),
             "manifest_sha256": _manifest_hash(dataset),
             "samples_sha256": _samples_hash(dataset),
@@ -356,6 +416,30 @@ def _plan(
         dataset, output, options, job, runtime, classes, train_files, val_files, scan, crop,
         batch_size, workers, class_weights, resume, config, notes,
     )  # fmt: skip
+
+
+def _check_model_size(name: str, model: nn.Module, crop: int, min_side: int) -> None:
+    """Refuse, before anything is written, a crop a valid-padding model cannot take."""
+    output_size = getattr(model, "output_size", None)
+    if output_size is None:
+        return
+    try:
+        out = output_size(crop)
+    except ValueError as error:
+        from segkit.models.unet import input_size_for_output
+
+        smallest = input_size_for_output(1, model.depth)
+        hint = str(error).split("; ")[-1]
+        raise OptionError(
+            f"--model {name}: a {crop} px training crop does not fit its valid padding "
+            f"({hint}; the smallest size that fits is {smallest} px, the smallest training "
+            f"image is {min_side} px); choose --crop accordingly or a padded model such as unet"
+        ) from None
+    if out != crop:
+        raise OptionError(
+            f"--model {name}: its output ({out} px) is smaller than its input ({crop} px) and "
+            "segkit train needs size-preserving models; use a same-padding model such as unet"
+        )
 
 
 def _data_notes(scan: Scan, classes: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -636,7 +720,7 @@ def train(
     distributed.start(job, plan.runtime.device)
     # Rank 0 writes, so it alone holds the folder lock (a second trainer is refused).
     lock = (
-        output_folder(output, subfolders=(CHECKPOINT_DIR, "state"))
+        output_folder(output, subfolders=(CHECKPOINT_DIR, STATE_DIR))
         if job.is_main
         else nullcontext()
     )
@@ -652,14 +736,17 @@ def _prepare_folder(plan: _Plan) -> None:
         return
     output = plan.output
     if not plan.resume and output.is_dir():
-        import shutil
-
-        for name in RUN_FILES:
-            target = output / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+        owned = _run_files(output, _read_config(output))
+        note_foreign(output, _foreign(output, owned), "not files of a segkit run")
+        if (output / REPORT_DIR).is_dir() and owned:
+            warnings.warn(
+                f"{output / REPORT_DIR}: describes the previous run's checkpoints and was kept; "
+                f"re-run `segkit report {output}` after this run",
+                SegkitNote,
+                stacklevel=2,
+            )
+        for name in owned:
+            (output / name).unlink(missing_ok=True)
     (output / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
     if plan.resume:
         saved = _read_config(output) or {}
