@@ -42,7 +42,7 @@ def blocks(height: int, width: int, block: int, classes: int) -> torch.Tensor:
     classes=st.integers(2, 9),
 )
 def test_masks_stay_ids_and_aligned_with_image_and_weights(seed, height, width, crop, classes):
-    mask = blocks(height, width, 6, classes)[None]
+    mask = blocks(height, width, 10, classes)[None]
     # The image and the weight map encode the same ids, so every transform must move them
     # together: image by bilinear resampling, weight map and mask by nearest.
     image = (mask.float() / classes)[:, None].repeat(1, 3, 1, 1)
@@ -64,7 +64,9 @@ def test_masks_stay_ids_and_aligned_with_image_and_weights(seed, height, width, 
     interior = (low == high) & labelled
     expected = out_mask.float() / classes
     assert torch.allclose(out_image[:, 0][interior], expected[interior], atol=0.01)
-    assert interior.any() or not labelled.any() or crop < 16
+    # Not vacuous: a crop that is mostly labelled holds uniform neighbourhoods (blocks of
+    # 10 px stay wider than 5 px under the augmentation's scaling).
+    assert interior.any() or labelled.sum() < crop * crop // 2 or crop < 16
 
 
 def test_padding_is_ignore_and_flips_move_everything():
