@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import itertools
 import json
 import warnings
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers_models import assert_script_round_trip, script
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -328,34 +328,17 @@ def test_unetpp_pruning_skips_deeper_nodes() -> None:
     assert params[-1] == count_parameters(model) - 3 * model.heads["1"].weight.numel() - 3 * 2
 
 
-def _script(model: nn.Module) -> torch.jit.ScriptModule:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.script(model)
-
-
 @pytest.mark.parametrize("level", [4, 2])
 def test_unetpp_compiles_with_torchscript(level: int) -> None:
     # Pruning is a plain int attribute, so a model pruned before scripting stays pruned.
     model = build_model("unetpp-small", 3, 2, base_channels=4).eval().prune(level)
-    scripted = _script(model)
-    image = torch.randn(1, 3, 37, 45)
-    with torch.inference_mode():
-        expected = model(image)
-        torch.testing.assert_close(scripted(image), expected)
-        buffer = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.jit.save(scripted, buffer)
-            buffer.seek(0)
-            loaded = torch.jit.load(buffer)
-        torch.testing.assert_close(loaded(image), expected)
+    assert_script_round_trip(model, torch.randn(1, 3, 37, 45))
 
 
 @pytest.mark.parametrize("level", [4, 2])
 def test_scripted_unetpp_returns_every_head_in_training(level: int) -> None:
     model = build_model("unetpp-small", 3, 2, base_channels=4).train().prune(level)
-    scripted = _script(model)
+    scripted = script(model)
     image = torch.randn(2, 3, 37, 45)
     heads, scripted_heads = model(image), scripted(image)
     assert isinstance(scripted_heads, list) and len(scripted_heads) == level

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import io
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from helpers_models import assert_script_round_trip, script
 from torch import nn
 
 from segkit.checkpoint import load_checkpoint, save_checkpoint
@@ -46,12 +45,6 @@ def _tiny(key: str, in_channels: int = 3, num_classes: int = 3) -> nn.Module:
 
 def _heads(model: nn.Module) -> int:
     return model.depth + 1 if isinstance(model, UNet3Plus) and model.deep_supervision else 1
-
-
-def _script(model: nn.Module) -> torch.jit.ScriptModule:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.script(model)
 
 
 def test_new_models_are_registered() -> None:
@@ -171,20 +164,10 @@ def test_classification_guidance_suppresses_absent_classes() -> None:
 @pytest.mark.parametrize("key", list(TINY))
 def test_scripted_equals_eager(key: str) -> None:
     model = _tiny(key).eval()
-    scripted = _script(model)
     x = torch.randn(1, 3, 37, 45)
-    with torch.inference_mode():
-        expected = model(x)
-        torch.testing.assert_close(scripted(x), expected)
-        buffer = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.jit.save(scripted, buffer)
-            buffer.seek(0)
-            loaded = torch.jit.load(buffer)
-        torch.testing.assert_close(loaded(x), expected)
+    assert_script_round_trip(model, x)
     model.train()
-    scripted = _script(model)
+    scripted = script(model)
     torch.manual_seed(1)
     eager = model(x)
     torch.manual_seed(1)  # the same dropout mask in the CGM branch
