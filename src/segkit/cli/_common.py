@@ -47,7 +47,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import typer
 from rich.console import Console, ConsoleDimensions
@@ -97,9 +97,6 @@ class _Console(Console):
 
 console = _Console(highlight=False)
 err_console = _Console(stderr=True, highlight=False)
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def titled_table(title: str | None = None, caption: str | None = None, **options: Any) -> Table:
@@ -185,11 +182,6 @@ class SegkitGroup(TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(code)
-
-
-def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Kept for commands written before :class:`SegkitGroup`, which now does this work."""
-    return command
 
 
 def examples(*lines: str) -> str:
