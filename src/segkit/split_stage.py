@@ -452,11 +452,13 @@ def _unchanged(path: Path, text: str) -> bool:
 
 
 def _check_listable(root: Path, stems: Sequence[str]) -> None:
-    """Ids a split file can hold: readers strip each line, so no surrounding spaces."""
-    bad = sorted(stem for stem in stems if stem != stem.strip())
+    """Ids a split file can hold: readers strip each line, so no surrounding spaces,
+    and a line break would make one id two."""
+    bad = sorted(stem for stem in stems if stem != stem.strip() or len(stem.splitlines()) > 1)
     if bad:
         raise DatasetError(
-            f"{root}: {plural(len(bad), 'id')} with leading or trailing spaces cannot be "
+            f"{root}: {plural(len(bad), 'id')} with leading or trailing spaces or line "
+            "breaks cannot be "
             f"listed in split files (VOC readers strip each line): "
             f"{short_list([repr(b) for b in bad])}; rename those files"
         )

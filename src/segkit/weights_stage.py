@@ -233,7 +233,7 @@ def load_weights(root: Path) -> WeightsFile:
     try:
         weights = tuple(float(w) for w in data["class_weights"])
         classes = tuple(str(c["name"]) for c in data["classes"])
-        maps = {str(k): Path(root) / str(v) for k, v in (data.get("maps") or {}).items()}
+        maps = _recorded_maps(path, data.get("maps"))
         pos = data.get("pos_weight")
         return WeightsFile(
             path=path,
@@ -249,6 +249,22 @@ def load_weights(root: Path) -> WeightsFile:
         raise DatasetError(
             f"{path}: malformed ({error!r}); run `segkit weights --force`"
         ) from error
+
+
+def _recorded_maps(path: Path, raw: Any) -> dict[str, Path]:
+    """``maps`` of weights.json as paths inside the dataset; a hand-edited entry that
+    leaves it (absolute, ``..``) is refused rather than followed."""
+    if not raw:
+        return {}
+    if not isinstance(raw, dict):
+        raise TypeError(f"'maps' must be an object, got {type(raw).__name__}")
+    maps = {}
+    for key, value in raw.items():
+        relative = Path(str(value))
+        if relative.is_absolute() or ".." in relative.parts:
+            raise ValueError(f"map {value!r} of {key!r} lies outside the dataset")
+        maps[str(key)] = path.parent / relative
+    return maps
 
 
 def read_weight_map(path: Path) -> NDArray[np.float32]:
