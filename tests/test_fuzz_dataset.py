@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
-from helpers_fuzz import FUZZ, json_values, mutate, result_or_segkit_error
+from helpers_fuzz import FUZZ, FUZZ_SLOW, json_values, mutate, result_or_segkit_error
 from hypothesis import given
 from hypothesis import strategies as st
 from voc_builder import write_voc
@@ -128,7 +128,7 @@ def _restore(root: Path, name: str, text: str) -> None:
     (root / name).write_text(text, encoding="utf-8", errors="surrogatepass")
 
 
-@FUZZ
+@FUZZ_SLOW
 @given(st.data())
 def test_manifest_reader(dataset: Path, data: st.DataObject) -> None:
     """A manifest with any field changed (or any JSON): read and validated, or one line."""
@@ -157,7 +157,7 @@ def test_weights_json_reader(dataset: Path, data: st.DataObject) -> None:
         path.write_text(original)
 
 
-@FUZZ
+@FUZZ_SLOW
 @given(st.binary(max_size=120))
 def test_split_files_in_a_dataset(dataset: Path, raw: bytes) -> None:
     """A broken val.txt: the dataset opens, and validate reports findings or one line."""

@@ -21,6 +21,7 @@ from torch import nn
 
 from segkit import __version__
 from segkit._io import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+from segkit._text import short_list
 from segkit.errors import CheckpointError, SegkitError
 from segkit.models.registry import ModelConfig, build_model_from_config
 
@@ -189,6 +190,50 @@ def read_checkpoint_meta(path: Path | str) -> CheckpointMeta:
     )
 
 
+def _rebuild(tensors_path: Path, config: ModelConfig) -> nn.Module:
+    """The model ``config`` describes; a sidecar no model fits is a ``CheckpointError``."""
+    try:
+        return build_model_from_config(config)
+    except SegkitError as error:
+        raise CheckpointError(f"{tensors_path}: cannot rebuild the model: {error}") from error
+    except (RuntimeError, OverflowError, MemoryError) as error:  # absurd sizes
+        detail = " ".join(str(error).split())[:200]
+        raise CheckpointError(f"{tensors_path}: cannot rebuild the model: {detail}") from None
+
+
+def _check_shapes(tensors_path: Path, config: ModelConfig) -> None:
+    """Compare the tensor names and shapes the sidecar's model needs with the file's header.
+
+    The model is built on the ``meta`` device (no memory), so a sidecar from a stranger
+    that describes a huge model fails here instead of allocating it.
+    """
+    with torch.device("meta"):
+        skeleton = _rebuild(tensors_path, config)
+    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+    try:
+        with safetensors.safe_open(str(tensors_path), framework="pt") as handle:
+            found = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
+    except Exception as error:  # safetensors raises its own SafetensorError types
+        raise CheckpointError(
+            f"{tensors_path}: not a readable safetensors file ({error})"
+        ) from error
+    if found == expected:
+        return
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = [
+        f"{name} {list(found[name])} != {list(expected[name])}"
+        for name in sorted(set(found) & set(expected))
+        if found[name] != expected[name]
+    ]
+    parts = [
+        f"{label}: {short_list(items, 3)}"
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes))
+        if items
+    ]
+    raise CheckpointError(f"{tensors_path}: weights do not fit {config.name!r}: {'; '.join(parts)}")
+
+
 @dataclass(frozen=True)
 class LoadedCheckpoint:
     """A rebuilt model (eval mode, on the requested device) and its metadata."""
@@ -214,10 +259,8 @@ def load_checkpoint(
             f"{tensors_path}: does not match its sidecar (SHA-256 differs); "
             "the pair was mixed up or one file was replaced"
         )
-    try:
-        model = build_model_from_config(meta.model)
-    except SegkitError as error:
-        raise CheckpointError(f"{tensors_path}: cannot rebuild the model: {error}") from error
+    _check_shapes(tensors_path, meta.model)
+    model = _rebuild(tensors_path, meta.model)
     try:
         state = safetensors.torch.load_file(str(tensors_path), device="cpu")
     except Exception as error:  # safetensors raises its own SafetensorError types

@@ -49,6 +49,10 @@ class CheckpointError(SegkitError):
     """A checkpoint is missing, malformed, or does not match the model it describes."""
 
 
+class MetricsError(SegkitError, ValueError):
+    """Ids, a matrix or saved counts the metrics cannot score (also a ``ValueError``)."""
+
+
 class ReportError(SegkitError):
     """Predictions or a run cannot be scored (one line per problem, each naming a file)."""
 

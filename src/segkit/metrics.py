@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from segkit.errors import MetricsError
+
 if TYPE_CHECKING:
     import torch
 
@@ -34,11 +36,12 @@ IOU_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * i, 2) for i in rang
 #: Pixels counted per ``np.bincount`` call: big enough to amortise the call, small
 #: enough that the int64 codes stay in cache.
 _CHUNK = 1 << 17
+_INT64_MAX = np.iinfo(np.int64).max
 
 
 def _check_num_classes(num_classes: object) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        raise MetricsError(f"num_classes must be a positive integer, got {num_classes!r}")
     return num_classes
 
 
@@ -46,9 +49,9 @@ def _check_ignore_index(ignore_index: object, num_classes: int) -> int | None:
     if ignore_index is None:
         return None
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-        raise ValueError(f"ignore_index must be an integer or None, got {ignore_index!r}")
+        raise MetricsError(f"ignore_index must be an integer or None, got {ignore_index!r}")
     if 0 <= ignore_index < num_classes:
-        raise ValueError(f"ignore_index {ignore_index} is a class id (0..{num_classes - 1})")
+        raise MetricsError(f"ignore_index {ignore_index} is a class id (0..{num_classes - 1})")
     return ignore_index
 
 
@@ -58,7 +61,7 @@ def _is_torch(value: object) -> bool:
 
 def _check_integer_dtype(kind: str, name: str) -> None:
     if kind not in "iub":
-        raise ValueError(
+        raise MetricsError(
             f"{name} must hold integer class ids, got dtype kind {kind!r}; "
             "take the argmax of the logits first"
         )
@@ -135,7 +138,7 @@ class ConfusionMatrix:
     def update(self, target: Any, prediction: Any) -> None:
         """Count one batch: ``target`` and ``prediction`` hold class ids, same shape."""
         if tuple(target.shape) != tuple(prediction.shape):
-            raise ValueError(
+            raise MetricsError(
                 f"target shape {tuple(target.shape)} != prediction shape {tuple(prediction.shape)}"
             )
         if _is_torch(target) or _is_torch(prediction):
@@ -265,7 +268,7 @@ class ConfusionMatrix:
                 ids = [i for i in range(k, 256) if i != self.ignore_index and table[i].any()]
                 found = f" (found {', '.join(map(str, ids[:5]))})"
             ignore = "" if self.ignore_index is None else f" or {self.ignore_index} (ignore)"
-            raise ValueError(
+            raise MetricsError(
                 f"{bad_target} target pixel(s) hold ids outside 0..{k - 1}{ignore}{found}"
             )
         if bad_prediction:
@@ -273,7 +276,7 @@ class ConfusionMatrix:
             if table is not None:
                 ids = [i for i in range(k, 256) if table[:k, i].any()]
                 found = f" (found {', '.join(map(str, ids[:5]))})"
-            raise ValueError(
+            raise MetricsError(
                 f"{bad_prediction} predicted pixel(s) hold ids outside 0..{k - 1}{found}"
             )
 
@@ -300,7 +303,7 @@ class ConfusionMatrix:
         if not isinstance(other, ConfusionMatrix):
             raise TypeError(f"cannot combine a ConfusionMatrix with {type(other).__name__}")
         if (other.num_classes, other.ignore_index) != (self.num_classes, self.ignore_index):
-            raise ValueError(
+            raise MetricsError(
                 f"cannot combine matrices of {self.num_classes} and {other.num_classes} "
                 f"classes (ignore {self.ignore_index} and {other.ignore_index})"
             )
@@ -368,24 +371,26 @@ class ConfusionMatrix:
     def from_dict(cls, data: Mapping[str, Any]) -> ConfusionMatrix:
         """Rebuild a matrix from :meth:`to_dict`; ``ValueError`` on a malformed dict."""
         if not isinstance(data, Mapping):
-            raise ValueError("confusion matrix must be a JSON object")
-        cm = cls(data.get("num_classes"), data.get("ignore_index", IGNORE_INDEX))  # type: ignore[arg-type]
+            raise MetricsError("confusion matrix must be a JSON object")
+        k = _check_num_classes(data.get("num_classes"))
         rows = data.get("matrix")
-        k = cm.num_classes
+        # Checked before the matrix is allocated: a saved num_classes of 10**9 must not
+        # reserve 8 EB; the rows it comes with bound it.
         if (
             not isinstance(rows, list)
             or len(rows) != k
             or not all(isinstance(row, list) and len(row) == k for row in rows)
             or not all(
-                isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _INT64_MAX
                 for row in rows
                 for v in row
             )
         ):
-            raise ValueError(f"'matrix' must be {k} rows of {k} non-negative integers")
+            raise MetricsError(f"'matrix' must be {k} rows of {k} non-negative integers")
         ignored = data.get("ignored_pixels", 0)
         if isinstance(ignored, bool) or not isinstance(ignored, int) or ignored < 0:
-            raise ValueError("'ignored_pixels' must be a non-negative integer")
+            raise MetricsError("'ignored_pixels' must be a non-negative integer")
+        cm = cls(k, data.get("ignore_index", IGNORE_INDEX))
         cm._counts = np.array(rows, dtype=np.int64).reshape(k, k)
         cm._ignored = ignored
         return cm
@@ -493,7 +498,9 @@ def pixel_scores(
     """
     matrix = np.asarray(matrix)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 1:
-        raise ValueError(f"confusion matrix must be square, got shape {matrix.shape}")
+        raise MetricsError(f"confusion matrix must be square, got shape {matrix.shape}")
+    if matrix.dtype.kind not in "iuf" or not (np.isfinite(matrix) & (matrix >= 0)).all():
+        raise MetricsError("confusion matrix must hold non-negative, finite counts")
     k = matrix.shape[0]
     selected = np.zeros(k, bool)
     if classes is None:
@@ -502,7 +509,7 @@ def pixel_scores(
         chosen = [int(c) for c in classes]
         bad = [c for c in chosen if not 0 <= c < k]
         if bad:
-            raise ValueError(f"class ids {bad} are outside 0..{k - 1}")
+            raise MetricsError(f"class ids {bad} are outside 0..{k - 1}")
         selected[chosen] = True
     if exclude_background:
         selected[0] = False
@@ -562,7 +569,7 @@ def connected_objects(
     from scipy import ndimage
 
     if connectivity not in (1, 2):
-        raise ValueError(f"connectivity must be 1 or 2, got {connectivity!r}")
+        raise MetricsError(f"connectivity must be 1 or 2, got {connectivity!r}")
     structure = _full_structure() if connectivity == 2 else None
     objects = np.zeros(prediction.shape, np.int32)
     object_class: list[int] = []
@@ -610,6 +617,8 @@ def match_objects(iou: NDArray[np.floating], threshold: float = 0.5) -> list[tup
     iou = np.asarray(iou, np.float64)
     if iou.size == 0:
         return []
+    if not np.isfinite(iou).all():
+        raise MetricsError("IoU values must be finite")
     weights = np.where(iou >= threshold, iou, 0.0)
     rows, cols = linear_sum_assignment(weights, maximize=True)
     return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= threshold]
@@ -735,7 +744,7 @@ class ObjectCounts:
         self.ignore_index = _check_ignore_index(ignore_index, self.num_classes)
         self.thresholds = tuple(float(t) for t in thresholds)
         if not self.thresholds or not all(0 < t <= 1 for t in self.thresholds):
-            raise ValueError("thresholds must be IoU values in (0, 1]")
+            raise MetricsError("thresholds must be IoU values in (0, 1]")
         self.connectivity = connectivity
         k, n = self.num_classes, len(self.thresholds)
         self.gt = np.zeros(k, np.int64)
@@ -756,7 +765,7 @@ class ObjectCounts:
         gt_instance = np.asarray(gt_instance)
         pred_class = np.asarray(pred_class)
         if not gt_class.shape == gt_instance.shape == pred_class.shape:
-            raise ValueError(
+            raise MetricsError(
                 f"shapes differ: class {gt_class.shape}, instance {gt_instance.shape}, "
                 f"prediction {pred_class.shape}"
             )
@@ -774,7 +783,7 @@ class ObjectCounts:
             pred_obj = pred_obj.astype(np.int64)
         else:
             if np.asarray(pred_instance).shape != pred_class.shape:
-                raise ValueError("pred_instance and pred_class shapes differ")
+                raise MetricsError("pred_instance and pred_class shapes differ")
             pred_obj, pred_cls = _instance_classes(np.asarray(pred_instance), pred_class, k)
         n_gt, n_pred = gt_cls.size, pred_cls.size
         codes = gt_inst[valid] * (n_pred + 1) + pred_obj[valid]
@@ -805,7 +814,7 @@ class ObjectCounts:
         if not isinstance(other, ObjectCounts):
             raise TypeError(f"cannot combine ObjectCounts with {type(other).__name__}")
         if (other.num_classes, other.thresholds) != (self.num_classes, self.thresholds):
-            raise ValueError("cannot combine object counts of different classes or thresholds")
+            raise MetricsError("cannot combine object counts of different classes or thresholds")
         total = ObjectCounts(
             self.num_classes,
             self.ignore_index,
@@ -850,10 +859,14 @@ class ObjectCounts:
             ):
                 value = np.array(data[name], dtype=np.int64)
                 if value.shape != shape or (value < 0).any():
-                    raise ValueError(f"{name!r} must be {shape} non-negative integers")
+                    raise MetricsError(f"{name!r} must be {shape} non-negative integers")
                 setattr(counts, name, value)
-        except (KeyError, TypeError) as error:
-            raise ValueError(f"malformed object counts: {error}") from None
+        except (KeyError, TypeError, OverflowError) as error:
+            raise MetricsError(f"malformed object counts: {error}") from None
+        except ValueError as error:  # numpy on ragged lists; our own MetricsError too
+            if isinstance(error, MetricsError):
+                raise
+            raise MetricsError(f"malformed object counts: {error}") from None
         return counts
 
     def scores(self) -> ObjectScores:
