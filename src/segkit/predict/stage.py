@@ -41,6 +41,7 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from segkit import __version__
+from segkit._csv import csv_text
 from segkit._io import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 from segkit._text import short_list
 from segkit.checkpoint import checkpoint_paths, load_checkpoint
@@ -363,15 +364,8 @@ def rank_rows(images: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def ranking_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """``ranking.csv``'s text."""
-    import csv
-
-    buffer = io.StringIO()
-    columns = ["rank", "id", "image", "mean_entropy", "low_confidence_share"]
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    """``ranking.csv``'s text (no image name can run as a spreadsheet formula)."""
+    return csv_text(["rank", "id", "image", "mean_entropy", "low_confidence_share"], rows)
 
 
 def is_uncertain(mean_entropy: float, low_share: float) -> bool:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from segkit import _csv
 
 #: Columns of per_class.csv, in order (object columns only when instances exist).
 PIXEL_COLUMNS = ("id", "class", "iou", "precision", "recall", "dice", "gt_pixels", "pred_pixels")
@@ -101,13 +102,9 @@ def format_score(value: float | None, digits: int = 4) -> str:
 
 
 def csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """CSV with a header; undefined scores are empty cells."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
-    return buffer.getvalue()
+    """CSV with a header; undefined scores are empty cells, and no class name or image
+    id can run as a spreadsheet formula."""
+    return _csv.csv_text(columns, rows)
 
 
 def confusion_csv(matrix: NDArray[np.integer], names: Sequence[str]) -> str:
@@ -163,8 +160,8 @@ def markdown(report: Mapping[str, Any]) -> str:
     lines = [
         "# segkit report",
         "",
-        f"- source: `{_md(str(prov.get('source')))}`",
-        f"- split: `{_md(str(report['split']))}` ({report['images']} images"
+        f"- source: {_md_code(str(prov.get('source')))}",
+        f"- split: {_md_code(str(report['split']))} ({report['images']} images"
         + (f", {len(report['missing'])} missing" if report["missing"] else "")
         + ")",
         f"- segkit {prov.get('segkit_version')}",
@@ -211,6 +208,15 @@ def markdown(report: Mapping[str, Any]) -> str:
 
 def _int(value: int | None) -> str:
     return "—" if value is None else str(value)
+
+
+def _md_code(text: str) -> str:
+    """``text`` as one inline code span: backslashes do not escape inside one, so the
+    fence is longer than any run of backticks in the text (CommonMark), on one line."""
+    text = " ".join(text.split())
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    return f"{fence} {text} {fence}"
 
 
 def _md(text: str) -> str:

@@ -8,8 +8,6 @@ optimizer steps), ``checkpoints/best.*`` whenever the monitored score improves.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -30,6 +28,7 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Subset
 
 from segkit import __version__
+from segkit._csv import csv_text
 from segkit._io import atomic_write_json, atomic_write_text, sha256_file
 from segkit._text import short_list
 from segkit.checkpoint import checkpoint_paths, save_checkpoint
@@ -486,12 +485,7 @@ def _csv_text(rows: list[dict[str, Any]]) -> str:
     columns: list[str] = []
     for row in rows:
         columns += [key for key in row if key not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    return buffer.getvalue()
+    return csv_text(columns, rows)
 
 
 @contextmanager
