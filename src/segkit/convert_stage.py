@@ -516,12 +516,12 @@ def _from_other_input(manifest: Mapping[str, Any] | None, input_dir: Path) -> bo
 
 
 def _check_output(input_dir: Path, output: Path, force: bool) -> dict[str, Any] | None:
-    check_apart(output, {"input folder": input_dir})
     for parent in (output, *output.parents):
         if parent.exists():
             if not parent.is_dir():
                 raise OptionError(f"{output}: {parent} exists and is not a folder")
             break
+    check_apart(output, {"input folder": input_dir})
     manifest = _previous_manifest(output, force)
     resumable = read_claim(output, _STAGE) is not None  # a first run that was interrupted
     if (

@@ -488,7 +488,9 @@ def predict(
     inputs = [Path(inputs)] if isinstance(inputs, (str, Path)) else [Path(p) for p in inputs]
     if output.exists() and not output.is_dir():
         raise OptionError(f"{output}: exists and is not a folder")
-    check_apart(output, {"input folder": path for path in inputs if path.is_dir()})
+    for path in inputs:
+        if path.is_dir():
+            check_apart(output, {"input folder": path})
     items = collect_inputs(inputs, output)
     tensors = checkpoint_for(options.run, options.checkpoint)
     runtime = resolve_runtime(options.device, options.precision, "off")
