@@ -26,7 +26,7 @@ import json
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from segkit._io import atomic_write_json, remove_temp_files, write_error_reason
@@ -118,6 +118,25 @@ def check_apart(
                 f"{output}: the output folder lies inside the {what} {path}; "
                 "choose an output folder outside it"
             )
+
+
+def stays_inside(folder: Path, name: str) -> bool:
+    """Whether ``folder / name`` lies in ``folder`` and is reached through real folders.
+
+    ``name`` comes from a record users can edit (or a sub-path of an input), so it must
+    be relative, without ``..``, and no folder on the way may be a symbolic link: writing
+    or deleting through one would touch files elsewhere. The file itself may be a link;
+    replacing or deleting it touches only the link.
+    """
+    parts = PurePosixPath(name).parts
+    if not parts or PurePosixPath(name).is_absolute() or ".." in parts or "\0" in name:
+        return False
+    path = Path(folder)
+    for part in parts[:-1]:
+        path = path / part
+        if path.is_symlink():
+            return False
+    return True
 
 
 def note_foreign(folder: Path, names: Sequence[str], why: str) -> None:

@@ -50,7 +50,15 @@ from segkit.devices import Runtime, resolve_runtime
 from segkit.errors import AnnotationError, CheckpointError, DatasetError, OptionError, SegkitNote
 from segkit.inference import InferenceOptions, image_to_tensor, predict_probabilities
 from segkit.labelme import Annotation, load_image
-from segkit.ownership import check_apart, drop_claim, output_folder, read_claim, write_claim
+from segkit.ownership import (
+    check_apart,
+    check_real_folders,
+    drop_claim,
+    output_folder,
+    read_claim,
+    stays_inside,
+    write_claim,
+)
 from segkit.predict.polygons import mask_regions, regions_to_shapes
 from segkit.voc import encode_palette_png
 
@@ -432,13 +440,21 @@ def _owned(output: Path, record: dict[str, Any]) -> tuple[set[str], dict[str, st
     for entry in record.get("images", []) if isinstance(record.get("images"), list) else []:
         if not isinstance(entry, dict):
             continue
-        owned.update(name for name in entry.get("files", []) if isinstance(name, str))
+        owned.update(
+            name
+            for name in entry.get("files", [])
+            if isinstance(name, str) and stays_inside(output, name)
+        )
         if isinstance(entry.get("labelme"), str) and isinstance(entry.get("labelme_sha256"), str):
             json_hashes[entry["labelme"]] = entry["labelme_sha256"]
     if record:
         owned.add(RANKING_NAME)
     claim = read_claim(output, CLAIM_STAGE) or {}
-    owned.update(name for name in claim.get("pending", []) if isinstance(name, str))
+    owned.update(
+        name
+        for name in claim.get("pending", [])
+        if isinstance(name, str) and stays_inside(output, name)
+    )
     return owned, json_hashes
 
 
@@ -731,6 +747,8 @@ def _predict_one(
         row["labelme_sha256"] = sha256_bytes(data)
     for name, data in files.items():
         target = output / name
+        # An image in a sub-folder writes masks/<sub>/...: a planted link there is refused.
+        check_real_folders(output, [Path(name).parent.as_posix()])
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(target, data)
     row["files"] = sorted(files)

@@ -38,7 +38,14 @@ from segkit.dataset import Dataset, Sample, open_dataset
 from segkit.errors import DatasetError, OptionError, ReportError, SegkitError, SegkitNote
 from segkit.manifest import manifest_path
 from segkit.metrics import ConfusionMatrix, ObjectCounts, pixel_scores
-from segkit.ownership import check_apart, drop_claim, output_folder, read_claim, write_claim
+from segkit.ownership import (
+    check_apart,
+    drop_claim,
+    output_folder,
+    read_claim,
+    stays_inside,
+    write_claim,
+)
 from segkit.report import html, plots, tables
 from segkit.voc import BACKGROUND_LABEL, IGNORE_INDEX, read_class_mask, read_mask, voc_colormap
 
@@ -669,7 +676,8 @@ def _owned_files(output: Path) -> set[str]:
     claim = read_claim(output, CLAIM_STAGE) or {}
     if isinstance(claim.get("pending"), list):
         owned.update(name for name in claim["pending"] if isinstance(name, str))
-    return owned
+    # report.json can be edited: a name that leaves the folder is never deleted.
+    return {name for name in owned if stays_inside(output, name)}
 
 
 def _write(output: Path, files: dict[str, bytes]) -> None:

@@ -38,7 +38,13 @@ from segkit.errors import DatasetError, OptionError, SegkitError, SegkitNote
 from segkit.losses import build_loss
 from segkit.manifest import manifest_path
 from segkit.models import build_model
-from segkit.ownership import check_apart, is_bookkeeping, note_foreign, output_folder
+from segkit.ownership import (
+    check_apart,
+    is_bookkeeping,
+    note_foreign,
+    output_folder,
+    stays_inside,
+)
 from segkit.train import distributed
 from segkit.train.augment import AugmentSettings
 from segkit.train.data import (
@@ -227,7 +233,12 @@ def _run_files(output: Path, saved: dict[str, Any] | None) -> list[str]:
     if saved is None:
         return []
     recorded = saved.get("files")
-    patterns = [p for p in recorded if isinstance(p, str)] if isinstance(recorded, list) else None
+    # config.json can be edited: a pattern that leaves the folder matches nothing.
+    patterns = (
+        [p for p in recorded if isinstance(p, str) and stays_inside(output, p)]
+        if isinstance(recorded, list)
+        else None
+    )
     return _matching(output, RUN_FILES if patterns is None else patterns)
 
 
