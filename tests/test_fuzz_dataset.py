@@ -20,11 +20,13 @@ from voc_builder import write_voc
 from segkit.dataset import open_dataset
 from segkit.errors import SegkitError
 from segkit.manifest import load_manifest, manifest_path
+from segkit.report.stage import read_prediction
 from segkit.split_stage import read_groups_csv
 from segkit.validate_stage import validate_dataset
-from segkit.voc import read_mask, read_split_file
+from segkit.voc import read_mask, read_split_file, voc_colormap
 from segkit.weights_stage import load_weights, weights_path
 
+PALETTE = voc_colormap(256)
 MODES = ("1", "L", "P", "LA", "RGB", "RGBA", "I", "I;16", "F", "CMYK")
 
 
@@ -61,6 +63,12 @@ def test_mask_reader(
         assert str(outcome).startswith(f"{path}: ")
     else:
         assert outcome.ndim == 2 and outcome.dtype in (np.uint8, np.uint16)
+    # The same file as a prediction `segkit report --pred` scores (RGB allowed).
+    predicted = result_or_segkit_error(lambda: read_prediction(path, PALETTE, 3))
+    if isinstance(predicted, SegkitError):
+        assert str(predicted).startswith(f"{path}: ")
+    else:
+        assert predicted.ndim == 2 and predicted.dtype == np.uint8
 
 
 @FUZZ
