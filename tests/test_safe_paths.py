@@ -292,3 +292,16 @@ def test_train_run_record_cannot_name_files_outside(tmp_path: Path, victim: Path
     (out / "checkpoints" / "best.safetensors").write_bytes(b"x")
     patterns = ["../victim.txt", str(victim), "../*", "checkpoints/../../*", "checkpoints/*"]
     assert _run_files(out, {"files": patterns}) == ["checkpoints/best.safetensors"]
+
+
+def test_train_refuses_a_linked_checkpoints_folder(tmp_path: Path, victim: Path) -> None:
+    data = _dataset(tmp_path / "data", ["a", "b", "c", "d"])
+    assert run("split", data, "--val", "0.5").exit_code == 0
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoints").symlink_to(tmp_path / "victim_dir")
+    before = _state(tmp_path, out)
+    result = run("train", data, "-o", out, "--epochs", "1", "--device", "cpu", "--force")
+    assert result.exit_code == 2, result.output
+    assert f"{out / 'checkpoints'}: is a symbolic link" in result.output
+    assert _state(tmp_path, out) == before
