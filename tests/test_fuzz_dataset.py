@@ -58,17 +58,7 @@ def test_mask_reader(
         data[where] ^= 1 + seed % 255
     path = tmp_path / "mask.png"
     path.write_bytes(bytes(data))
-    outcome = result_or_segkit_error(lambda: read_mask(path, kind))  # type: ignore[arg-type]
-    if isinstance(outcome, SegkitError):
-        assert str(outcome).startswith(f"{path}: ")
-    else:
-        assert outcome.ndim == 2 and outcome.dtype in (np.uint8, np.uint16)
-    # The same file as a prediction `segkit report --pred` scores (RGB allowed).
-    predicted = result_or_segkit_error(lambda: read_prediction(path, PALETTE, 3))
-    if isinstance(predicted, SegkitError):
-        assert str(predicted).startswith(f"{path}: ")
-    else:
-        assert predicted.ndim == 2 and predicted.dtype == np.uint8
+    _read_as_masks(path, kind)
 
 
 @FUZZ
@@ -76,8 +66,21 @@ def test_mask_reader(
 def test_mask_reader_any_bytes(tmp_path: Path, raw: bytes) -> None:
     path = tmp_path / "mask.png"
     path.write_bytes(raw)
-    outcome = result_or_segkit_error(lambda: read_mask(path))
-    assert isinstance(outcome, SegkitError | np.ndarray)
+    _read_as_masks(path, "class")
+
+
+def _read_as_masks(path: Path, kind: str) -> None:
+    """Read ``path`` as a dataset mask and as a prediction ``report --pred`` scores."""
+    outcome = result_or_segkit_error(lambda: read_mask(path, kind))  # type: ignore[arg-type]
+    if isinstance(outcome, SegkitError):
+        assert str(outcome).startswith(f"{path}: ")
+    else:
+        assert outcome.ndim == 2 and outcome.dtype in (np.uint8, np.uint16)
+    predicted = result_or_segkit_error(lambda: read_prediction(path, PALETTE, 3))
+    if isinstance(predicted, SegkitError):
+        assert str(predicted).startswith(f"{path}: ")
+    else:
+        assert predicted.ndim == 2 and predicted.dtype == np.uint8
 
 
 @FUZZ
