@@ -305,3 +305,13 @@ def test_train_refuses_a_linked_checkpoints_folder(tmp_path: Path, victim: Path)
     assert result.exit_code == 2, result.output
     assert f"{out / 'checkpoints'}: is a symbolic link" in result.output
     assert _state(tmp_path, out) == before
+
+
+def test_a_manifest_with_more_classes_than_a_mask_holds_is_refused(tmp_path: Path) -> None:
+    data = _dataset(tmp_path / "data", ["a"])
+    manifest = json.loads((data / "segkit.json").read_text())
+    manifest["classes"] = ["_background_", *(f"c{i}" for i in range(999))]
+    (data / "segkit.json").write_text(json.dumps(manifest))
+    result = run("validate", data)
+    assert result.exit_code == 1
+    assert f"{data / 'segkit.json'}: 1000 classes; at most 255 fit a PNG mask" in result.output

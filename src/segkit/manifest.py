@@ -62,6 +62,10 @@ def load_manifest(root: Path) -> dict[str, Any] | None:
         )
     if not all(isinstance(name, str) for name in data["classes"]):
         raise ManifestError(f"{path}: 'classes' must list class names (strings)")
+    if len(data["classes"]) > IGNORE_INDEX:
+        raise ManifestError(
+            f"{path}: {len(data['classes'])} classes; at most {IGNORE_INDEX} fit a PNG mask"
+        )
     for section in _SECTIONS:
         if section in data and not isinstance(data[section], dict):
             raise ManifestError(f"{path}: {section!r} must be an object")
