@@ -149,6 +149,7 @@ class Scan:
     cache: dict[str, Decoded] | None
     cached_bytes: int
     problems: list[str] = field(default_factory=list)
+    val_pixels: int = 0  # pixels of the validation images (what one validation predicts)
 
 
 def available_memory() -> int:
@@ -192,6 +193,7 @@ def scan_samples(
     problems: list[str] = []
     odd_layout: list[str] = []
     first_image = None
+    val_pixels = 0
     for index, files in enumerate([*train, *val]):
         sample = decode(files)
         if channels is None:
@@ -211,6 +213,8 @@ def scan_samples(
             pixels += flat.shape[0]
             side = min(sample.mask.shape)
             min_side = side if min_side is None else min(min_side, side)
+        else:
+            val_pixels += sample.mask.size
         if kept is not None:
             size = sample.image.nbytes + sample.mask.nbytes
             size += 0 if sample.weight is None else sample.weight.nbytes
@@ -243,7 +247,10 @@ def scan_samples(
         tuple(float(m / max_value) for m in mean),
         tuple(float(max(s / max_value, 1e-6)) for s in std),
     )
-    return Scan(channels, max_value, histogram, norm, min_side, kept, used if kept else 0)
+    return Scan(
+        channels, max_value, histogram, norm, min_side, kept, used if kept else 0,
+        val_pixels=val_pixels,
+    )  # fmt: skip
 
 
 def _listed(items: Sequence[str]) -> str:

@@ -42,6 +42,7 @@ from segkit.models import build_model
 from segkit.ownership import is_bookkeeping, note_foreign, output_folder
 from segkit.train import distributed
 from segkit.train.augment import AugmentSettings
+from segkit.train.budget import TimeBudget
 from segkit.train.data import (
     RARE_CLASS_SHARE,
     EpochSampler,
@@ -87,6 +88,9 @@ RUN_FILES = (
 DEFAULT_CROP = 256
 #: On a CPU a 128 px crop trains ~5× more images per second than 256 (cache-friendly).
 DEFAULT_CPU_CROP = 128
+#: The clock ``--time`` and the durations in the run's record are measured on (tests
+#: replace it with a fake one).
+_clock = time.perf_counter
 
 
 class TrainingInterrupted(Exception):
@@ -161,6 +165,7 @@ class _Plan:
     resume: bool
     config: dict[str, Any]
     notes: list[tuple[str, str]]
+    started: float = 0.0  # _clock() when train() was called: --time counts from there
 
 
 def _read_config(output: Path) -> dict[str, Any] | None:
@@ -570,22 +575,32 @@ class _Run:
             "best_epoch": None,
             "since_best": 0,
             "last_val_seconds": 0.0,
+            "timings": {},
         }
-        self.started = time.perf_counter()
-        self.elapsed_before = 0.0
+        self.budget = TimeBudget(
+            None if options.time_minutes is None else options.time_minutes * 60.0,
+            clock=_clock,
+            started=plan.started,
+            val_pixels=plan.scan.val_pixels,
+        )
         self.warned_data = False
+        self.curves_current = False
 
     # -- schedule -------------------------------------------------------------------
     def elapsed(self) -> float:
-        return self.elapsed_before + time.perf_counter() - self.started
+        return self.budget.elapsed()
+
+    def resume_from(self, progress: dict[str, Any]) -> None:
+        self.progress = {"timings": {}, **progress}
+        self.budget.spent_before = float(progress.get("elapsed", 0.0))
+        self.budget.restore(self.progress["timings"])
 
     def total_steps(self) -> int:
         return self.plan.options.epochs * self.steps_per_epoch
 
     def fraction(self, step: int) -> float:
-        budget = self.plan.options.time_minutes
-        if budget is not None:
-            return self.elapsed() / (budget * 60.0)
+        if self.budget.seconds is not None:
+            return self.budget.fraction()
         return step / max(self.total_steps(), 1)
 
     def set_lr(self, step: int) -> float:
@@ -597,11 +612,8 @@ class _Run:
             group["lr"] = lr
         return lr
 
-    def out_of_time(self) -> bool:
-        budget = self.plan.options.time_minutes
-        if budget is None:
-            return False
-        return self.elapsed() + self.progress["last_val_seconds"] >= budget * 60.0
+    def out_of_time(self, extra: float = 0.0) -> bool:
+        return self.budget.out_of_time(extra=extra)
 
     # -- files ----------------------------------------------------------------------
     @property
@@ -614,6 +626,7 @@ class _Run:
     def save_state(self) -> None:
         if self.main:
             self.progress["elapsed"] = self.elapsed()
+            self.progress["timings"] = self.budget.to_dict()
             save_state(
                 self.plan.output, model=self.raw_model, optimizer=self.optimizer,
                 scaler=self.scaler, progress=self.progress,
@@ -634,6 +647,14 @@ class _Run:
         text = "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows)
         atomic_write_text(self.path(METRICS_JSONL), text)
         atomic_write_text(self.path(METRICS_CSV), _csv_text(rows))
+        self.curves_current = False
+
+    def write_curves(self) -> None:
+        start = _clock()
+        save_curves(self.path(CURVES_PNG), self.progress["history"], self.plan.classes)
+        self.curves_current = True
+        if self.budget.final_s is None:  # the final confusion figure costs about as much
+            self.budget.final_s = _clock() - start
 
     # -- epochs ---------------------------------------------------------------------
     def loaders(self) -> tuple[DataLoader, EpochSampler, DataLoader]:
@@ -659,7 +680,7 @@ class _Run:
         return train, sampler, val
 
     def validate(self) -> tuple[Any, dict[str, Any]]:
-        start = time.perf_counter()
+        start = _clock()
         distributed.sync_buffers(self.raw_model)
         matrix, loss_sum, images = evaluate(
             self.raw_model, self.val_loader, num_classes=len(self.plan.classes),
@@ -669,7 +690,8 @@ class _Run:
         if self.plan.job.enabled:
             matrix.all_reduce()
             totals = _all_reduce_sum(totals, self.plan.runtime.device)
-        self.progress["last_val_seconds"] = time.perf_counter() - start
+        self.progress["last_val_seconds"] = _clock() - start
+        self.budget.record("val", self.progress["last_val_seconds"])
         val_loss = float(totals[0] / totals[1]) if totals[1] else None
         return matrix, {"val_loss": val_loss, **_scores(matrix, self.plan.classes)}
 
@@ -707,8 +729,10 @@ def train(
     patience, …). Raises ``OptionError`` / ``DatasetError`` before writing anything,
     ``TrainingDiverged`` on a NaN loss, ``TrainingInterrupted`` after Ctrl-C (state saved).
     """
+    started = _clock()
     output = Path(output)
     plan = _plan(Path(dataset), output, options, changes, resume, force)
+    plan.started = started
     job = plan.job
 
     def emit(event: TrainEvent) -> None:
@@ -831,8 +855,7 @@ def _train_epochs(
     if plan.resume:
         state = load_state(plan.output)
         state.apply(run.raw_model, run.optimizer, run.scaler)
-        run.progress = dict(state.progress)
-        run.elapsed_before = float(run.progress.get("elapsed", 0.0))
+        run.resume_from(dict(state.progress))
         done = run.progress["epoch"]
         emit(TrainEvent("info", f"resumed at epoch {done + 1}, batch {run.progress['batch'] + 1} "
                         f"(step {run.progress['global_step']}); learning-rate schedule rebuilt "
@@ -853,7 +876,8 @@ def _train_epochs(
         emit(TrainEvent("epoch_start", data={"epoch": epoch + 1, "epochs": None
                         if options.time_minutes else options.epochs,
                         "batches": run.batches_per_epoch, "first_batch": first_batch}))  # fmt: skip
-        epoch_started = time.perf_counter()
+        epoch_started = _clock()
+        run.budget.restart_ticks()
 
         def on_step(info: StepInfo, epoch: int = epoch) -> None:
             emit(TrainEvent("step", step=info, data={"epoch": epoch + 1}))
@@ -864,6 +888,7 @@ def _train_epochs(
                 run.save_state()
 
         def should_stop(step: int) -> bool:
+            run.budget.tick()
             return distributed.broadcast_flag(interrupted.is_set() or run.out_of_time())
 
         stats, step = train_one_epoch(
@@ -874,6 +899,7 @@ def _train_epochs(
             stats=stats, on_step=on_step, should_stop=should_stop,
         )  # fmt: skip
         run.progress["global_step"] = step
+        run.budget.record_training(stats.compute_seconds, stats.images * plan.crop**2)
         batches_done = first_batch + stats.batches
         # Every rank acts on rank 0's flags, or the ranks would part ways and hang.
         stop_now = distributed.broadcast_flag(interrupted.is_set())
@@ -885,11 +911,13 @@ def _train_epochs(
                 f"Continue with: segkit train {plan.dataset.root} -o {plan.output} --resume"
             )
         epoch += 1
+        validate = epoch % options.val_every == 0 or epoch == epochs_limit
+        # Stop now unless this epoch's validation and writes leave time for another step.
         out_of_time = distributed.broadcast_flag(
-            run.out_of_time()
+            run.out_of_time(extra=run.budget.epoch_end_estimate(validate=validate))
             or (options.time_minutes is not None and batches_done < run.batches_per_epoch)
         )
-        validate = epoch % options.val_every == 0 or epoch == epochs_limit or out_of_time
+        validate = validate or out_of_time
         row: dict[str, Any] = {"epoch": epoch, "train_loss": stats.loss}
         if validate:
             matrix, scores = run.validate()
@@ -900,7 +928,7 @@ def _train_epochs(
             images_per_s=stats.images * job.world / seconds if seconds else None,
             data_s=stats.data_seconds,
             compute_s=stats.compute_seconds,
-            wall_s=time.perf_counter() - epoch_started,
+            wall_s=_clock() - epoch_started,
         )
         row = {k: _finite(v) if isinstance(v, float) else v for k, v in row.items()}
         history = run.progress["history"]
@@ -914,9 +942,13 @@ def _train_epochs(
             else:
                 run.progress["since_best"] += 1
         run.progress.update(epoch=epoch, batch=0, stats=EpochStats().to_dict())
+        writes_started = _clock()
         if job.is_main:
             run.save_checkpoint("last", epoch, row)
             run.write_metrics()
+            if validate:  # a running or interrupted run has its curves too
+                run.write_curves()
+        run.budget.record("save", _clock() - writes_started)
         run.save_state()
         last_row = row
         emit(TrainEvent("epoch_end", data=row))
@@ -937,6 +969,7 @@ def _train_epochs(
     if matrix is None:  # the last epoch was not validated (or nothing ran): validate now
         matrix, scores = run.validate()
         last_row = {**(run.progress["history"] or [{}])[-1], **scores}
+    final_started = _clock()
     if job.is_main:
         atomic_write_json(
             plan.output / CONFUSION_JSON,
@@ -944,9 +977,11 @@ def _train_epochs(
              "checkpoint": "checkpoints/last", "confusion": matrix.to_dict()},
         )  # fmt: skip
         save_confusion(plan.output / CONFUSION_PNG, np.asarray(matrix.matrix), plan.classes)
-        save_curves(plan.output / CURVES_PNG, run.progress["history"], plan.classes)
+        if not run.curves_current:
+            run.write_curves()
         if not checkpoint_paths(plan.output / CHECKPOINT_DIR / "best")[1].is_file():
             run.save_checkpoint("best", run.progress["epoch"], last_row)
+    run.budget.record("final", _clock() - final_started)
     distributed.barrier()
     return TrainSummary(
         run=plan.output,
