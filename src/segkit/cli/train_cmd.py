@@ -203,7 +203,10 @@ def register(app: typer.Typer) -> None:
             bool | None, typer.Option(help="Flips, affine, elastic, colour.")
         ] = None,
         val_every: Annotated[int | None, typer.Option(help="Validate every N epochs.")] = None,
-        monitor: Annotated[str | None, typer.Option(help="mIoU, aAcc or val_loss.")] = None,
+        monitor: Annotated[
+            str | None,
+            typer.Option(help="mIoU, aAcc, val_loss or object_F1 (needs instance masks)."),
+        ] = None,
         patience: Annotated[
             int | None, typer.Option(help="Stop after N validations without improvement.")
         ] = None,

@@ -26,7 +26,7 @@ from segkit.dataset import Dataset
 from segkit.errors import DatasetError
 from segkit.inference import image_to_tensor
 from segkit.train.augment import AugmentSettings, PairedAugment
-from segkit.voc import IGNORE_INDEX, read_class_mask
+from segkit.voc import IGNORE_INDEX, read_class_mask, read_mask
 from segkit.weights_stage import read_weight_map, weight_map_path
 
 #: A class rarer than this share of the labelled training pixels gets a warning.
@@ -42,10 +42,16 @@ class SplitFiles:
     image: Path
     mask: Path
     weight_map: Path | None = None
+    object_mask: Path | None = None  # instance mask, read for validation's object scores
 
 
-def split_files(dataset: Dataset, split: str, *, weight_maps: bool = False) -> list[SplitFiles]:
-    """The samples listed in ``split``; one ``DatasetError`` lists every missing file."""
+def split_files(
+    dataset: Dataset, split: str, *, weight_maps: bool = False, instances: bool = False
+) -> list[SplitFiles]:
+    """The samples listed in ``split``; one ``DatasetError`` lists every missing file.
+
+    ``instances`` adds each sample's instance mask (``SegmentationObject/``) where it has one.
+    """
     ids = dataset.read_split(split)
     if not ids:
         raise DatasetError(f"{dataset.split_file(split)}: the {split} split is empty")
@@ -60,7 +66,8 @@ def split_files(dataset: Dataset, split: str, *, weight_maps: bool = False) -> l
         if weight is not None and not weight.is_file():
             problems.append(f"{weight}: weight map missing")
             continue
-        found.append(SplitFiles(sample_id, sample.image, sample.class_mask, weight))
+        objects = sample.object_mask if instances else None
+        found.append(SplitFiles(sample_id, sample.image, sample.class_mask, weight, objects))
     if problems:
         hint = "; run `segkit weights --border` first" if weight_maps else ""
         raise DatasetError(
@@ -95,10 +102,11 @@ class Decoded:
     image: NDArray[Any]
     mask: NDArray[np.uint8]
     weight: NDArray[np.float32] | None = None
+    instances: NDArray[np.integer] | None = None
 
 
 def decode(files: SplitFiles) -> Decoded:
-    """Read image, mask and weight map; their sizes must agree."""
+    """Read image, mask, weight map and instance mask; their sizes must agree."""
     image = read_image(files.image)
     mask = read_class_mask(files.mask)
     if image.shape[:2] != mask.shape:
@@ -111,7 +119,12 @@ def decode(files: SplitFiles) -> Decoded:
         weight = read_weight_map(files.weight_map)
         if weight.shape != mask.shape:
             raise DatasetError(f"{files.weight_map}: weight map shape differs from the mask")
-    return Decoded(image, mask, weight)
+    instances = None
+    if files.object_mask is not None:
+        instances = read_mask(files.object_mask, "instance")
+        if instances.shape != mask.shape:
+            raise DatasetError(f"{files.object_mask}: instance mask shape differs from the mask")
+    return Decoded(image, mask, weight, instances)
 
 
 def invalid_mask_values(mask: NDArray[np.integer], num_classes: int) -> list[int]:
@@ -218,6 +231,7 @@ def scan_samples(
         if kept is not None:
             size = sample.image.nbytes + sample.mask.nbytes
             size += 0 if sample.weight is None else sample.weight.nbytes
+            size += 0 if sample.instances is None else sample.instances.nbytes
             if used + size <= budget:
                 kept[files.id] = sample
                 used += size
@@ -318,12 +332,28 @@ class TrainSet(_Samples):
 
 
 class EvalSet(_Samples):
-    """Whole images for validation: ``(image [C, H, W] normalised, mask [H, W] int64)``."""
+    """Whole images for validation: ``(image [C, H, W] normalised, mask [H, W] int64)``.
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    With ``instances`` a third item is the instance mask ``[H, W]`` int64 (0 = none; the
+    stored ignore id, 255 or 65535, becomes 0 too), or an empty tensor for a sample
+    without one.
+    """
+
+    def __init__(self, files: Sequence[SplitFiles], scan: Scan, *, instances: bool = False) -> None:
+        super().__init__(files, scan)
+        self.instances = instances
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         sample = self.decoded(index)
         image = image_to_tensor(sample.image, self.scan.normalization.to_dict())
-        return image, torch.from_numpy(sample.mask.astype(np.int64))
+        mask = torch.from_numpy(sample.mask.astype(np.int64))
+        if not self.instances:
+            return image, mask
+        if sample.instances is None:
+            return image, mask, torch.empty(0, dtype=torch.int64)
+        stored = sample.instances
+        ignore = np.iinfo(stored.dtype).max
+        return image, mask, torch.from_numpy(np.where(stored == ignore, 0, stored).astype(np.int64))
 
 
 class EpochSampler(Sampler[tuple[int, int]]):

@@ -38,6 +38,7 @@ from segkit.devices import Runtime, resolve_runtime
 from segkit.errors import DatasetError, OptionError, SegkitError, SegkitNote
 from segkit.losses import build_loss
 from segkit.manifest import manifest_path
+from segkit.metrics import ObjectCounts
 from segkit.models import build_model
 from segkit.ownership import is_bookkeeping, note_foreign, output_folder
 from segkit.train import distributed
@@ -338,7 +339,12 @@ def _plan(
             )
         class_weights = weights.class_weights
     train_files = split_files(dataset, "train", weight_maps=options.border_weights)
-    val_files = split_files(dataset, "val")
+    val_files = split_files(dataset, "val", instances=True)
+    if options.monitor == "object_F1" and not any(f.object_mask for f in val_files):
+        raise OptionError(
+            f"--monitor object_F1 needs instance masks of the val images "
+            f"({dataset.root / 'SegmentationObject'}); none found, monitor mIoU instead"
+        )
     per_rank = len(train_files) // job.world
     batch_size = options.batch_size
     explicit = "batch_size" in changes or batch_size != TrainOptions().batch_size
@@ -482,6 +488,23 @@ def _scores(matrix: Any, classes: tuple[str, ...]) -> dict[str, float | None]:
     return row
 
 
+def _object_scores(objects: ObjectCounts, classes: tuple[str, ...]) -> dict[str, Any]:
+    """Object F1, precision and recall at IoU 0.5 (pooled over the classes), merges,
+    splits and per-class object F1, as in ``segkit report`` (:mod:`segkit.metrics`)."""
+    scores = objects.scores()
+    pooled = scores.pooled
+    row: dict[str, Any] = {
+        "object_F1": _finite(pooled["f1"]),
+        "object_precision": _finite(pooled["precision"]),
+        "object_recall": _finite(pooled["recall"]),
+        "object_merges": pooled["merges"],
+        "object_splits": pooled["splits"],
+    }
+    for cls in range(1, len(classes)):
+        row[f"F1/{classes[cls]}"] = _finite(scores.f1[cls])
+    return row
+
+
 def _finite(value: Any) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
@@ -585,6 +608,7 @@ class _Run:
         )
         self.warned_data = False
         self.curves_current = False
+        self.with_objects = any(f.object_mask is not None for f in plan.val_files)
 
     # -- schedule -------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -674,7 +698,7 @@ class _Run:
             batch_sampler=BatchSampler(sampler, plan.batch_size, drop_last=True),
             **common,
         )
-        val_set = EvalSet(plan.val_files, plan.scan)
+        val_set = EvalSet(plan.val_files, plan.scan, instances=self.with_objects)
         shard = list(range(plan.job.rank, len(val_set), plan.job.world))
         val = DataLoader(Subset(val_set, shard), batch_size=1, shuffle=False, **common)
         return train, sampler, val
@@ -682,18 +706,24 @@ class _Run:
     def validate(self) -> tuple[Any, dict[str, Any]]:
         start = _clock()
         distributed.sync_buffers(self.raw_model)
+        objects = ObjectCounts(len(self.plan.classes)) if self.with_objects else None
         matrix, loss_sum, images = evaluate(
             self.raw_model, self.val_loader, num_classes=len(self.plan.classes),
-            runtime=self.plan.runtime,
+            runtime=self.plan.runtime, objects=objects,
         )  # fmt: skip
         totals = torch.tensor([loss_sum, float(images)], dtype=torch.float64)
         if self.plan.job.enabled:
             matrix.all_reduce()
             totals = _all_reduce_sum(totals, self.plan.runtime.device)
+            if objects is not None:
+                _all_reduce_objects(objects, self.plan.runtime.device)
         self.progress["last_val_seconds"] = _clock() - start
         self.budget.record("val", self.progress["last_val_seconds"])
         val_loss = float(totals[0] / totals[1]) if totals[1] else None
-        return matrix, {"val_loss": val_loss, **_scores(matrix, self.plan.classes)}
+        scores = {"val_loss": val_loss, **_scores(matrix, self.plan.classes)}
+        if objects is not None:
+            scores.update(_object_scores(objects, self.plan.classes))
+        return matrix, scores
 
 
 def _all_reduce_sum(values: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -702,6 +732,20 @@ def _all_reduce_sum(values: torch.Tensor, device: torch.device) -> torch.Tensor:
     moved = values.to(device)
     dist.all_reduce(moved)
     return moved.cpu()
+
+
+#: The object counts summed over ranks (as float64: exact far beyond any count).
+_OBJECT_ARRAYS = ("gt", "pred", "matched", "merges", "splits")
+
+
+def _all_reduce_objects(objects: ObjectCounts, device: torch.device) -> None:
+    arrays = [np.asarray(getattr(objects, name)) for name in _OBJECT_ARRAYS]
+    flat = torch.from_numpy(np.concatenate([a.ravel() for a in arrays]).astype(np.float64))
+    summed = _all_reduce_sum(flat, device).numpy().round().astype(np.int64)
+    offset = 0
+    for name, array in zip(_OBJECT_ARRAYS, arrays, strict=True):
+        setattr(objects, name, summed[offset : offset + array.size].reshape(array.shape))
+        offset += array.size
 
 
 def _improved(monitor: str, score: float | None, best: float | None) -> bool:
