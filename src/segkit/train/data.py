@@ -306,28 +306,51 @@ class _Samples(TorchDataset):
 class TrainSet(_Samples):
     """Items are ``(index, seed)`` pairs from :class:`EpochSampler`; returns augmented tensors.
 
-    Each item is ``(image [C, S, S] float32 normalised, mask [S, S] int64, weight)``,
-    ``weight`` an ``[S, S]`` float32 map or an empty tensor without weight maps.
+    Each item is ``(image [C, S, S] float32 normalised, mask [O, O] int64, weight)``,
+    ``weight`` an ``[O, O]`` float32 map or an empty tensor without weight maps. ``S``
+    is the augmentation's crop; ``O`` (``output_crop``, default ``S``) is smaller for a
+    valid-padding network: the sample is mirrored by ``(S - O) / 2`` pixels on every
+    side before augmentation and mask and weight map are cut to the tile's centre, the
+    pixels the network's output covers (the U-Net paper's overlap-tile).
     """
 
-    def __init__(self, files: Sequence[SplitFiles], scan: Scan, settings: AugmentSettings) -> None:
+    def __init__(
+        self,
+        files: Sequence[SplitFiles],
+        scan: Scan,
+        settings: AugmentSettings,
+        *,
+        output_crop: int | None = None,
+    ) -> None:
         super().__init__(files, scan)
         self.augment = PairedAugment(settings)
+        output_crop = settings.crop if output_crop is None else output_crop
+        if not 0 < output_crop <= settings.crop or (settings.crop - output_crop) % 2:
+            raise ValueError(f"output crop {output_crop} must be centred in {settings.crop}")
+        self.margin = (settings.crop - output_crop) // 2
+        self.output_crop = output_crop
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
         index, seed = item
         sample = self.decoded(index)
-        image = image_to_tensor(sample.image)[None]
-        mask = torch.from_numpy(sample.mask.astype(np.int64))[None]
-        weight = None if sample.weight is None else torch.from_numpy(sample.weight)[None]
+        pixels, labels, weights = sample.image, sample.mask, sample.weight
+        if self.margin:
+            m = self.margin
+            pixels = np.pad(pixels, ((m, m), (m, m), (0, 0)), mode="reflect")
+            labels = np.pad(labels, m, mode="reflect")
+            weights = None if weights is None else np.pad(weights, m, mode="reflect")
+        image = image_to_tensor(pixels)[None]
+        mask = torch.from_numpy(labels.astype(np.int64))[None]
+        weight = None if weights is None else torch.from_numpy(weights)[None]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             image, mask, weight = self.augment(image, mask, weight)
+        centre = slice(self.margin, self.margin + self.output_crop)
         empty = torch.empty(0)
         return (
             normalize(image[0], self.scan.normalization),
-            mask[0],
-            empty if weight is None else weight[0],
+            mask[0, centre, centre],
+            empty if weight is None else weight[0, centre, centre],
         )
 
 

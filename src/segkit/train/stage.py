@@ -40,6 +40,7 @@ from segkit.losses import build_loss
 from segkit.manifest import manifest_path
 from segkit.metrics import ObjectCounts
 from segkit.models import build_model
+from segkit.models.unet import input_size_for_output, valid_output_size
 from segkit.ownership import is_bookkeeping, note_foreign, output_folder
 from segkit.train import distributed
 from segkit.train.augment import AugmentSettings
@@ -166,6 +167,7 @@ class _Plan:
     resume: bool
     config: dict[str, Any]
     notes: list[tuple[str, str]]
+    input_crop: int = 0  # the input tile: larger than crop for valid padding
     started: float = 0.0  # _clock() when train() was called: --time counts from there
 
 
@@ -369,7 +371,10 @@ def _plan(
             "on its short side); use --crop "
             f"{scan.min_side} or less"
         )
-    _check_model_size(options.model, probe_model, crop, scan.min_side)
+    crop, input_crop = _tiles(probe_model, crop)
+    if input_crop != crop:
+        notes.append(("info", f"--model {options.model}: valid padding, so {input_crop} px "
+                      f"input tiles (image borders mirrored) train {crop} px output tiles"))  # fmt: skip
     notes += _data_notes(scan, classes)
     encoder = None
     if options.encoder_weights is not None and saved is None:
@@ -390,6 +395,7 @@ def _plan(
         "options": options.to_dict(),
         "resolved": {
             "crop": crop,
+            "input_crop": input_crop,
             "batch_size": batch_size,
             "workers": workers,
             "device": str(runtime.device),
@@ -425,32 +431,25 @@ def _plan(
     }
     return _Plan(
         dataset, output, options, job, runtime, classes, train_files, val_files, scan, crop,
-        batch_size, workers, class_weights, resume, config, notes,
+        batch_size, workers, class_weights, resume, config, notes, input_crop,
     )  # fmt: skip
 
 
-def _check_model_size(name: str, model: nn.Module, crop: int, min_side: int) -> None:
-    """Refuse, before anything is written, a crop a valid-padding model cannot take."""
-    output_size = getattr(model, "output_size", None)
-    if output_size is None:
-        return
-    try:
-        out = output_size(crop)
-    except ValueError as error:
-        from segkit.models.unet import input_size_for_output
+def _tiles(model: nn.Module, crop: int) -> tuple[int, int]:
+    """``(output, input)`` sides of a training tile for a ``crop`` px request.
 
-        smallest = input_size_for_output(1, model.depth)
-        hint = str(error).split("; ")[-1]
-        raise OptionError(
-            f"--model {name}: a {crop} px training crop does not fit its valid padding "
-            f"({hint}; the smallest size that fits is {smallest} px, the smallest training "
-            f"image is {min_side} px); choose --crop accordingly or a padded model such as unet"
-        ) from None
-    if out != crop:
-        raise OptionError(
-            f"--model {name}: its output ({out} px) is smaller than its input ({crop} px) and "
-            "segkit train needs size-preserving models; use a same-padding model such as unet"
-        )
+    Size-preserving models take and return ``crop``. A valid-padding U-Net returns
+    the largest output it can make within ``crop`` (sizes step by ``2**depth``) from
+    a larger input tile, the U-Net paper's overlap-tile: the input adds the context
+    the valid convolutions eat, mirrored beyond the image borders.
+    """
+    if getattr(model, "padding", "same") != "valid":
+        return crop, crop
+    depth = int(model.depth)
+    size = input_size_for_output(crop, depth)
+    if valid_output_size(size, depth) > crop:
+        size = max(size - 2**depth, input_size_for_output(1, depth))
+    return valid_output_size(size, depth), size
 
 
 def _data_notes(scan: Scan, classes: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -580,10 +579,11 @@ class _Run:
             plan.train_files,
             plan.scan,
             AugmentSettings(
-                crop=plan.crop, enabled=options.augment, rotate=options.rotate,
+                crop=plan.input_crop, enabled=options.augment, rotate=options.rotate,
                 scale=options.scale, elastic=options.elastic,
                 brightness=options.brightness, contrast=options.contrast,
             ),
+            output_crop=plan.crop,
         )  # fmt: skip
         self.batches_per_epoch = len(plan.train_files) // plan.job.world // plan.batch_size
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / options.accumulate)
@@ -843,7 +843,7 @@ def _probe_batch(plan: _Plan) -> int:
     best, size = 1, 1
     while size <= limit:
         try:
-            images = torch.randn(size, plan.scan.channels, plan.crop, plan.crop)
+            images = torch.randn(size, plan.scan.channels, plan.input_crop, plan.input_crop)
             target = torch.zeros(
                 size, plan.crop, plan.crop, dtype=torch.int64, device=runtime.device
             )
@@ -868,7 +868,8 @@ def _execute(
     if saved is not None:  # the batch and crop the run started with, also for "auto"
         plan.batch_size = int(saved["resolved"]["batch_size"])
         plan.crop = int(saved["resolved"]["crop"])
-        plan.config["resolved"]["crop"] = plan.crop
+        plan.input_crop = int(saved["resolved"].get("input_crop", plan.crop))
+        plan.config["resolved"].update(crop=plan.crop, input_crop=plan.input_crop)
     elif plan.options.batch_size == 0:
         plan.batch_size = _probe_batch(plan)
         emit(TrainEvent("info", f"--batch-size auto: {plan.batch_size} fits in GPU memory"))
@@ -943,7 +944,7 @@ def _train_epochs(
             stats=stats, on_step=on_step, should_stop=should_stop,
         )  # fmt: skip
         run.progress["global_step"] = step
-        run.budget.record_training(stats.compute_seconds, stats.images * plan.crop**2)
+        run.budget.record_training(stats.compute_seconds, stats.images * plan.input_crop**2)
         batches_done = first_batch + stats.batches
         # Every rank acts on rank 0's flags, or the ranks would part ways and hang.
         stop_now = distributed.broadcast_flag(interrupted.is_set())
