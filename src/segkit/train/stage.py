@@ -41,7 +41,7 @@ from segkit.manifest import manifest_path
 from segkit.metrics import ObjectCounts
 from segkit.models import build_model
 from segkit.models.unet import input_size_for_output, valid_output_size
-from segkit.ownership import is_bookkeeping, note_foreign, output_folder
+from segkit.ownership import check_apart, is_bookkeeping, note_foreign, output_folder
 from segkit.train import distributed
 from segkit.train.augment import AugmentSettings
 from segkit.train.budget import TimeBudget
@@ -775,6 +775,7 @@ def train(
     """
     started = _clock()
     output = Path(output)
+    check_apart(output, {"dataset": Path(dataset)})
     plan = _plan(Path(dataset), output, options, changes, resume, force)
     plan.started = started
     job = plan.job
