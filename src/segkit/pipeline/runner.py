@@ -35,6 +35,9 @@ FORMAT = "segkit-run-summary"
 SPLITS = ("val", "test")
 #: How many problems an error line names before "and N more".
 SHOWN = 3
+#: Findings about split files that the split stage, next in the chain, rewrites: on a
+#: rerun after labelme files were added or removed they are expected, not a stop.
+SPLIT_FIXES = frozenset({"split-unassigned", "split-unknown-stem", "split-trainval-mismatch"})
 
 
 @dataclass(frozen=True)
@@ -256,22 +259,27 @@ def _validate(chain: _Chain) -> None:
 
     def action(progress: Callable[[int, int], None], reasons: list[str]) -> dict[str, Any]:
         summary = validate(cfg.dataset, options, progress)
-        lines = [f"{f.file}: {f.detail} ({f.check})" if f.file else f.detail
-                 for f in summary.findings]  # fmt: skip
-        if summary.errors:
+        found = [f for f in summary.findings if f.check not in SPLIT_FIXES]
+        errors = [_finding_line(f) for f in found if f.severity == "error"]
+        warnings = [_finding_line(f) for f in found if f.severity != "error"]
+        if errors:
             raise DatasetError(
-                f"{cfg.dataset}: validate found {summary.errors} error(s): "
-                f"{_shown(lines[: summary.errors])}; fix the annotations and run again "
-                f"(details: segkit validate {cfg.dataset})"
+                f"{cfg.dataset}: validate found {len(errors)} error(s): {_shown(errors)}; "
+                f"fix the annotations and run again (details: segkit validate {cfg.dataset})"
             )
-        if summary.warnings and not cfg.keep_going:
+        if warnings and not cfg.keep_going:
             raise DatasetError(
-                f"{cfg.dataset}: validate found {summary.warnings} warning(s): "
-                f"{_shown(lines)}; fix them, or add --keep-going to continue past warnings"
+                f"{cfg.dataset}: validate found {len(warnings)} warning(s): {_shown(warnings)}; "
+                "fix them, or add --keep-going to continue past warnings"
             )
         return summary.to_dict()
 
     chain.step("validate", key, [], action)
+
+
+def _finding_line(finding: Any) -> str:
+    where = f"{finding.file}: " if finding.file else ""
+    return f"{where}{finding.detail} ({finding.check})"
 
 
 def _split(chain: _Chain) -> None:
