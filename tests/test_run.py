@@ -125,7 +125,7 @@ def test_run_writes_every_stage_and_summarises(chain: dict) -> None:
         assert len(list((dataset / folder).iterdir())) == 8, folder
     lists = dataset / "ImageSets" / "Segmentation"
     ids = {name: (lists / f"{name}.txt").read_text().split() for name in ("train", "val", "test")}
-    assert sorted(sum(ids.values(), [])) == [f"img{i:02d}" for i in range(8)]
+    assert sorted(i for split in ids.values() for i in split) == [f"img{i:02d}" for i in range(8)]
     assert json.loads((dataset / "weights.json").read_text())["split"] == "train"
     run = out / "runs" / "train"
     assert (run / "checkpoints" / "best.safetensors").is_file()
@@ -144,7 +144,9 @@ def test_run_writes_every_stage_and_summarises(chain: dict) -> None:
     assert names == ["new0", "new1"]
     assert sorted(p.stem for p in (predictions / "labelme").glob("*.json")) == names
     assert (predictions / "ranking.csv").is_file()
-    assert "labelme" in summary["next_command"] and str(chain["unlabeled"]) in summary["next_command"]
+    assert (
+        "labelme" in summary["next_command"] and str(chain["unlabeled"]) in summary["next_command"]
+    )
     assert summary["paths"]["run"] == str(run)
 
 
@@ -153,7 +155,11 @@ def test_config_is_written_and_round_trips(chain: dict) -> None:
     written = out / "segkit-run.toml"
     tables = read_config(written)
     assert tables["run"]["predict"] == str(chain["unlabeled"])
-    assert (tables["train"]["epochs"], tables["train"]["seed"], tables["split"]["seed"]) == (1, 3, 3)
+    assert (tables["train"]["epochs"], tables["train"]["seed"], tables["split"]["seed"]) == (
+        1,
+        3,
+        3,
+    )
     assert tables["predict"]["labelme"] is True and tables["predict"]["rank"] == "uncertainty"
     # The file resolves to what the command line resolved to.
     direct = resolve(
@@ -207,7 +213,8 @@ def test_a_changed_option_reruns_exactly_the_stages_it_affects(chain: dict) -> N
     assert summary.ran["predict"] == ["the model changed (train)"]
     assert len(summary.ran) == 7 and summary.skipped == []
     lists = out / "dataset" / "ImageSets" / "Segmentation"
-    placed = sorted(sum((lists.joinpath(f"{n}.txt").read_text().split() for n in ("train", "val", "test")), []))
+    names = ("train", "val", "test")
+    placed = sorted(i for n in names for i in (lists / f"{n}.txt").read_text().split())
     assert "img99" in placed and "img07" not in placed and len(placed) == 8
 
 
@@ -230,10 +237,14 @@ def test_interrupted_training_resumes(tmp_path: Path) -> None:
     assert "interrupted during training" in stderr and "segkit run --config" in stderr
     # One progress view: stage k of n, then the stage's own (train's epoch lines).
     lines = stderr.splitlines()
-    assert [line[:5] for line in lines if " done in " in line] == ["[1/6]", "[2/6]", "[3/6]", "[4/6]"]
-    assert lines.index("[5/6] train … (not run before)") < [
-        i for i, line in enumerate(lines) if line.startswith("epoch 1:")
-    ][0]
+    assert [line[:5] for line in lines if " done in " in line] == [
+        "[1/6]",
+        "[2/6]",
+        "[3/6]",
+        "[4/6]",
+    ]
+    first_epoch = next(i for i, line in enumerate(lines) if line.startswith("epoch 1:"))
+    assert lines.index("[5/6] train … (not run before)") < first_epoch
     recorded = json.loads((out / STATE_NAME).read_text())["stages"]
     assert recorded["train"]["done"] is False and recorded["weights"]["done"] is True
     trained = len((out / "runs" / "train" / "metrics.jsonl").read_text().splitlines())
@@ -291,8 +302,10 @@ def test_config_values_survive_toml(tmp_path: Path) -> None:
         annotations,
         tmp_path / "out",
         overrides={
-            "convert": {"labels": ["_background_", "disc", "squ\"are"],
-                        "label_map": {"a b": "dïsc", "x=y": "squ\"are"}},  # fmt: skip
+            "convert": {
+                "labels": ["_background_", "disc", 'squ"are'],
+                "label_map": {"a b": "dïsc", "x=y": 'squ"are'},
+            },
             "split": {"group_by": r"^(p\d+)_", "val": 0.3},
             "report": {"classes": ["disc"], "inference": {"tile": 32}},
             "train": {"time_minutes": 1.5, "crop": 32, "border_weights": True},
