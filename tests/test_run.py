@@ -321,3 +321,13 @@ def test_config_values_survive_toml(tmp_path: Path) -> None:
 def test_toml_strings_round_trip(text: str) -> None:
     tables = {"t": {"key": text, "list": [text, 1, 2.5, True], "map": {text or "k": text}}}
     assert toml.loads(toml.dumps(tables)) == tables
+
+
+def test_labels_txt_beside_the_annotations_is_used(tmp_path: Path) -> None:
+    annotations = labelme_folder(tmp_path / "annotations", count=1)
+    assert resolve(annotations, tmp_path / "out").options("convert").labels is None
+    (annotations / "labels.txt").write_text("__ignore__\n_background_\nsquare\ndisc\n")
+    cfg = resolve(annotations, tmp_path / "out")
+    assert cfg.options("convert").labels == str(annotations.resolve() / "labels.txt")
+    given = resolve(annotations, tmp_path / "out", overrides={"convert": {"labels": "a,b"}})
+    assert given.options("convert").labels == "a,b"

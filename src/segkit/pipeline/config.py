@@ -12,7 +12,8 @@ The file has one table per stage whose keys are that stage's option fields
     model = "unet-small"
     epochs = 40
 
-A key TOML cannot hold (``None``) is left out and means the stage's default. Options
+A key TOML cannot hold (``None``) is left out and means the stage's default; a
+``labels.txt`` in the labelme folder is ``[convert] labels`` unless labels are given. Options
 the run sets itself (each stage's ``force``, report's split and mode, predict's run)
 are not keys. Unknown tables or keys are one ``OptionError`` naming them.
 """
@@ -30,6 +31,8 @@ from segkit.pipeline import toml
 
 CONFIG_NAME = "segkit-run.toml"
 DEFAULT_NAME = "train"
+#: Used as ``[convert] labels`` when the labelme folder holds one and no labels are given.
+LABELS_FILE = "labels.txt"
 #: Keys of ``[run]``: where the data is, where everything goes, what else to do.
 RUN_KEYS = ("input", "output", "name", "predict", "keep_going")
 STAGES = ("convert", "validate", "split", "weights", "train", "report", "predict")
@@ -253,6 +256,10 @@ def resolve(
         if not str(run.get(key) or "").strip():
             what = "labelme folder" if key == "input" else "output folder (-o)"
             raise OptionError(f"no {what} given; name it or give --config FILE")
+    input_dir = _absolute(run["input"], run_base["input"])
+    if "labels" not in merged["convert"] and (input_dir / LABELS_FILE).is_file():
+        # labelme's own convention: the class list beside the annotations
+        merged["convert"]["labels"] = str(input_dir / LABELS_FILE)
     train = merged["train"]
     if train.get("border_weights"):
         merged["weights"]["border"] = True  # the loss uses the maps: the weights stage makes them
@@ -264,7 +271,7 @@ def resolve(
         raise OptionError(f"{where}[run] keep_going must be true or false; got {keep_going!r}")
     predict = run.get("predict")
     return RunConfig(
-        input=_absolute(run["input"], run_base["input"]),
+        input=input_dir,
         output=_absolute(run["output"], run_base["output"]),
         name=name,
         predict=None if predict is None else _absolute(predict, run_base["predict"]),
