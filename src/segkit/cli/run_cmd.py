@@ -22,6 +22,7 @@ from segkit.cli._common import (
 )
 from segkit.cli._interrupt import EXIT_INTERRUPTED
 from segkit.cli.train_cmd import _Renderer
+from segkit.pipeline.runner import shown
 
 EXAMPLES = examples(
     "segkit run annotations/ -o work/",
@@ -137,18 +138,18 @@ def summary_table(summary: Any, title: str) -> Table:
     ]
     if data["test_mIoU"] is not None:
         rows.append(("test mIoU", _fmt(data["test_mIoU"])))
+    paths = data["paths"]
     rows += [
         ("ran", ran),
         ("device", data["device"]),
         ("time", f"{sum(data['seconds'].values()) / 60:.1f} min"),
-        ("config", data["config"]),
-        ("dataset", data["paths"]["dataset"]),
-        ("run", data["paths"]["run"]),
-        ("report", data["paths"]["report_html"]),
+        ("config", shown(Path(data["config"]))),
+        ("dataset", shown(Path(paths["dataset"]))),
+        ("run", shown(Path(paths["run"]))),
+        ("report", shown(Path(paths["report_html"]))),
     ]
-    if data["paths"]["predictions"]:
-        rows.append(("predictions", data["paths"]["predictions"]))
-    rows.append(("next", data["next_command"]))
+    if paths["predictions"]:
+        rows.append(("predictions", shown(Path(paths["predictions"]))))
     for key, value in rows:
         table.add_row(key, escape(value))
     return table
@@ -242,4 +243,5 @@ def register(app: typer.Typer) -> None:
         if json_output:
             print_json(summary.to_dict())
         else:
-            console.print(summary_table(summary, f"segkit run → {summary.output}"))
+            console.print(summary_table(summary, f"segkit run → {shown(summary.output)}"))
+            console.print(f"next: {escape(summary.next_command())}", soft_wrap=True)

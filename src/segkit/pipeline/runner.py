@@ -98,17 +98,18 @@ class RunSummary:
         return self.stages.get("report", {}).get(split, {}).get(name)
 
     def next_command(self) -> str:
-        """What to do for the next labeling round."""
+        """What to do for the next labeling round (paths relative to the working folder)."""
         cfg = self.config
         if cfg.predict is None:
             return (
-                f"segkit run {cfg.input} -o {cfg.output} --predict UNLABELED_IMAGES/ "
-                "(pre-annotations for the next labeling round)"
+                f"segkit run {shown(cfg.input)} -o {shown(cfg.output)} --predict "
+                "UNLABELED_IMAGES/ (pre-annotations for the next labeling round)"
             )
         return (
-            f"labelme {cfg.predict} --output {cfg.predictions / 'labelme'} "
-            f"(most uncertain first: {cfg.predictions / 'ranking.csv'}); then move the "
-            f"corrected files into {cfg.input} and run `segkit run --config {cfg.config_file}`"
+            f"labelme {shown(cfg.predict)} --output {shown(cfg.predictions / 'labelme')} "
+            f"(most uncertain first: {shown(cfg.predictions / 'ranking.csv')}); then move "
+            f"the corrected files into {shown(cfg.input)} and run "
+            f"`segkit run --config {shown(cfg.config_file)}`"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,6 +139,14 @@ class RunSummary:
             "next_command": self.next_command(),
             "stages": self.stages,
         }
+
+
+def shown(path: Path) -> str:
+    """``path`` as a person would type it here: relative to the working folder when below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def check_folders(cfg: RunConfig) -> None:
