@@ -315,6 +315,9 @@ def test_config_values_survive_toml(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text(cfg.to_toml())
     assert resolve(config=path) == cfg
+    # --epochs on top of a file with a time budget trains for epochs
+    epochs = resolve(config=path, overrides={"train": {"epochs": 4}}).options("train")
+    assert (epochs.epochs, epochs.time_minutes) == (4, None)
 
 
 @given(st.text(st.characters(exclude_categories=("Cs",))))

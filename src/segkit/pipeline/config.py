@@ -249,6 +249,9 @@ def resolve(
         for stage in STAGES:
             values = {k: v for k, v in tables.get(stage, {}).items() if v is not None}
             merged[stage].update(_stage_values(stage, values, base))
+        train_layer = tables.get("train", {})
+        if train_layer.get("epochs") is not None and train_layer.get("time_minutes") is None:
+            merged["train"].pop("time_minutes", None)  # epochs replace a time budget
     for key, value in (("input", input), ("output", output)):
         if value is not None:
             run[key], run_base[key] = value, Path.cwd()
