@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from segkit import __version__
+from segkit._compat import add_note
 from segkit._io import atomic_write_text
 from segkit._text import is_unicode, printable
 from segkit.convert_one import UNLINK_ERRORS, Job, LabelPolicy, Outcome, convert_one
@@ -808,7 +809,7 @@ def _convert_claimed(
     )
     if interrupted is not None:
         done = sum(1 for outcome in outcomes if outcome is not None)
-        interrupted.add_note(f"{done} of {len(jobs)} files done and recorded in segkit.json")
+        add_note(interrupted, f"{done} of {len(jobs)} files done and recorded in segkit.json")
         raise interrupted  # the claim stays: the next run knows the rest is segkit's
     drop_claim(output, _STAGE)
     return summary

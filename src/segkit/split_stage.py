@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from segkit._compat import add_note
 from segkit._io import atomic_write_text, io_error_line, sha256_file
 from segkit._pillow import DECODE_ERRORS
 from segkit._text import plural, short_list
@@ -679,7 +680,7 @@ def _split_dataset(
     except Exception:
         raise
     except BaseException as stop:  # Ctrl-C
-        stop.add_note("stopped while reading the dataset: nothing was written")
+        add_note(stop, "stopped while reading the dataset: nothing was written")
         raise
     pixels = {scan.stem: dict(scan.pixels) for scan in scans}
     if kind == "near-duplicates":
@@ -738,7 +739,7 @@ def _split_dataset(
     except OSError as error:
         raise DatasetError(f"{split_dir}: cannot write the split files ({error})") from None
     except BaseException as stop:  # Ctrl-C: the claim keeps the assignment for the rerun
-        stop.add_note(f"{in_place} of {len(files)} split file(s) in place")
+        add_note(stop, f"{in_place} of {len(files)} split file(s) in place")
         raise
 
     record = _record(

@@ -53,6 +53,7 @@ import PIL.Image
 from numpy.typing import NDArray
 
 from segkit import __version__
+from segkit._compat import add_note
 from segkit._io import (
     atomic_write_bytes,
     atomic_write_json,
@@ -935,8 +936,8 @@ def _compute_weights(
     except Exception:
         raise
     except BaseException as stop:  # Ctrl-C
-        stop.add_note(
-            f"stopped while reading masks: nothing was written, {WEIGHTS_FILE} is as before"
+        add_note(
+            stop, f"stopped while reading masks: nothing was written, {WEIGHTS_FILE} is as before"
         )
         raise
     classes = _class_names(dataset, scans, other_ids, notes)
@@ -989,9 +990,10 @@ def _compute_weights(
         raise
     except BaseException as stop:  # Ctrl-C: keep the finished maps for the next run
         finished = _claim_finished(root, plan, results)
-        stop.add_note(
+        add_note(
+            stop,
             f"{finished} of {len(plan.tasks)} weight map(s) written and recorded, the next run "
-            f"makes only the rest; {WEIGHTS_FILE} is as before"
+            f"makes only the rest; {WEIGHTS_FILE} is as before",
         )
         raise
     failed = [result.error for result in results if result is not None and result.error]
