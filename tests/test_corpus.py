@@ -12,29 +12,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import PIL.Image
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from segkit.cli import app
 from tests.corpus import make_corpus
 from tests.corpus.make_corpus import CASES, PICKLE_MARKER, build_case
 
-C, O = "{case}", "{out}"  # the case folder, and an output folder beside it
-CONVERT = ("convert", f"{C}/annotations", "-o", O, "--workers", "1")
-VALIDATE = ("validate", f"{C}/dataset", "--json", "--workers", "1")
-SPLIT = ("split", f"{C}/dataset", "--test", "0", "--workers", "1")
-WEIGHTS = ("weights", f"{C}/dataset", "--border", "--workers", "1")
-PREDICT = ("predict", f"{C}/run", f"{C}/images", "-o", O, "--device", "cpu")
-EXPORT = ("export", f"{C}/run/checkpoints/best.safetensors", "--onnx", "-o", f"{O}/m.onnx")
+CASE, OUT = "{case}", "{out}"  # the case folder, and an output folder beside it
+CONVERT = ("convert", f"{CASE}/annotations", "-o", OUT, "--workers", "1")
+VALIDATE = ("validate", f"{CASE}/dataset", "--json", "--workers", "1")
+SPLIT = ("split", f"{CASE}/dataset", "--test", "0", "--workers", "1")
+WEIGHTS = ("weights", f"{CASE}/dataset", "--border", "--workers", "1")
+PREDICT = ("predict", f"{CASE}/run", f"{CASE}/images", "-o", OUT, "--device", "cpu")
+EXPORT = ("export", f"{CASE}/run/checkpoints/best.safetensors", "--onnx", "-o", f"{OUT}/m.onnx")
 TRAIN = (
-    "train", f"{C}/dataset", "-o", O, "--model", "unet-tiny", "--epochs", "1", "--crop", "8",
+    "train", f"{CASE}/dataset", "-o", OUT, "--model", "unet-tiny", "--epochs", "1", "--crop", "8",
     "--batch-size", "2", "--workers", "0", "--device", "cpu",
 )  # fmt: skip
 BAD, BAD_IMAGE = "annotations/bad.json", "annotations/bad.jpg"
@@ -122,7 +118,9 @@ ROWS = [
     # --- images ---------------------------------------------------------------------------
     convert_error("image-truncated", "cannot decode image", BAD_IMAGE),
     convert_error("image-zero-byte", "is an empty file (0 bytes)", BAD_IMAGE),
-    convert_error("image-not-an-image", "not an image format Pillow can read", "annotations/bad.png"),
+    convert_error(
+        "image-not-an-image", "not an image format Pillow can read", "annotations/bad.png"
+    ),
     convert_ok("image-wrong-extension"),
     convert_ok("image-cmyk"),
     convert_ok("image-palette-alpha"),
@@ -135,8 +133,23 @@ ROWS = [
     *(convert_ok(f"exif-orientation-{n}") for n in range(2, 9)),
     # predict reads images too: the bad one is skipped with a line, the good one predicted.
     *(
-        Row(name, ("predict", "{run}", f"{C}/annotations/good.jpg", f"{C}/{file}", "-o", O,
-                   "--device", "cpu"), 1, error, file, produced=GOOD_ONLY)  # fmt: skip
+        Row(
+            name,
+            (
+                "predict",
+                "{run}",
+                f"{CASE}/annotations/good.jpg",
+                f"{CASE}/{file}",
+                "-o",
+                OUT,
+                "--device",
+                "cpu",
+            ),
+            1,
+            error,
+            file,
+            produced=GOOD_ONLY,
+        )
         for name, file, error in (
             ("image-truncated", BAD_IMAGE, "cannot decode image (Truncated File Read); skipped"),
             ("image-zero-byte", BAD_IMAGE, "image is an empty file (0 bytes); skipped"),
@@ -146,38 +159,86 @@ ROWS = [
     ),
     # --- datasets -------------------------------------------------------------------------
     finding("dataset-size-mismatch", "size-mismatch", "SegmentationClass/a2.png"),
-    fails("dataset-size-mismatch", TRAIN, "mask is 16×10 but the image is 16×12",
-          "dataset/SegmentationClass/a2.png"),  # fmt: skip
+    fails(
+        "dataset-size-mismatch",
+        TRAIN,
+        "mask is 16×10 but the image is 16×12",
+        "dataset/SegmentationClass/a2.png",
+    ),
     finding("dataset-colour-mask", "rgb-mask", "SegmentationClass/a2.png"),
-    fails("dataset-colour-mask", SPLIT, "class mask is an RGB colour image, not ids",
-          "dataset/SegmentationClass/a2.png"),  # fmt: skip
-    fails("dataset-colour-mask", WEIGHTS, "class mask is an RGB colour image, not ids",
-          "dataset/SegmentationClass/a2.png"),  # fmt: skip
+    fails(
+        "dataset-colour-mask",
+        SPLIT,
+        "class mask is an RGB colour image, not ids",
+        "dataset/SegmentationClass/a2.png",
+    ),
+    fails(
+        "dataset-colour-mask",
+        WEIGHTS,
+        "class mask is an RGB colour image, not ids",
+        "dataset/SegmentationClass/a2.png",
+    ),
     finding("dataset-id-out-of-range", "unknown-class-id", "SegmentationClass/a2.png"),
-    fails("dataset-id-out-of-range", WEIGHTS, "class id(s) 7 out of range 0..2",
-          "dataset/SegmentationClass/a2.png"),  # fmt: skip
+    fails(
+        "dataset-id-out-of-range",
+        WEIGHTS,
+        "class id(s) 7 out of range 0..2",
+        "dataset/SegmentationClass/a2.png",
+    ),
     finding("dataset-missing-mask", "missing-mask", "JPEGImages/a2.jpg"),
-    fails("dataset-missing-mask", WEIGHTS, "no class mask for 1 image(s) of split 'train': a2",
-          "dataset/SegmentationClass"),  # fmt: skip
-    fails("dataset-missing-mask", TRAIN, "1 sample(s) unusable: a2: image or class mask missing",
-          "dataset/ImageSets/Segmentation/train.txt"),  # fmt: skip
+    fails(
+        "dataset-missing-mask",
+        WEIGHTS,
+        "no class mask for 1 image(s) of split 'train': a2",
+        "dataset/SegmentationClass",
+    ),
+    fails(
+        "dataset-missing-mask",
+        TRAIN,
+        "1 sample(s) unusable: a2: image or class mask missing",
+        "dataset/ImageSets/Segmentation/train.txt",
+    ),
     finding("dataset-orphan-mask", "missing-image", "SegmentationClass/a2.png"),
     finding("dataset-truncated-mask", "truncated", "SegmentationClass/a2.png"),
-    fails("dataset-truncated-mask", SPLIT, "cannot read mask (Truncated File Read)",
-          "dataset/SegmentationClass/a2.png"),  # fmt: skip
-    fails("dataset-truncated-mask", WEIGHTS, "cannot read mask (Truncated File Read)",
-          "dataset/SegmentationClass/a2.png"),  # fmt: skip
-    fails("dataset-truncated-mask", TRAIN, "cannot read mask (Truncated File Read)",
-          "dataset/SegmentationClass/a2.png"),  # fmt: skip
+    fails(
+        "dataset-truncated-mask",
+        SPLIT,
+        "cannot read mask (Truncated File Read)",
+        "dataset/SegmentationClass/a2.png",
+    ),
+    fails(
+        "dataset-truncated-mask",
+        WEIGHTS,
+        "cannot read mask (Truncated File Read)",
+        "dataset/SegmentationClass/a2.png",
+    ),
+    fails(
+        "dataset-truncated-mask",
+        TRAIN,
+        "cannot read mask (Truncated File Read)",
+        "dataset/SegmentationClass/a2.png",
+    ),
     finding("split-unknown-id", "split-unknown-stem", "ImageSets/Segmentation/train.txt"),
-    fails("split-unknown-id", WEIGHTS, "1 id(s) not in the dataset: ghost",
-          "dataset/ImageSets/Segmentation/train.txt"),  # fmt: skip
+    fails(
+        "split-unknown-id",
+        WEIGHTS,
+        "1 id(s) not in the dataset: ghost",
+        "dataset/ImageSets/Segmentation/train.txt",
+    ),
     finding("split-binary", "unreadable", "ImageSets/Segmentation/val.txt"),
-    fails("split-binary", SPLIT, "split file is not UTF-8 text",
-          "dataset/ImageSets/Segmentation/val.txt"),  # fmt: skip
+    fails(
+        "split-binary",
+        SPLIT,
+        "split file is not UTF-8 text",
+        "dataset/ImageSets/Segmentation/val.txt",
+    ),
     finding("split-leak", "split-overlap", "ImageSets/Segmentation/val.txt"),
-    fails("split-leak", SPLIT, "'a1' is listed in both train and val",
-          "dataset/ImageSets/Segmentation"),  # fmt: skip
+    fails(
+        "split-leak",
+        SPLIT,
+        "'a1' is listed in both train and val",
+        "dataset/ImageSets/Segmentation",
+    ),
     *(
         fails(name, command, error, "dataset/segkit.json")
         for name, error in (
@@ -204,15 +265,26 @@ ROWS = [
         )
         for command in (PREDICT, EXPORT)
     ),
-    fails("ckpt-pickle-pt", ("predict", f"{C}/model.pt", f"{C}/images", "-o", O),
-          "not a segkit checkpoint (no model.pt.safetensors beside it)", "model.pt"),  # fmt: skip
-    fails("ckpt-pickle-pt", ("export", f"{C}/model.pt", "--onnx", "-o", f"{O}/m.onnx"),
-          "checkpoint metadata not found", "model.pt.json"),  # fmt: skip
+    fails(
+        "ckpt-pickle-pt",
+        ("predict", f"{CASE}/model.pt", f"{CASE}/images", "-o", OUT),
+        "not a segkit checkpoint (no model.pt.safetensors beside it)",
+        "model.pt",
+    ),
+    fails(
+        "ckpt-pickle-pt",
+        ("export", f"{CASE}/model.pt", "--onnx", "-o", f"{OUT}/m.onnx"),
+        "checkpoint metadata not found",
+        "model.pt.json",
+    ),
     # The only stage that reads a user's pickle (torch.load(weights_only=True)); ~2 s for
     # building the ResNet-18 model the weights are checked against.
-    fails("encoder-weights-pickle",
-          (*TRAIN[:5], "unet-r18", *TRAIN[6:], "--encoder-weights", f"{C}/resnet18.pth"),
-          "refused: the pickle would load io.open", "resnet18.pth"),  # fmt: skip
+    fails(
+        "encoder-weights-pickle",
+        (*TRAIN[:5], "unet-r18", *TRAIN[6:], "--encoder-weights", f"{CASE}/resnet18.pth"),
+        "refused: the pickle would load io.open",
+        "resnet18.pth",
+    ),
 ]
 
 
@@ -243,10 +315,13 @@ def good_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def invoke(row: Row, case: Path, out: Path, run: Path | None = None):  # noqa: ANN201
-    fill = {C: str(case), O: str(out), "{run}": str(run)}
-    args = [fill.get(arg, arg) for arg in row.command]
-    args = [arg.replace(C, str(case)).replace(O, str(out)) for arg in args]
+def invoke(row: Row, case: Path, out: Path, run: Path | None = None) -> Result:
+    fill = {CASE: str(case), OUT: str(out), "{run}": str(run)}
+    args = []
+    for arg in row.command:
+        for placeholder, value in fill.items():
+            arg = arg.replace(placeholder, value)
+        args.append(arg)
     return CliRunner().invoke(app, args, catch_exceptions=True)
 
 
@@ -258,9 +333,7 @@ def test_corpus(row: Row, tmp_path: Path, request: pytest.FixtureRequest) -> Non
 
     result = invoke(row, case, out, run)
 
-    assert result.exception is None or isinstance(result.exception, SystemExit), (
-        result.exception
-    )
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert "Traceback" not in result.output
     assert result.exit_code == row.code, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -290,5 +363,5 @@ def test_the_pickle_payload_is_live(tmp_path: Path) -> None:
     import pickle
 
     marker = tmp_path / PICKLE_MARKER
-    pickle.loads(make_corpus.evil_pickle(marker))  # noqa: S301 (on purpose, harmless payload)
+    pickle.loads(make_corpus.evil_pickle(marker))  # on purpose: a harmless payload
     assert marker.exists()

@@ -229,7 +229,12 @@ def dataset(root: Path, *, manifest: bool = False) -> Path:
         ]
         write_json(
             folder / "segkit.json",
-            {"schema_version": 1, "classes": list(CLASSES), "ignore_index": 255, "samples": samples},
+            {
+                "schema_version": 1,
+                "classes": list(CLASSES),
+                "ignore_index": 255,
+                "samples": samples,
+            },
         )
     return folder
 
@@ -291,7 +296,10 @@ def _(root: Path) -> None:
 
 @case("labelme", "json-not-utf8", "JSON saved in Latin-1 (a label with an accent)")
 def _(root: Path) -> None:
-    bad_json(root, json.dumps(doc([shape("café", SQUARE)], "bad.jpg"), ensure_ascii=False).encode("latin-1"))
+    bad_json(
+        root,
+        json.dumps(doc([shape("café", SQUARE)], "bad.jpg"), ensure_ascii=False).encode("latin-1"),
+    )
 
 
 @case("labelme", "json-top-level-list", "valid JSON whose top level is a list, not an object")
