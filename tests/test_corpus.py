@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import PIL.Image
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -365,3 +369,124 @@ def test_the_pickle_payload_is_live(tmp_path: Path) -> None:
     marker = tmp_path / PICKLE_MARKER
     pickle.loads(make_corpus.evil_pickle(marker))  # on purpose: a harmless payload
     assert marker.exists()
+
+
+# --- what the conversions that succeed wrote --------------------------------------------
+
+
+def read(path: Path) -> np.ndarray:
+    with PIL.Image.open(path) as image:
+        return np.asarray(image)
+
+
+def labelme_class_mask(annotation: Path) -> np.ndarray:
+    """labelme's own rasterization of ``annotation`` (cat = 1), as its LabelFile reads it."""
+    pytest.importorskip("labelme")
+    try:
+        from labelme._utils.shape import shapes_to_label
+    except ImportError:
+        from labelme.utils.shape import shapes_to_label
+    data = json.loads(annotation.read_text(encoding="utf-8"))
+    shapes = [
+        {**s, "shape_type": s.get("shape_type") or "polygon", "mask": None, "other_data": {}}
+        for s in data["shapes"]
+    ]
+    height, width = make_corpus.SIZE
+    labels, _ = shapes_to_label((height, width), shapes, {"_background_": 0, "cat": 1})
+    return labels.astype(np.uint8)
+
+
+def check_like_labelme(case: Path, out: Path) -> None:
+    expected = labelme_class_mask(case / "annotations" / "bad.json")
+    np.testing.assert_array_equal(read(out / "SegmentationClass" / "bad.png"), expected)
+
+
+def check_same_as_good(case: Path, out: Path) -> None:
+    """The defect changes nothing: the same square, the same picture, as the good sample."""
+    masks = out / "SegmentationClass"
+    np.testing.assert_array_equal(read(masks / "bad.png"), read(masks / "good.png"))
+    image = next((out / "JPEGImages").glob("bad.*"))
+    pixels = read(image).astype(int)
+    good = np.asarray(make_corpus.picture(), dtype=int)
+    assert pixels.shape == good.shape  # the display frame: 12 high, 16 wide
+    assert np.abs(pixels - good).mean() < 6  # JPEG noise, not a turned or flipped picture
+    with PIL.Image.open(image) as opened:
+        assert opened.getexif().get(0x0112, 1) == 1  # no orientation left to apply twice
+
+
+def check_empty(case: Path, out: Path) -> None:
+    assert not read(out / "SegmentationClass" / "bad.png").any()
+
+
+def check_copied(case: Path, out: Path) -> None:
+    """A CMYK JPEG needs no rotation, so its bytes are copied as they are."""
+    copied = (out / "JPEGImages" / "bad.jpg").read_bytes()
+    assert copied == (case / "annotations" / "bad.jpg").read_bytes()
+
+
+def check_rgba_kept(case: Path, out: Path) -> None:
+    with PIL.Image.open(case / "annotations" / "bad.png") as source:
+        expected = np.asarray(source.convert("RGBA"))
+    np.testing.assert_array_equal(read(out / "JPEGImages" / "bad.png"), expected)
+
+
+def check_reencoded_jpeg(case: Path, out: Path) -> None:
+    with PIL.Image.open(out / "JPEGImages" / "bad.jpg") as image:
+        assert (image.format, image.size) == ("JPEG", (16, 12))
+    check_same_as_good(case, out)
+
+
+CONVERTED = {
+    "polygon-self-intersecting": check_like_labelme,
+    "polygon-zero-area": check_like_labelme,
+    "polygon-duplicate-points": check_like_labelme,
+    "legacy-no-shape-type": check_like_labelme,
+    "legacy-no-size": check_same_as_good,
+    "shapes-empty": check_empty,
+    "image-cmyk": check_copied,
+    "image-palette-alpha": check_rgba_kept,
+    "image-wrong-extension": check_reencoded_jpeg,
+    **{f"exif-orientation-{n}": check_same_as_good for n in range(2, 9)},
+}
+
+
+def test_every_successful_conversion_is_checked() -> None:
+    succeeding = {row.case for row in ROWS if row.command == CONVERT and row.code == 0}
+    assert succeeding == set(CONVERTED)
+
+
+@pytest.mark.parametrize("name", CONVERTED)
+def test_converted_output(name: str, tmp_path: Path) -> None:
+    case, out = build_case(name, tmp_path / "case"), tmp_path / "out"
+    row = Row(name, CONVERT, 0)
+    assert invoke(row, case, out).exit_code == 0
+    CONVERTED[name](case, out)
+
+
+@pytest.mark.parametrize(
+    "row",
+    [row for row in ROWS if row.id in ("json-truncated:convert", "manifest-broken-json:validate")],
+    ids=lambda row: row.id,
+)
+def test_corpus_subprocess(row: Row, tmp_path: Path) -> None:
+    """Two rows through a real ``segkit`` process: its exit code, its stderr, its output."""
+    case, out = build_case(row.case, tmp_path / "case"), tmp_path / "out"
+    before = hashes(case)
+    args = [arg.replace(CASE, str(case)).replace(OUT, str(out)) for arg in row.command]
+    done = subprocess.run(
+        [sys.executable, "-c", "from segkit.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == row.code, done.stderr
+    named = str(case / str(row.file))
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        line for line in done.stderr.splitlines() if row.error in line and named in line
+    ]
+    assert "Traceback" not in done.stderr
+    produced = sorted(p.stem for p in (out / "SegmentationClass").glob("*")) or None
+    assert produced == (list(row.produced) if row.produced else None)
+    if "--json" in args:  # stdout is one JSON document, also when the command fails
+        assert json.loads(done.stdout)["exit_code"] == row.code
+    assert hashes(case) == before
