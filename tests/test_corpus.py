@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -490,3 +491,64 @@ def test_corpus_subprocess(row: Row, tmp_path: Path) -> None:
     if "--json" in args:  # stdout is one JSON document, also when the command fails
         assert json.loads(done.stdout)["exit_code"] == row.code
     assert hashes(case) == before
+
+
+# --- a folder another segkit process writes ---------------------------------------------
+
+BUSY = {
+    "convert": CONVERT,
+    "split": SPLIT,
+    "weights": WEIGHTS,
+    "train": TRAIN,
+    "report": ("report", "--pred", f"{CASE}/dataset/SegmentationClass", "--gt",
+               f"{CASE}/dataset", "--split", "all", "-o", OUT),
+    "predict": ("predict", "{run}", f"{CASE}/annotations", "-o", OUT, "--device", "cpu"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("stage", BUSY)
+def test_every_writing_stage_refuses_a_folder_being_written(
+    stage: str, tmp_path: Path, good_run: Path
+) -> None:
+    """One writer per folder, for the model half too: refused at once, naming the writer."""
+    from segkit.lock import folder_lock
+
+    case, out = tmp_path / "case", tmp_path / "out"
+    make_corpus.annotations(case)
+    make_corpus.dataset(case)
+    target = case / "dataset" if stage in ("split", "weights") else out
+    target.mkdir(exist_ok=True)
+    with folder_lock(target):
+        before = hashes(case)
+        result = invoke(Row("busy", BUSY[stage], 1), case, out, good_run)
+        assert result.exit_code == 1, result.output
+        assert "another segkit process is writing here" in result.stderr
+        assert f"pid {os.getpid()}" in result.stderr and str(target) in result.stderr
+        assert hashes(case) == before
+    assert not [p for p in out.rglob("*") if p.is_file()]
+
+
+def test_a_report_stopped_half_way_resumes_without_force(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder of an interrupted first report is the report's (its claim says so)."""
+    import segkit.report.stage as report_stage
+
+    make_corpus.dataset(tmp_path)
+    command = BUSY["report"]
+    out = tmp_path / "out"
+    real_write, written = report_stage.atomic_write_bytes, []
+
+    def stop_after_two(path: Path, data: bytes) -> None:
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        real_write(path, data)
+        written.append(path.name)
+
+    monkeypatch.setattr(report_stage, "atomic_write_bytes", stop_after_two)
+    assert invoke(Row("stopped", command, 130), tmp_path, out).exit_code == 130
+    assert len([p for p in out.rglob("*") if p.is_file() and p.name in written]) == 2
+    monkeypatch.setattr(report_stage, "atomic_write_bytes", real_write)
+    result = invoke(Row("resumed", command, 0), tmp_path, out)
+    assert result.exit_code == 0, result.output
+    assert (out / "report.json").is_file() and not list(out.glob(".segkit*"))

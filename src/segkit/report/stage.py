@@ -38,7 +38,13 @@ from segkit.dataset import Dataset, Sample, open_dataset
 from segkit.errors import DatasetError, OptionError, ReportError, SegkitError, SegkitNote
 from segkit.manifest import manifest_path
 from segkit.metrics import ConfusionMatrix, ObjectCounts, pixel_scores
-from segkit.ownership import drop_claim, output_folder, read_claim, write_claim
+from segkit.ownership import (
+    drop_claim,
+    is_bookkeeping,
+    output_folder,
+    read_claim,
+    write_claim,
+)
 from segkit.report import html, plots, tables
 from segkit.voc import BACKGROUND_LABEL, IGNORE_INDEX, read_class_mask, read_mask, voc_colormap
 
@@ -557,10 +563,13 @@ def _check_output(output: Path, force: bool) -> None:
     # Both are usage problems (pick another -o), exit 2 as in `segkit train`.
     if output.exists() and not output.is_dir():
         raise OptionError(f"{output}: exists and is not a folder")
+    # segkit's lock and claim are no one's outputs: a folder holding only them is a new
+    # report's, being written (the lock then names the writer) or stopped (the claim).
     if (
         output.is_dir()
-        and any(output.iterdir())
+        and any(not is_bookkeeping(p.name) for p in output.iterdir())
         and not (output / REPORT_NAME).is_file()
+        and read_claim(output, CLAIM_STAGE) is None
         and not force
     ):
         raise OptionError(
