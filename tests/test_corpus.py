@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -170,6 +171,11 @@ ROWS = [
         "mask is 16×10 but the image is 16×12",
         "dataset/SegmentationClass/a2.png",
     ),
+    # split reads neither images nor ids, weights no images: both accept what they
+    # cannot see (validate and train refuse it).
+    Row("dataset-size-mismatch", SPLIT, 0, writes_input=True),
+    Row("dataset-size-mismatch", WEIGHTS, 0, writes_input=True),
+    Row("dataset-id-out-of-range", SPLIT, 0, writes_input=True),
     finding("dataset-colour-mask", "rgb-mask", "SegmentationClass/a2.png"),
     fails(
         "dataset-colour-mask",
@@ -552,3 +558,18 @@ def test_a_report_stopped_half_way_resumes_without_force(
     result = invoke(Row("resumed", command, 0), tmp_path, out)
     assert result.exit_code == 0, result.output
     assert (out / "report.json").is_file() and not list(out.glob(".segkit*"))
+
+
+def test_reliability_md_names_tests_that_exist() -> None:
+    """docs/reliability.md points at tests by file::name; each must exist."""
+    root = Path(__file__).parent.parent
+    text = (root / "docs" / "reliability.md").read_text(encoding="utf-8")
+    named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", text)
+    assert len(named) > 40
+    assert f"generates {len(CASES)} defective inputs" in " ".join(text.split())
+    missing = [
+        f"{file}::{test}"
+        for file, test in named
+        if not re.search(rf"^def {test}\(", (root / file).read_text(encoding="utf-8"), re.M)
+    ]
+    assert missing == []
