@@ -91,6 +91,8 @@ ROWS = [
     convert_error("json-truncated", "not valid JSON (Expecting ':' delimiter: line 1"),
     convert_error("json-empty-file", "not valid JSON (Expecting value: line 1 column 1"),
     convert_error("json-not-utf8", "not UTF-8 text"),
+    convert_ok("json-utf8-bom"),
+    convert_ok("json-utf16"),
     convert_error("json-top-level-list", "not a labelme file (top level is a list)"),
     convert_error("json-no-shapes", "not a labelme file (no 'shapes' list)"),
     convert_error("json-no-image", "not a labelme file (no 'imagePath' or 'imageData')"),
@@ -115,12 +117,15 @@ ROWS = [
     convert_ok("shapes-empty"),
     convert_error("shape-type-unknown", "shapes[0]: unknown shape_type 'ellipse'; known: poly"),
     convert_error("mask-not-png", "(mask 'cat'): 'mask' is not a valid PNG bitmap"),
+    convert_error("mask-bomb", "'mask' bitmap is 60000×60000, over the limit of 178956970"),
     convert_ok("legacy-no-shape-type"),
     convert_ok("legacy-no-size"),
     convert_error("size-mismatch", "imageHeight is 13 but the image"),
     convert_error("size-negative", "'imageWidth' must be a positive integer, got -16"),
     convert_error("image-path-missing", "image not found:", "annotations/gone.jpg"),
     convert_error("image-data-bad-base64", "'imageData' is not valid base64"),
+    convert_error("image-data-empty", "image imageData is an empty file (0 bytes)"),
+    convert_error("image-path-folder", "imagePath names a folder, not an image:", BAD_IMAGE),
     # --- images ---------------------------------------------------------------------------
     convert_error("image-truncated", "cannot decode image", BAD_IMAGE),
     convert_error("image-zero-byte", "is an empty file (0 bytes)", BAD_IMAGE),
@@ -135,6 +140,8 @@ ROWS = [
         "is 60000×60000 = 3600000000 pixels, over the limit of 178956970 (raise --max-pixels",
         "annotations/bad.png",
     ),
+    convert_error("image-data-bomb", "image imageData is 60000×60000 = 3600000000 pixels"),
+    convert_ok("image-animated-gif"),
     convert_error("exif-size-stored-frame", "imageHeight is 16 but the image", BAD_IMAGE),
     *(convert_ok(f"exif-orientation-{n}") for n in range(2, 9)),
     # predict reads images too: the bad one is skipped with a line, the good one predicted.
@@ -443,6 +450,15 @@ def check_reencoded_jpeg(case: Path, out: Path) -> None:
     check_same_as_good(case, out)
 
 
+def check_first_frame(case: Path, out: Path) -> None:
+    with PIL.Image.open(case / "annotations" / "bad.gif") as source:
+        expected = np.asarray(source.convert("RGB"))  # the first frame
+    with PIL.Image.open(next((out / "JPEGImages").glob("bad.*"))) as image:
+        assert getattr(image, "n_frames", 1) == 1
+        got = np.asarray(image.convert("RGB"))
+    assert got.shape == expected.shape and np.abs(got.astype(int) - expected).mean() < 6
+
+
 CONVERTED = {
     "polygon-self-intersecting": check_like_labelme,
     "polygon-zero-area": check_like_labelme,
@@ -453,6 +469,9 @@ CONVERTED = {
     "image-cmyk": check_copied,
     "image-palette-alpha": check_rgba_kept,
     "image-wrong-extension": check_reencoded_jpeg,
+    "image-animated-gif": check_first_frame,
+    "json-utf8-bom": check_same_as_good,
+    "json-utf16": check_same_as_good,
     **{f"exif-orientation-{n}": check_same_as_good for n in range(2, 9)},
 }
 

@@ -135,10 +135,14 @@ def _decode_mask(path: Path, where: str, raw: Any) -> NDArray[np.bool_]:
     except (binascii.Error, ValueError) as error:
         raise _fail(path, where, f"'mask' is not valid base64 ({error})") from None
     try:
-        with PIL.Image.open(io.BytesIO(data)) as bitmap:
+        # segkit's own size check below names the problem; Pillow's bomb error would not.
+        with pixel_limit_lifted(), PIL.Image.open(io.BytesIO(data)) as bitmap:
             if bitmap.width * bitmap.height > DEFAULT_MAX_PIXELS:
                 raise _fail(
-                    path, where, f"'mask' bitmap is {bitmap.width}×{bitmap.height}, too large"
+                    path,
+                    where,
+                    f"'mask' bitmap is {bitmap.width}×{bitmap.height}, over the limit "
+                    f"of {DEFAULT_MAX_PIXELS} pixels",
                 )
             array = np.asarray(bitmap)
     except AnnotationError:
@@ -420,6 +424,8 @@ def load_image(
     elif data is not None:
         origin = str(image_file)
     else:
+        if image_file is not None and image_file.is_dir():
+            raise _fail(path, "", f"imagePath names a folder, not an image: {image_file}")
         if image_file is None or not image_file.is_file():
             raise _fail(path, "", f"image not found: {image_file} (from imagePath)")
         try:

@@ -302,6 +302,16 @@ def _(root: Path) -> None:
     )
 
 
+@case("labelme", "json-utf8-bom", "UTF-8 JSON starting with a byte-order mark (Windows editors)")
+def _(root: Path) -> None:
+    bad_json(root, b"\xef\xbb\xbf" + json.dumps(doc([shape("cat", SQUARE)], "bad.jpg")).encode())
+
+
+@case("labelme", "json-utf16", "JSON saved as UTF-16 with a byte-order mark")
+def _(root: Path) -> None:
+    bad_json(root, json.dumps(doc([shape("cat", SQUARE)], "bad.jpg")).encode("utf-16"))
+
+
 @case("labelme", "json-top-level-list", "valid JSON whose top level is a list, not an object")
 def _(root: Path) -> None:
     bad_doc(root, [doc([shape("cat", SQUARE)], "bad.jpg")])
@@ -426,6 +436,12 @@ def _(root: Path) -> None:
     bad_shapes(root, {**shape("cat", [[1, 1], [5, 5]], "mask"), "mask": text})
 
 
+@case("labelme", "mask-bomb", "a mask shape whose PNG header claims 60000×60000 pixels")
+def _(root: Path) -> None:
+    text = base64.b64encode(bomb_png(60_000, 60_000)).decode()
+    bad_shapes(root, {**shape("cat", [[1, 1], [5, 5]], "mask"), "mask": text})
+
+
 @case("labelme", "legacy-no-shape-type", "labelme 3 file: shapes without shape_type (polygons)")
 def _(root: Path) -> None:
     bad_shapes(root, shape("cat", SQUARE, None))
@@ -457,6 +473,20 @@ def _(root: Path) -> None:
     value = doc([shape("cat", SQUARE)], "bad.jpg")
     value["imageData"] = "@@@ not base64 @@@"
     bad_doc(root, value)
+
+
+@case("labelme", "image-data-empty", "imageData that is an empty string")
+def _(root: Path) -> None:
+    value = doc([shape("cat", SQUARE)], "bad.jpg")
+    value["imageData"] = ""
+    bad_doc(root, value)
+
+
+@case("labelme", "image-path-folder", "imagePath that names a folder")
+def _(root: Path) -> None:
+    folder = annotations(root)
+    (folder / "bad.jpg").mkdir()
+    write_json(folder / "bad.json", doc([shape("cat", SQUARE)], "bad.jpg"))
 
 
 # --- images ------------------------------------------------------------------------------
@@ -497,6 +527,21 @@ def _(root: Path) -> None:
 @case("image", "image-bomb", "a 60000×60000 PNG header in a tiny file (decompression bomb)")
 def _(root: Path) -> None:
     bad_image(root, bomb_png(60_000, 60_000), "bad.png", size=None)
+
+
+@case("image", "image-data-bomb", "a decompression-bomb PNG header embedded as imageData")
+def _(root: Path) -> None:
+    value = doc([shape("cat", SQUARE)], "bad.png", size=None)
+    value["imageData"] = base64.b64encode(bomb_png(60_000, 60_000)).decode()
+    bad_doc(root, value)
+
+
+@case("image", "image-animated-gif", "an animated GIF (labelme shows its first frame)")
+def _(root: Path) -> None:
+    frames = [picture(), picture().transpose(PIL.Image.Transpose.FLIP_TOP_BOTTOM)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    bad_image(root, buffer.getvalue(), "bad.gif")
 
 
 @case("image", "exif-size-stored-frame", "EXIF orientation 6, size declared in the stored frame")
