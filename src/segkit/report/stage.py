@@ -39,6 +39,7 @@ from segkit.errors import DatasetError, OptionError, ReportError, SegkitError, S
 from segkit.manifest import manifest_path
 from segkit.metrics import ConfusionMatrix, ObjectCounts, pixel_scores
 from segkit.ownership import (
+    check_apart,
     drop_claim,
     is_bookkeeping,
     output_folder,
@@ -715,6 +716,8 @@ def report(
     options = options or ReportOptions()
     source = Path(source)
     output = Path(output) if output is not None else _default_output(source, options)
+    what = "predictions folder" if options.mode == "predictions" else "run folder"
+    check_apart(output, {what: source, "dataset": options.gt}, may_hold_output=("run folder",))
     _check_output(output, options.force)
     mode = _prediction_mode if options.mode == "predictions" else _run_mode
     try:
@@ -725,6 +728,7 @@ def report(
         raise ReportError("\n".join(meta["errors"]))
     if not scorer.per_image:
         raise ReportError(f"{source}: nothing to score in split {meta['split']}")
+    check_apart(output, {"dataset": dataset.root})  # the one the run recorded
     result = build_report(source, meta, scorer, dataset, names, options)
     _write(output, _render(result, scorer, dataset, colors))
     return ReportSummary(output, result)
