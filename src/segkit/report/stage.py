@@ -36,6 +36,7 @@ from segkit._pillow import DECODE_ERRORS, pixel_limit_lifted
 from segkit._text import short_list
 from segkit.dataset import Dataset, Sample, open_dataset
 from segkit.errors import DatasetError, OptionError, ReportError, SegkitError, SegkitNote
+from segkit.lock import check_not_busy
 from segkit.manifest import manifest_path
 from segkit.metrics import ConfusionMatrix, ObjectCounts, pixel_scores
 from segkit.ownership import (
@@ -719,6 +720,7 @@ def report(
     what = "predictions folder" if options.mode == "predictions" else "run folder"
     check_apart(output, {what: source, "dataset": options.gt}, may_hold_output=("run folder",))
     _check_output(output, options.force)
+    check_not_busy(output)  # the lock itself is taken for the writes, at the end
     mode = _prediction_mode if options.mode == "predictions" else _run_mode
     try:
         meta, scorer, dataset, names, colors = mode(source, options, progress)
