@@ -533,10 +533,16 @@ BUSY = {
 
 @pytest.mark.parametrize("stage", BUSY)
 def test_every_writing_stage_refuses_a_folder_being_written(
-    stage: str, tmp_path: Path, good_run: Path
+    stage: str, tmp_path: Path, good_run: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One writer per folder, for the model half too: refused at once, naming the writer."""
+    import segkit.report.stage as report_stage
     from segkit.lock import folder_lock
+
+    def too_late(*args: object) -> None:
+        raise AssertionError("report scored the predictions before checking the lock")
+
+    monkeypatch.setattr(report_stage, "build_report", too_late)
 
     case, out = tmp_path / "case", tmp_path / "out"
     make_corpus.annotations(case)
