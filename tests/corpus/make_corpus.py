@@ -32,6 +32,11 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
+if __package__ in (None, ""):  # run as a script: make the `tests` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.helpers_convert import INVERSE_ORIENTATION, encode, exif_bytes, gradient
+
 #: The file a malicious pickle creates if anything ever unpickles it.
 PICKLE_MARKER = "PWNED-by-pickle"
 CLASSES = ("_background_", "cat", "dog")
@@ -72,26 +77,15 @@ def build_case(name: str, root: Path) -> Path:
 # --- small writers ---------------------------------------------------------------------
 
 
-def picture(height: int = SIZE[0], width: int = SIZE[1], mode: str = "RGB") -> PIL.Image.Image:
+def picture(mode: str = "RGB") -> PIL.Image.Image:
     """A smooth, asymmetric picture (its orientation can be seen in every pixel)."""
-    y, x = np.mgrid[0:height, 0:width]
-    rgb = np.stack(
-        [x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1), np.full_like(x, 90)], -1
-    ).astype(np.uint8)
-    image = PIL.Image.fromarray(rgb)
-    return image if mode == "RGB" else image.convert(mode)
+    return gradient(SIZE[1], SIZE[0], mode)
 
 
 def noise(seed: int, height: int = SIZE[0], width: int = SIZE[1]) -> PIL.Image.Image:
     """A picture unlike any other seed's (so no two dataset images look like duplicates)."""
     rng = np.random.default_rng(seed)
     return PIL.Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
-
-
-def encoded(image: PIL.Image.Image, fmt: str, **params: Any) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **params)
-    return buffer.getvalue()
 
 
 def shape(label: str, points: list[list[Any]], shape_type: str | None = "polygon") -> dict:
@@ -124,7 +118,7 @@ def write_json(path: Path, value: Any) -> None:
 
 def sample(folder: Path, stem: str, shapes: list[dict] | None = None, **image: Any) -> None:
     """``folder/stem.json`` + ``folder/stem.jpg``: a good labelme sample unless told otherwise."""
-    write(folder / f"{stem}.jpg", encoded(picture(), "JPEG", **image))
+    write(folder / f"{stem}.jpg", encode(picture(), "JPEG", **image))
     write_json(folder / f"{stem}.json", doc(shapes or [shape("cat", SQUARE)], f"{stem}.jpg"))
 
 
@@ -138,7 +132,7 @@ def annotations(root: Path) -> Path:
 def bad_json(root: Path, text: str | bytes) -> None:
     """The labelme folder with ``bad.json`` holding ``text`` next to a good image."""
     folder = annotations(root)
-    write(folder / "bad.jpg", encoded(picture(), "JPEG"))
+    write(folder / "bad.jpg", encode(picture(), "JPEG"))
     write(folder / "bad.json", text)
 
 
@@ -173,25 +167,6 @@ def bomb_png(width: int, height: int) -> bytes:
     )
 
 
-def exif(orientation: int) -> bytes:
-    tags = PIL.Image.Exif()
-    tags[0x0112] = orientation
-    return tags.tobytes()
-
-
-#: Pixel operations that turn a display-frame picture into the stored one for each
-#: orientation (the inverse of what a viewer applies).
-STORED_FROM_DISPLAY = {
-    2: (PIL.Image.Transpose.FLIP_LEFT_RIGHT,),
-    3: (PIL.Image.Transpose.ROTATE_180,),
-    4: (PIL.Image.Transpose.FLIP_TOP_BOTTOM,),
-    5: (PIL.Image.Transpose.TRANSPOSE,),
-    6: (PIL.Image.Transpose.ROTATE_90,),
-    7: (PIL.Image.Transpose.TRANSVERSE,),
-    8: (PIL.Image.Transpose.ROTATE_270,),
-}
-
-
 # --- datasets --------------------------------------------------------------------------
 
 VOC_PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0] + [0] * (3 * 252)
@@ -209,14 +184,14 @@ def class_mask(index: int, height: int = SIZE[0], width: int = SIZE[1]) -> np.nd
 def palette_png(mask: np.ndarray) -> bytes:
     image = PIL.Image.fromarray(mask, mode="L").convert("P")
     image.putpalette(VOC_PALETTE)
-    return encoded(image, "PNG")
+    return encode(image, "PNG")
 
 
 def dataset(root: Path, *, manifest: bool = False) -> Path:
     """A good VOC dataset: 6 samples, 2 classes, train/val split files."""
     folder = root / "dataset"
     for index, stem in enumerate(DATASET_IDS):
-        write(folder / "JPEGImages" / f"{stem}.jpg", encoded(noise(index), "JPEG"))
+        write(folder / "JPEGImages" / f"{stem}.jpg", encode(noise(index), "JPEG"))
         write(folder / "SegmentationClass" / f"{stem}.png", palette_png(class_mask(index)))
     write(folder / "class_names.txt", "\n".join(CLASSES) + "\n")
     splits = folder / "ImageSets" / "Segmentation"
@@ -257,7 +232,26 @@ def checkpoint(folder: Path, architecture: str = "unet-tiny", **kwargs: Any) -> 
 
 
 def images(root: Path) -> None:
-    write(root / "images" / "new.png", encoded(picture(), "PNG"))
+    write(root / "images" / "new.png", encode(picture(), "PNG"))
+
+
+def truncate(path: Path, keep: int | None = None) -> None:
+    """Cut ``path`` to ``keep`` bytes (default: half), as a copy that died would."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2 if keep is None else keep])
+
+
+def append_line(path: Path, line: str) -> None:
+    with path.open("a", encoding="utf-8") as file:
+        file.write(f"{line}\n")
+
+
+def edit_manifest(root: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    """A dataset whose segkit.json was changed by ``edit`` (by hand, as it were)."""
+    path = dataset(root, manifest=True) / "segkit.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    edit(data)
+    write_json(path, data)
 
 
 def edit_sidecar(best: Path, **changes: Any) -> None:
@@ -494,7 +488,7 @@ def _(root: Path) -> None:
 
 @case("image", "image-truncated", "a JPEG cut off half-way (an interrupted copy)")
 def _(root: Path) -> None:
-    data = encoded(picture(), "JPEG")
+    data = encode(picture(), "JPEG")
     bad_image(root, data[: len(data) // 2])
 
 
@@ -510,18 +504,18 @@ def _(root: Path) -> None:
 
 @case("image", "image-wrong-extension", "PNG bytes in a file named .jpg")
 def _(root: Path) -> None:
-    bad_image(root, encoded(picture(), "PNG"))
+    bad_image(root, encode(picture(), "PNG"))
 
 
 @case("image", "image-cmyk", "a CMYK JPEG (print workflows)")
 def _(root: Path) -> None:
-    bad_image(root, encoded(picture(mode="CMYK"), "JPEG"))
+    bad_image(root, encode(picture("CMYK"), "JPEG"))
 
 
 @case("image", "image-palette-alpha", "a palette PNG with a transparent colour")
 def _(root: Path) -> None:
     image = picture().quantize(8)
-    bad_image(root, encoded(image, "PNG", transparency=0), "bad.png")
+    bad_image(root, encode(image, "PNG", transparency=0), "bad.png")
 
 
 @case("image", "image-bomb", "a 60000×60000 PNG header in a tiny file (decompression bomb)")
@@ -547,17 +541,17 @@ def _(root: Path) -> None:
 @case("image", "exif-size-stored-frame", "EXIF orientation 6, size declared in the stored frame")
 def _(root: Path) -> None:
     stored = picture().transpose(PIL.Image.Transpose.ROTATE_90)
-    bad_image(root, encoded(stored, "JPEG", exif=exif(6)), size=(stored.height, stored.width))
+    bad_image(root, encode(stored, "JPEG", exif=exif_bytes(6)), size=(stored.height, stored.width))
 
 
 def _oriented(orientation: int) -> Callable[[Path], None]:
     def build(root: Path) -> None:
         display = picture()
         stored = display
-        for op in STORED_FROM_DISPLAY[orientation]:
+        for op in INVERSE_ORIENTATION[orientation]:
             stored = stored.transpose(op)
         # labelme's points and size are in the display frame.
-        bad_image(root, encoded(stored, "JPEG", quality=95, exif=exif(orientation)))
+        bad_image(root, encode(stored, "JPEG", quality=95, exif=exif_bytes(orientation)))
 
     return build
 
@@ -585,7 +579,7 @@ def _(root: Path) -> None:
     folder = dataset(root)
     rgb = PIL.Image.fromarray(class_mask(1), mode="L").convert("P")
     rgb.putpalette(VOC_PALETTE)
-    write(folder / "SegmentationClass" / "a2.png", encoded(rgb.convert("RGB"), "PNG"))
+    write(folder / "SegmentationClass" / "a2.png", encode(rgb.convert("RGB"), "PNG"))
 
 
 @case("dataset", "dataset-id-out-of-range", "a mask holding class id 7 with 3 classes")
@@ -608,16 +602,12 @@ def _(root: Path) -> None:
 
 @case("dataset", "dataset-truncated-mask", "a class mask PNG cut off half-way")
 def _(root: Path) -> None:
-    path = dataset(root) / "SegmentationClass" / "a2.png"
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
+    truncate(dataset(root) / "SegmentationClass" / "a2.png")
 
 
 @case("dataset", "split-unknown-id", "a split file naming an image that does not exist")
 def _(root: Path) -> None:
-    folder = dataset(root)
-    with (folder / "ImageSets" / "Segmentation" / "train.txt").open("a") as file:
-        file.write("ghost\n")
+    append_line(dataset(root) / "ImageSets" / "Segmentation" / "train.txt", "ghost")
 
 
 @case("dataset", "split-binary", "a split file holding binary garbage (not UTF-8)")
@@ -627,9 +617,7 @@ def _(root: Path) -> None:
 
 @case("dataset", "split-leak", "the same image in train and val")
 def _(root: Path) -> None:
-    folder = dataset(root)
-    with (folder / "ImageSets" / "Segmentation" / "val.txt").open("a") as file:
-        file.write("a1\n")
+    append_line(dataset(root) / "ImageSets" / "Segmentation" / "val.txt", "a1")
 
 
 @case("dataset", "manifest-broken-json", "segkit.json edited by hand, a trailing comma")
@@ -641,28 +629,18 @@ def _(root: Path) -> None:
 
 @case("dataset", "manifest-wrong-types", "segkit.json edited by hand: classes is a string")
 def _(root: Path) -> None:
-    folder = dataset(root, manifest=True)
-    data = json.loads((folder / "segkit.json").read_text(encoding="utf-8"))
-    data["classes"] = "cat,dog"
-    write_json(folder / "segkit.json", data)
+    edit_manifest(root, lambda data: data.update(classes="cat,dog"))
 
 
 @case("dataset", "manifest-ghost-sample", "segkit.json edited by hand: lists a removed sample")
 def _(root: Path) -> None:
-    folder = dataset(root, manifest=True)
-    data = json.loads((folder / "segkit.json").read_text(encoding="utf-8"))
-    data["samples"].append(
-        {"id": "zz", "image": "JPEGImages/zz.jpg", "class_mask": "SegmentationClass/zz.png"}
-    )
-    write_json(folder / "segkit.json", data)
+    ghost = {"id": "zz", "image": "JPEGImages/zz.jpg", "class_mask": "SegmentationClass/zz.png"}
+    edit_manifest(root, lambda data: data["samples"].append(ghost))
 
 
 @case("dataset", "manifest-future-schema", "segkit.json from a newer segkit (schema_version 99)")
 def _(root: Path) -> None:
-    folder = dataset(root, manifest=True)
-    data = json.loads((folder / "segkit.json").read_text(encoding="utf-8"))
-    data["schema_version"] = 99
-    write_json(folder / "segkit.json", data)
+    edit_manifest(root, lambda data: data.update(schema_version=99))
 
 
 # --- checkpoints ---------------------------------------------------------------------------
@@ -672,34 +650,34 @@ def _(root: Path) -> None:
 def _(root: Path) -> None:
     images(root)
     best = checkpoint(root / "run")
-    tensors = best.with_name("best.safetensors")
-    tensors.write_bytes(tensors.read_bytes()[:300])
+    truncate(best.with_name("best.safetensors"), 300)
 
 
 @case("checkpoint", "ckpt-truncated-no-hash", "truncated safetensors, sidecar without a hash")
 def _(root: Path) -> None:
     images(root)
     best = checkpoint(root / "run")
-    tensors = best.with_name("best.safetensors")
-    tensors.write_bytes(tensors.read_bytes()[:300])
+    truncate(best.with_name("best.safetensors"), 300)
     edit_sidecar(best, tensors_sha256=None)
+
+
+def other_sidecar(root: Path) -> Path:
+    """The run's tensors next to the sidecar of a deeper model; returns the checkpoint."""
+    images(root)
+    best = checkpoint(root / "run")
+    other = checkpoint(root / "other", depth=2)
+    best.with_name("best.json").write_bytes(other.with_name("best.json").read_bytes())
+    return best
 
 
 @case("checkpoint", "ckpt-other-sidecar", "the sidecar of another model next to the tensors")
 def _(root: Path) -> None:
-    images(root)
-    best = checkpoint(root / "run")
-    other = checkpoint(root / "other", depth=2)
-    best.with_name("best.json").write_bytes(other.with_name("best.json").read_bytes())
+    other_sidecar(root)
 
 
 @case("checkpoint", "ckpt-other-sidecar-no-hash", "another model's sidecar, its hash removed")
 def _(root: Path) -> None:
-    images(root)
-    best = checkpoint(root / "run")
-    other = checkpoint(root / "other", depth=2)
-    best.with_name("best.json").write_bytes(other.with_name("best.json").read_bytes())
-    edit_sidecar(best, tensors_sha256=None)
+    edit_sidecar(other_sidecar(root), tensors_sha256=None)
 
 
 @case("checkpoint", "ckpt-pickle", "a pickle that runs code when loaded, named best.safetensors")
