@@ -39,6 +39,10 @@ TRAIN = (
     "train", f"{CASE}/dataset", "-o", OUT, "--model", "unet-tiny", "--epochs", "1", "--crop", "8",
     "--batch-size", "2", "--workers", "0", "--device", "cpu",
 )  # fmt: skip
+REPORT = (
+    "report", "--pred", f"{CASE}/dataset/SegmentationClass", "--gt", f"{CASE}/dataset",
+    "--split", "all", "-o", OUT,
+)  # fmt: skip
 BAD, BAD_IMAGE = "annotations/bad.json", "annotations/bad.jpg"
 GOOD_ONLY, BOTH = ("good",), ("bad", "good")
 
@@ -235,6 +239,32 @@ ROWS = [
         TRAIN,
         "cannot read mask (Truncated File Read)",
         "dataset/SegmentationClass/a2.png",
+    ),
+    finding("dataset-zero-byte-image", "empty-file", "JPEGImages/a2.jpg"),
+    fails(
+        "dataset-zero-byte-image",
+        TRAIN,
+        "cannot read image (not an image format Pillow",
+        "dataset/JPEGImages/a2.jpg",
+    ),
+    fails(
+        "dataset-zero-byte-image",
+        REPORT,
+        "cannot read image (not an image format Pillow",
+        "dataset/JPEGImages/a2.jpg",
+    ),
+    finding("dataset-truncated-image", "truncated", "JPEGImages/a2.jpg"),
+    fails(
+        "dataset-truncated-image",
+        TRAIN,
+        "cannot read image (Truncated File Read)",
+        "dataset/JPEGImages/a2.jpg",
+    ),
+    fails(
+        "dataset-truncated-image",
+        REPORT,
+        "cannot read image (Truncated File Read)",
+        "dataset/JPEGImages/a2.jpg",
     ),
     finding("split-unknown-id", "split-unknown-stem", "ImageSets/Segmentation/train.txt"),
     fails(
@@ -525,8 +555,7 @@ BUSY = {
     "split": SPLIT,
     "weights": WEIGHTS,
     "train": TRAIN,
-    "report": ("report", "--pred", f"{CASE}/dataset/SegmentationClass", "--gt",
-               f"{CASE}/dataset", "--split", "all", "-o", OUT),
+    "report": REPORT,
     "predict": ("predict", "{run}", f"{CASE}/annotations", "-o", OUT, "--device", "cpu"),
 }  # fmt: skip
 

@@ -605,6 +605,16 @@ def _(root: Path) -> None:
     truncate(dataset(root) / "SegmentationClass" / "a2.png")
 
 
+@case("dataset", "dataset-zero-byte-image", "a zero-byte image in JPEGImages")
+def _(root: Path) -> None:
+    write(dataset(root) / "JPEGImages" / "a2.jpg", b"")
+
+
+@case("dataset", "dataset-truncated-image", "an image in JPEGImages cut off half-way")
+def _(root: Path) -> None:
+    truncate(dataset(root) / "JPEGImages" / "a2.jpg")
+
+
 @case("dataset", "split-unknown-id", "a split file naming an image that does not exist")
 def _(root: Path) -> None:
     append_line(dataset(root) / "ImageSets" / "Segmentation" / "train.txt", "ghost")

@@ -32,7 +32,7 @@ from segkit._io import (
     sha256_file,
     write_error_reason,
 )
-from segkit._pillow import DECODE_ERRORS, pixel_limit_lifted
+from segkit._pillow import DECODE_ERRORS, decode_error_text, pixel_limit_lifted
 from segkit._text import short_list
 from segkit.dataset import Dataset, Sample, open_dataset
 from segkit.errors import DatasetError, OptionError, ReportError, SegkitError, SegkitNote
@@ -231,7 +231,7 @@ def _read_image(path: Path, channels: int) -> NDArray[Any]:
                 return gray if channels == 1 else np.repeat(gray[:, :, None], 3, axis=2)
             return np.asarray(image.convert("RGB" if channels == 3 else "L"))
     except DECODE_ERRORS as error:
-        raise ReportError(f"{path}: cannot read image ({error})") from error
+        raise ReportError(f"{path}: cannot read image ({decode_error_text(error)})") from error
 
 
 def _picture(sample: Sample, target: NDArray[np.uint8], colors: NDArray[np.uint8]) -> NDArray[Any]:
