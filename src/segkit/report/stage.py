@@ -781,7 +781,8 @@ def _compare_notes(a: dict[str, Any], b: dict[str, Any], shared: list[str]) -> l
     if ia["classes"] != ib["classes"]:
         notes.append(
             f"the reports' classes differ: per-class deltas cover the {len(shared)} shared "
-            "class(es); the headline means average each report's own classes"
+            "class(es); the headline means average each report's own classes, mIoU_shared "
+            "the IoU of the shared classes scored in both"
         )
     return notes
 
