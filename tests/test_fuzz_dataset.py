@@ -38,6 +38,7 @@ def _png(mode: str, size: tuple[int, int], seed: int) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow on damaged TIFF tags
 @FUZZ
 @given(
     st.sampled_from(MODES),
@@ -61,6 +62,7 @@ def test_mask_reader(
     _read_as_masks(path, kind)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
 @FUZZ
 @given(st.binary(max_size=300))
 def test_mask_reader_any_bytes(tmp_path: Path, raw: bytes) -> None:

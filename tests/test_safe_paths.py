@@ -104,6 +104,7 @@ def _labelme(label: str, image_path: str, data: bytes | None = None) -> str:
     )
 
 
+@pytest.mark.filterwarnings("ignore:.*segkit did not write were kept:segkit.errors.SegkitNote")
 def test_convert_hostile_paths_labels_and_planted_links(tmp_path: Path, victim: Path) -> None:
     """imagePath with ../ or absolute, labels like paths or with NUL: outputs are named by
     the JSON's stem, inside the output; a planted file link is kept (refused) or replaced."""
