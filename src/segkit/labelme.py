@@ -23,6 +23,7 @@ from segkit._pillow import (
     pixel_limit_lifted,
 )
 from segkit._text import is_unicode, printable
+from segkit.defaults import DEFAULT_MAX_PIXELS
 from segkit.errors import AnnotationError
 
 #: Number of points each shape type needs: an exact count, or (minimum, None).
@@ -37,8 +38,6 @@ POINT_COUNTS: dict[str, int | tuple[int, None]] = {
     "mask": 2,
 }
 SHAPE_TYPES = tuple(POINT_COUNTS)
-#: PIL's own decompression-bomb error threshold; ``--max-pixels`` overrides it.
-DEFAULT_MAX_PIXELS = 2 * 89_478_485
 #: Points may lie this many image sizes outside the image; farther ones are corrupt data
 #: (Pillow silently overflows on them, and drawing a huge circle takes minutes).
 MAX_OUTSIDE_IMAGE_SIZES = 10

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -11,7 +11,10 @@ from rich.table import Table
 
 from segkit.cli._common import JSON_HELP, console, err_console, examples, print_json
 from segkit.cli.train_cmd import _Renderer
-from segkit.demo import DEFAULT_CROP, DEFAULT_MINUTES, DEFAULT_MODEL, DemoEvent, DemoOptions, demo
+from segkit.defaults import DEMO_CROP, DEMO_MINUTES, DEMO_MODEL
+
+if TYPE_CHECKING:
+    from segkit.demo import DemoEvent
 
 
 def _fmt(value: float | None) -> str:
@@ -107,12 +110,12 @@ def register(app: typer.Typer) -> None:
         ] = None,
         minutes: Annotated[
             float, typer.Option(help="Training time budget in minutes.")
-        ] = DEFAULT_MINUTES,
+        ] = DEMO_MINUTES,
         device: Annotated[
             str, typer.Option(help="auto (a GPU when there is one), cpu, cuda or cuda:N.")
         ] = "auto",
-        model: Annotated[str, typer.Option(help="Registry model (segkit models).")] = DEFAULT_MODEL,
-        crop: Annotated[int, typer.Option(help="Training crop side.")] = DEFAULT_CROP,
+        model: Annotated[str, typer.Option(help="Registry model (segkit models).")] = DEMO_MODEL,
+        crop: Annotated[int, typer.Option(help="Training crop side.")] = DEMO_CROP,
         seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
         scenes: Annotated[
             int | None, typer.Option(help="Training scenes to generate [default: 42].")
@@ -124,6 +127,8 @@ def register(app: typer.Typer) -> None:
         The sample data (48 synthetic labelme annotations) is generated into
         OUTPUT/annotations; the dataset, run, report and predictions follow in OUTPUT.
         """
+        from segkit.demo import DemoOptions, demo
+
         options = DemoOptions(
             epochs=epochs,
             minutes=minutes,
