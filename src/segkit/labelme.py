@@ -8,6 +8,7 @@ import io
 import json
 import math
 from collections.abc import Sequence
+from itertools import chain
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Any
@@ -80,11 +81,44 @@ def _fail(path: Path, where: str, reason: str) -> AnnotationError:
 
 _NUMBER_TYPES = (int, float)
 _JPEG_END = b"\xff\xd9"
+_LIST_TYPE = frozenset({list})
+_PAIR_LENGTH = frozenset({2})
+_FLOAT_TYPE = frozenset({float})
+_NUMBER_TYPE_SET = frozenset(_NUMBER_TYPES)
 
 
 def _parse_points(path: Path, where: str, raw: Any) -> tuple[tuple[float, float], ...]:
     if not isinstance(raw, list) or not raw:
         raise _fail(path, where, "'points' must be a non-empty list of [x, y]")
+    points = _points_at_once(raw)
+    if points is not None:
+        return points
+    return _points_one_by_one(path, where, raw)
+
+
+def _points_at_once(raw: list) -> tuple[tuple[float, float], ...] | None:
+    """The points of a well-formed list, checked whole by C-level builtins; else ``None``.
+
+    Accepts exactly when every point is a list of two numbers (int or float, never
+    bool) and every coordinate is finite, which is when ``_points_one_by_one`` accepts;
+    anything else (rare) goes to that loop, which names the first bad point.
+    """
+    try:
+        if set(map(type, raw)) != _LIST_TYPE or set(map(len, raw)) != _PAIR_LENGTH:
+            return None
+        kinds = set(map(type, chain.from_iterable(raw)))
+        # A sum is finite only when every term is: inf and nan propagate through it
+        # (a finite sum that overflows is merely sent to the loop). A huge int raises.
+        if not kinds <= _NUMBER_TYPE_SET or not math.isfinite(sum(chain.from_iterable(raw))):
+            return None
+        if kinds == _FLOAT_TYPE:  # what labelme writes: no conversion needed
+            return tuple(map(tuple, raw))
+        return tuple((float(x), float(y)) for x, y in raw)
+    except OverflowError:  # an integer too large for a float: the loop reports it
+        return None
+
+
+def _points_one_by_one(path: Path, where: str, raw: list) -> tuple[tuple[float, float], ...]:
     points = []
     isfinite = math.isfinite
     for index, point in enumerate(raw):
@@ -489,6 +523,17 @@ def check_extent(shapes: Sequence[Shape], size: tuple[int, int], where: str = ""
     """Reject points absurdly far outside an image of ``size`` (H, W); near ones are clipped."""
     height, width = size
     margin = max(MAX_OUTSIDE_IMAGE_SIZES * max(height, width), MIN_OUTSIDE_MARGIN)
+    count = sum(len(shape.points) for shape in shapes)
+    # All coordinates at once: x, y alternate in one flat array.
+    xy = np.fromiter(
+        chain.from_iterable(chain.from_iterable(shape.points for shape in shapes)),
+        dtype=np.float64,
+        count=2 * count,
+    )
+    x, y = xy[0::2], xy[1::2]
+    if ((x >= -margin) & (x <= width + margin) & (y >= -margin) & (y <= height + margin)).all():
+        return
+    # Some point is too far: find the first one, point by point, for the message.
     for index, shape in enumerate(shapes):
         for number, (x, y) in enumerate(shape.points):
             if not (-margin <= x <= width + margin and -margin <= y <= height + margin):
