@@ -8,8 +8,8 @@ import io
 import json
 import math
 from collections.abc import Sequence
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
@@ -307,13 +307,17 @@ def parse_annotation(path: Path, text: str | bytes) -> Annotation:
     )
 
 
-def read_annotation(path: Path) -> Annotation:
-    """Read and check one labelme JSON file."""
+def read_annotation_bytes(path: Path) -> bytes:
+    """The bytes of a labelme JSON file; ``AnnotationError`` when it cannot be read."""
     try:
-        raw = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except OSError as error:
         raise _fail(path, "", f"cannot read ({error.strerror or error})") from None
-    return parse_annotation(Path(path), raw)
+
+
+def read_annotation(path: Path) -> Annotation:
+    """Read and check one labelme JSON file."""
+    return parse_annotation(Path(path), read_annotation_bytes(path))
 
 
 @dataclass
