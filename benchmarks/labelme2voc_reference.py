@@ -31,8 +31,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import imgviz
-    import numpy as np
     import labelme
+    import numpy as np
     from loguru import logger
 
     logger.disable("labelme")  # a DEBUG line per image otherwise; the example prints less
