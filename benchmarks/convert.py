@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -158,11 +159,23 @@ _MASK_FOLDERS = ("SegmentationClass", "SegmentationObject")
 REFERENCE_SCRIPT = Path(__file__).with_name("labelme2voc_reference.py")
 
 
-def _timed(command: list[str]) -> float:
+#: CPU seconds (user + system) of each subprocess timed, by command: on a loaded shared
+#: machine they move less than wall time, so they are printed too.
+CPU_SECONDS: dict[str, list[float]] = {"labelme": [], "segkit": []}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(command: list[str], name: str) -> float:
     """Run ``command`` (its output discarded, a failure fatal); returns seconds."""
+    cpu = _children_cpu()
     start = time.perf_counter()
     done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - start
+    CPU_SECONDS[name].append(_children_cpu() - cpu)
     if done.returncode:
         raise SystemExit(f"{command[:3]} failed ({done.returncode}): {done.stderr[-2000:]}")
     return elapsed
@@ -171,7 +184,8 @@ def _timed(command: list[str]) -> float:
 def run_labelme_script(src: Path, out: Path) -> float:
     """labelme2voc (class masks only) as a script in a fresh interpreter; returns seconds."""
     labels = str(src / "labels.txt")
-    return _timed([sys.executable, str(REFERENCE_SCRIPT), str(src), str(out), "--labels", labels])
+    command = [sys.executable, str(REFERENCE_SCRIPT), str(src), str(out), "--labels", labels]
+    return _timed(command, "labelme")
 
 
 def run_segkit_command(src: Path, out: Path, workers: int | None) -> float:
@@ -180,7 +194,7 @@ def run_segkit_command(src: Path, out: Path, workers: int | None) -> float:
     command += ["--labels", str(src / "labels.txt")]
     if workers is not None:
         command += ["--workers", str(workers)]
-    return _timed(command)
+    return _timed(command, "segkit")
 
 
 def compare(reference: Path, ours: Path, folders: tuple[str, ...] = _MASK_FOLDERS) -> int:
@@ -313,6 +327,11 @@ def main() -> None:
     print(f"{'segkit convert':<28}{t_seg:>10.2f}{n / t_seg:>12.1f}")
     print(f"all runs (s): labelme {_fmt(ref_times)}; segkit {_fmt(seg_times)}")
     median_ratio = statistics.median(ref_times) / statistics.median(seg_times)
+    if args.whole_process:
+        ref_cpu, seg_cpu = CPU_SECONDS["labelme"], CPU_SECONDS["segkit"]
+        cpu_ratio = statistics.median(ref_cpu) / statistics.median(seg_cpu)
+        print(f"CPU s (user+sys): labelme {_fmt(ref_cpu)}; segkit {_fmt(seg_cpu)}")
+        print(f"CPU median ratio {cpu_ratio:.1f}x")
     print(
         f"speed-up: best of {args.repeat} {t_ref / t_seg:.1f}x, median {median_ratio:.1f}x; "
         f"images with differing masks: {differing}"

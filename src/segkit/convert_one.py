@@ -357,7 +357,11 @@ def _convert(job: Job, outcome: Outcome, written: list[Path]) -> Outcome:
         "image_source": annotation.image_path if annotation.image_data is None else "imageData",
         "image_source_sha256": image_sha,
         "options_fingerprint": job.fingerprint,
-        **{f"{key}_sha256": sha256_bytes(data) for key, (_, data) in files.items()},
+        # A copied image is the very bytes hashed as the source: not hashed twice.
+        **{
+            f"{key}_sha256": image_sha if data is image_data else sha256_bytes(data)
+            for key, (_, data) in files.items()
+        },
         "image_reencoded": image_bytes is not loaded.source_bytes,
         "exif_rotated": loaded.needs_reorient,
         "shapes": len(shapes),
