@@ -3,17 +3,21 @@
 Runs every command as a fresh process (what a user waits for), interleaved, ``--repeat``
 times, next to a bare interpreter (``python -c pass``) and ``import typer`` (the floor
 a typer command line cannot go below), and prints the median wall seconds of each
-against the 0.25 s target; the load average is printed too (a shared machine's other
-jobs only add time). Then lists the heaviest imports of ``from segkit.cli import main``
+against the 0.25 s target, and the median CPU seconds (user + system), which the
+other jobs of a loaded machine inflate less; the load average is printed too.
+``--baseline SRC`` times the same segkit commands from another source tree (e.g. an
+earlier commit unpacked with ``git archive``) interleaved with these, for a ratio.
+Then lists the heaviest imports of ``from segkit.cli import main``
 (``python -X importtime``). Run:
 
-    python benchmarks/startup.py [--repeat 7]
+    python benchmarks/startup.py [--repeat 7] [--baseline /tmp/segkit-before/src]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -33,10 +37,21 @@ COMMANDS = {
 }
 
 
-def _wall(command: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - start
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(command: list[str], source: str | None) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``command``, with segkit imported from ``source`` if given."""
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = source
+    cpu, start = _cpu(), time.perf_counter()
+    subprocess.run(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env
+    )
+    return time.perf_counter() - start, _cpu() - cpu
 
 
 def _heaviest_imports(count: int) -> list[tuple[int, str]]:
@@ -61,17 +76,34 @@ def main() -> None:
     """Time each command ``--repeat`` times, interleaved; print medians."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--baseline", help="another segkit source tree (its src/) to compare")
     args = parser.parse_args()
-    times: dict[str, list[float]] = {name: [] for name in COMMANDS}
+    runs = [(name, command, None) for name, command in COMMANDS.items()]
+    if args.baseline:
+        runs += [
+            (f"{name} (baseline)", command, args.baseline)
+            for name, command in COMMANDS.items()
+            if name.startswith("segkit")
+        ]
+    walls: dict[str, list[float]] = {name: [] for name, _, _ in runs}
+    cpus: dict[str, list[float]] = {name: [] for name, _, _ in runs}
+    load = os.getloadavg()
     for _ in range(args.repeat):
-        for name, command in COMMANDS.items():
-            times[name].append(_wall(command))
-    print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; {os.cpu_count()} cores")
-    print(f"{'command':<28}{'median s':>10}{'min s':>8}  target {TARGET_S} s")
-    for name, runs in times.items():
-        median = statistics.median(runs)
-        verdict = "" if not name.startswith("segkit") else ("ok" if median <= TARGET_S else "SLOW")
-        print(f"{name:<28}{median:>10.3f}{min(runs):>8.3f}  {verdict}")
+        for name, command, source in runs:
+            wall, cpu = _timed(command, source)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+    loads = " ".join(f"{v:.2f}" for v in (*load, *os.getloadavg()))
+    print(f"load average before and after: {loads}; {os.cpu_count()} cores")
+    print(f"{'command':<40}{'wall s':>8}{'CPU s':>8}  (medians; target {TARGET_S} s)")
+    for name in walls:
+        wall, cpu = statistics.median(walls[name]), statistics.median(cpus[name])
+        line = f"{name:<40}{wall:>8.3f}{cpu:>8.3f}"
+        baseline = f"{name} (baseline)"
+        if baseline in walls:
+            ratio = statistics.median(walls[baseline]) / wall
+            line += f"  {ratio:.1f}x faster than baseline"
+        print(line)
     print("heaviest imports of `from segkit.cli import main` (cumulative ms):")
     for micros, name in _heaviest_imports(8):
         print(f"  {micros / 1000:7.1f}  {name}")
