@@ -114,7 +114,7 @@ def test_cli_import_and_help_load_no_stage_libraries() -> None:
     # Start-up of `segkit --help`, `--version` and every `CMD --help` stays fast only
     # while the command modules import their stages inside the command body.
     commands = ("convert", "validate", "split", "weights", "train", "models", "export")
-    commands += ("report", "predict", "demo")
+    commands += ("report", "predict", "demo", "run")
     helps = "; ".join(f"app([{c!r}, '--help'], standalone_mode=False)" for c in commands)
     assert not HEAVY & loaded_after("import segkit.cli")
     loaded = loaded_after(
