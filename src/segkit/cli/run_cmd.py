@@ -21,7 +21,6 @@ from segkit.cli._common import (
 )
 from segkit.cli._interrupt import EXIT_INTERRUPTED
 from segkit.cli.train_cmd import _Renderer
-from segkit.pipeline.runner import shown
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -135,6 +134,8 @@ class Printer:
 
 def summary_table(summary: Any, title: str) -> Table:
     """The headline numbers and where everything is."""
+    from segkit.pipeline.runner import shown
+
     data = summary.to_dict()
     table = Table(title=escape(title), show_header=False)
     table.add_column(style="bold")
@@ -226,7 +227,7 @@ def register(app: typer.Typer) -> None:
         resumes, and a changed option reruns exactly the stages it affects.
         """
         from segkit.pipeline.config import resolve
-        from segkit.pipeline.runner import run
+        from segkit.pipeline.runner import run, shown
         from segkit.train.stage import TrainingInterrupted
 
         tables: dict[str, dict[str, Any]] = {
