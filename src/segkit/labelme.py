@@ -7,6 +7,7 @@ import binascii
 import io
 import json
 import math
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -80,6 +81,9 @@ def _fail(path: Path, where: str, reason: str) -> AnnotationError:
 
 
 _NUMBER_TYPES = (int, float)
+#: Shortens a point in a message: a 400-digit integer literal must not fill the screen.
+_SHORT = reprlib.Repr()
+_SHORT.maxlong, _SHORT.maxlist, _SHORT.maxstring = 24, 4, 40
 _JPEG_END = b"\xff\xd9"
 _LIST_TYPE = frozenset({list})
 _PAIR_LENGTH = frozenset({2})
@@ -129,13 +133,15 @@ def _points_one_by_one(path: Path, where: str, raw: list) -> tuple[tuple[float, 
             or type(point[0]) not in _NUMBER_TYPES
             or type(point[1]) not in _NUMBER_TYPES
         ):
-            raise _fail(path, where, f"points[{index}] must be [x, y] numbers, got {point!r}")
+            raise _fail(
+                path, where, f"points[{index}] must be [x, y] numbers, got {_SHORT.repr(point)}"
+            )
         try:
             x, y = float(point[0]), float(point[1])
         except OverflowError:  # an integer literal too large for a float
             x = y = math.inf
         if not (isfinite(x) and isfinite(y)):
-            raise _fail(path, where, f"points[{index}] is not finite: {point!r}")
+            raise _fail(path, where, f"points[{index}] is not finite: {_SHORT.repr(point)}")
         points.append((x, y))
     return tuple(points)
 
@@ -162,10 +168,14 @@ def _decode_mask(path: Path, where: str, raw: Any) -> NDArray[np.bool_]:
     except (binascii.Error, ValueError) as error:
         raise _fail(path, where, f"'mask' is not valid base64 ({error})") from None
     try:
-        with PIL.Image.open(io.BytesIO(data)) as bitmap:
+        # segkit's own size check below names the problem; Pillow's bomb error would not.
+        with pixel_limit_lifted(), PIL.Image.open(io.BytesIO(data)) as bitmap:
             if bitmap.width * bitmap.height > DEFAULT_MAX_PIXELS:
                 raise _fail(
-                    path, where, f"'mask' bitmap is {bitmap.width}×{bitmap.height}, too large"
+                    path,
+                    where,
+                    f"'mask' bitmap is {bitmap.width}×{bitmap.height}, over the limit "
+                    f"of {DEFAULT_MAX_PIXELS} pixels",
                 )
             array = np.asarray(bitmap)
     except AnnotationError:
@@ -426,6 +436,7 @@ def load_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     data: bytes | None = None,
     need_pixels: bool = True,
+    too_large_hint: str = "raise --max-pixels if the image is genuine",
 ) -> LoadedImage:
     """Load the annotation's image as the labelme app shows it, and check its declared size.
 
@@ -440,6 +451,8 @@ def load_image(
     ``need_pixels=False`` a JPEG that can be copied unchanged is not decoded when its
     header parses and it ends in the end-of-image marker (else it is decoded at 1/8
     scale, so a truncated file fails); ``image`` is then not meant for its pixels.
+    ``too_large_hint`` ends the message about an image over ``max_pixels``: what the
+    caller's user can do about it.
     """
     path = annotation.path
     image_file = annotation.image_file()
@@ -448,6 +461,8 @@ def load_image(
     elif data is not None:
         origin = str(image_file)
     else:
+        if image_file is not None and image_file.is_dir():
+            raise _fail(path, "", f"imagePath names a folder, not an image: {image_file}")
         if image_file is None or not image_file.is_file():
             raise _fail(path, "", f"image not found: {image_file} (from imagePath)")
         try:
@@ -455,6 +470,8 @@ def load_image(
         except OSError as error:
             raise _fail(path, "", f"cannot read image {image_file} ({error.strerror})") from None
         origin = str(image_file)
+    if not data:
+        raise _fail(path, "", f"image {origin} is an empty file (0 bytes)")
     try:
         with pixel_limit_lifted():
             # Decode from memory, not from the path: Pillow memory-maps raw TIFFs opened
@@ -466,7 +483,7 @@ def load_image(
                     path,
                     "",
                     f"image {origin} is {width}×{height} = {width * height} pixels, over the "
-                    f"limit of {max_pixels} (raise --max-pixels if the image is genuine)",
+                    f"limit of {max_pixels} ({too_large_hint})",
                 )
             orientation = exif_orientation(image) if annotation.image_data is None else 1
             tiff_orientation = _tiff_orientation(image)

@@ -37,7 +37,7 @@ import numpy as np
 
 from segkit._compat import add_note
 from segkit._io import atomic_write_text, io_error_line, sha256_file
-from segkit._pillow import DECODE_ERRORS
+from segkit._pillow import DECODE_ERRORS, decode_error_text
 from segkit._text import plural, short_list
 from segkit.dataset import Dataset, Sample, open_dataset
 from segkit.defaults import DEFAULT_TEST as DEFAULT_TEST
@@ -302,7 +302,9 @@ def _scan_sample(task: tuple[str, str, str | None, str | None, dict | None]) -> 
         try:
             image_hash = hash_image_file(Path(image_path))
         except DECODE_ERRORS as error:
-            return _Scan(stem, error=f"{image_path}: cannot read image ({error})")
+            return _Scan(
+                stem, error=f"{image_path}: cannot read image ({decode_error_text(error)})"
+            )
     return _Scan(stem, pixels, digest, image_hash)
 
 

@@ -269,7 +269,7 @@ def read_image(path: Path) -> tuple[PIL.Image.Image, NDArray[Any]]:
     ``convert`` does) and its pixels ``[H, W, C]`` (uint8, or uint16 for 16-bit)."""
     annotation = Annotation(path.with_suffix(".json"), (), path.name, None, None, None)
     try:
-        image = load_image(annotation).image
+        image = load_image(annotation, too_large_hint="cut it into smaller images first").image
     except AnnotationError as error:
         # load_image names the (here imaginary) JSON and then the image; name the image.
         detail = str(error).removeprefix(f"{annotation.path}: ").replace(f" {path}", "")
