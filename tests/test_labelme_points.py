@@ -17,13 +17,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segkit.errors import AnnotationError
-from segkit.labelme import _parse_points, parse_annotation
+from segkit.labelme import _SHORT, _parse_points, parse_annotation
 
 _NUMBER_TYPES = (int, float)
 
 
 def _old_parse_points(path: Path, where: str, raw: Any) -> tuple[tuple[float, float], ...]:
-    """segkit's point parser before the fast path, unchanged (the oracle)."""
+    """segkit's point parser before the fast path (the oracle); points in messages are
+    shortened as segkit shortens them (``_SHORT``, added since by the corpus work)."""
     if not isinstance(raw, list) or not raw:
         raise AnnotationError(f"{path}: {where}'points' must be a non-empty list of [x, y]")
     points = []
@@ -35,14 +36,16 @@ def _old_parse_points(path: Path, where: str, raw: Any) -> tuple[tuple[float, fl
             or type(point[1]) not in _NUMBER_TYPES
         ):
             raise AnnotationError(
-                f"{path}: {where}points[{index}] must be [x, y] numbers, got {point!r}"
+                f"{path}: {where}points[{index}] must be [x, y] numbers, got {_SHORT.repr(point)}"
             )
         try:
             x, y = float(point[0]), float(point[1])
         except OverflowError:
             x = y = math.inf
         if not (math.isfinite(x) and math.isfinite(y)):
-            raise AnnotationError(f"{path}: {where}points[{index}] is not finite: {point!r}")
+            raise AnnotationError(
+                f"{path}: {where}points[{index}] is not finite: {_SHORT.repr(point)}"
+            )
         points.append((x, y))
     return tuple(points)
 
