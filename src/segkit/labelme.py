@@ -10,6 +10,7 @@ import math
 import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
@@ -24,6 +25,7 @@ from segkit._pillow import (
     pixel_limit_lifted,
 )
 from segkit._text import is_unicode, printable
+from segkit.defaults import DEFAULT_MAX_PIXELS
 from segkit.errors import AnnotationError
 
 #: Number of points each shape type needs: an exact count, or (minimum, None).
@@ -38,8 +40,6 @@ POINT_COUNTS: dict[str, int | tuple[int, None]] = {
     "mask": 2,
 }
 SHAPE_TYPES = tuple(POINT_COUNTS)
-#: PIL's own decompression-bomb error threshold; ``--max-pixels`` overrides it.
-DEFAULT_MAX_PIXELS = 2 * 89_478_485
 #: Points may lie this many image sizes outside the image; farther ones are corrupt data
 #: (Pillow silently overflows on them, and drawing a huge circle takes minutes).
 MAX_OUTSIDE_IMAGE_SIZES = 10
@@ -85,11 +85,44 @@ _NUMBER_TYPES = (int, float)
 _SHORT = reprlib.Repr()
 _SHORT.maxlong, _SHORT.maxlist, _SHORT.maxstring = 24, 4, 40
 _JPEG_END = b"\xff\xd9"
+_LIST_TYPE = frozenset({list})
+_PAIR_LENGTH = frozenset({2})
+_FLOAT_TYPE = frozenset({float})
+_NUMBER_TYPE_SET = frozenset(_NUMBER_TYPES)
 
 
 def _parse_points(path: Path, where: str, raw: Any) -> tuple[tuple[float, float], ...]:
     if not isinstance(raw, list) or not raw:
         raise _fail(path, where, "'points' must be a non-empty list of [x, y]")
+    points = _points_at_once(raw)
+    if points is not None:
+        return points
+    return _points_one_by_one(path, where, raw)
+
+
+def _points_at_once(raw: list) -> tuple[tuple[float, float], ...] | None:
+    """The points of a well-formed list, checked whole by C-level builtins; else ``None``.
+
+    Accepts exactly when every point is a list of two numbers (int or float, never
+    bool) and every coordinate is finite, which is when ``_points_one_by_one`` accepts;
+    anything else (rare) goes to that loop, which names the first bad point.
+    """
+    try:
+        if set(map(type, raw)) != _LIST_TYPE or set(map(len, raw)) != _PAIR_LENGTH:
+            return None
+        kinds = set(map(type, chain.from_iterable(raw)))
+        # A sum is finite only when every term is: inf and nan propagate through it
+        # (a finite sum that overflows is merely sent to the loop). A huge int raises.
+        if not kinds <= _NUMBER_TYPE_SET or not math.isfinite(sum(chain.from_iterable(raw))):
+            return None
+        if kinds == _FLOAT_TYPE:  # what labelme writes: no conversion needed
+            return tuple(map(tuple, raw))
+        return tuple((float(x), float(y)) for x, y in raw)
+    except OverflowError:  # an integer too large for a float: the loop reports it
+        return None
+
+
+def _points_one_by_one(path: Path, where: str, raw: list) -> tuple[tuple[float, float], ...]:
     points = []
     isfinite = math.isfinite
     for index, point in enumerate(raw):
@@ -284,13 +317,17 @@ def parse_annotation(path: Path, text: str | bytes) -> Annotation:
     )
 
 
-def read_annotation(path: Path) -> Annotation:
-    """Read and check one labelme JSON file."""
+def read_annotation_bytes(path: Path) -> bytes:
+    """The bytes of a labelme JSON file; ``AnnotationError`` when it cannot be read."""
     try:
-        raw = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except OSError as error:
         raise _fail(path, "", f"cannot read ({error.strerror or error})") from None
-    return parse_annotation(Path(path), raw)
+
+
+def read_annotation(path: Path) -> Annotation:
+    """Read and check one labelme JSON file."""
+    return parse_annotation(Path(path), read_annotation_bytes(path))
 
 
 @dataclass
@@ -507,6 +544,17 @@ def check_extent(shapes: Sequence[Shape], size: tuple[int, int], where: str = ""
     """Reject points absurdly far outside an image of ``size`` (H, W); near ones are clipped."""
     height, width = size
     margin = max(MAX_OUTSIDE_IMAGE_SIZES * max(height, width), MIN_OUTSIDE_MARGIN)
+    count = sum(len(shape.points) for shape in shapes)
+    # All coordinates at once: x, y alternate in one flat array.
+    xy = np.fromiter(
+        chain.from_iterable(chain.from_iterable(shape.points for shape in shapes)),
+        dtype=np.float64,
+        count=2 * count,
+    )
+    x, y = xy[0::2], xy[1::2]
+    if ((x >= -margin) & (x <= width + margin) & (y >= -margin) & (y <= height + margin)).all():
+        return
+    # Some point is too far: find the first one, point by point, for the message.
     for index, shape in enumerate(shapes):
         for number, (x, y) in enumerate(shape.points):
             if not (-margin <= x <= width + margin and -margin <= y <= height + margin):
