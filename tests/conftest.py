@@ -9,6 +9,10 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("COLUMNS", "200")
+# The commands the tests start in subprocesses (demo, train, torchrun) work on tiny
+# tensors too: one OpenMP thread each, or two test workers' subprocesses spin-wait
+# against each other on a 2-core machine (several times slower).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)
