@@ -15,7 +15,7 @@ gets an image smaller than its tile mirrored up to the tile size.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -203,33 +203,93 @@ def _forward(model: nn.Module, batch: Tensor, flip_tta: bool) -> Tensor:
     return probs
 
 
-def _batches(items: list[tuple[int, int]], size: int) -> Iterator[list[tuple[int, int]]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def reflect_index(start: int, stop: int, size: int) -> NDArray[np.intp]:
+    """Source indices of positions ``start..stop`` on an axis of ``size`` pixels that
+    mirror padding extends both ways (numpy's ``"reflect"``, any width; a one-pixel axis
+    repeats): the per-tile equivalent of :func:`mirror_pad`.
+
+    >>> reflect_index(-3, 7, 4).tolist()
+    [3, 2, 1, 0, 1, 2, 3, 2, 1, 0]
+    """
+    positions = np.arange(start, stop, dtype=np.intp)
+    if size == 1:
+        return np.zeros_like(positions)
+    period = 2 * (size - 1)
+    folded = np.mod(positions, period)
+    return np.where(folded < size, folded, period - folded)
 
 
-def predict_probabilities(
-    model: nn.Module, image: Tensor, options: InferenceOptions | None = None
-) -> Tensor:
-    """Class probabilities ``[K, H, W]`` (float32, on the model's device) for one
-    normalised image ``[C, H, W]``.
+def _as_slice(index: NDArray[np.intp]) -> slice | NDArray[np.intp]:
+    """A slice where the indices are one increasing run (interior tiles), else them."""
+    if len(index) and index[-1] - index[0] == len(index) - 1:
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index
 
-    The model runs in eval mode under ``torch.inference_mode`` (its previous mode is
-    restored); a single-logit head gives ``[1, H, W]`` foreground probabilities.
+
+def _index(index: NDArray[np.intp], device: torch.device) -> slice | Tensor:
+    where = _as_slice(index)
+    return where if isinstance(where, slice) else torch.from_numpy(where).to(device)
+
+
+Crop = Callable[[NDArray[np.intp], NDArray[np.intp]], Tensor]
+
+
+def _cropper(
+    image: Tensor | NDArray[Any], normalization: dict[str, Any] | None, device: torch.device
+) -> tuple[int, int, Crop]:
+    """Height, width and a function giving the float32 ``[C, h, w]`` crop at row and
+    column indices, on ``device``: from a normalised ``[C, H, W]`` tensor, or from
+    decoded ``[H, W(, C)]`` pixels normalised one crop at a time (the same arithmetic
+    :func:`image_to_tensor` does on the whole image, so the values are identical)."""
+    if isinstance(image, Tensor):
+        if image.ndim != 3:
+            raise ValueError(f"image must be [C, H, W], got shape {tuple(image.shape)}")
+
+        def crop_tensor(rows: NDArray[np.intp], cols: NDArray[np.intp]) -> Tensor:
+            part = image[:, _index(rows, image.device)][:, :, _index(cols, image.device)]
+            return part.to(device).float()
+
+        return int(image.shape[-2]), int(image.shape[-1]), crop_tensor
+    pixels = np.asarray(image)
+    if pixels.ndim not in (2, 3):
+        raise ValueError(f"image must be [H, W] or [H, W, C], got shape {pixels.shape}")
+
+    def crop_pixels(rows: NDArray[np.intp], cols: NDArray[np.intp]) -> Tensor:
+        part = pixels[_as_slice(rows)][:, _as_slice(cols)]
+        return image_to_tensor(part, normalization).to(device)
+
+    return int(pixels.shape[0]), int(pixels.shape[1]), crop_pixels
+
+
+Stripe = Callable[[int, Tensor], None]
+
+
+def predict_stripes(
+    model: nn.Module,
+    image: Tensor | NDArray[Any],
+    options: InferenceOptions | None,
+    on_stripe: Stripe,
+    *,
+    normalization: dict[str, Any] | None = None,
+) -> None:
+    """Predict one image and hand its class probabilities to ``on_stripe(top, probs)``
+    in row stripes, top to bottom: ``probs`` is float32 ``[K, rows, W]`` (on the model's
+    device) for image rows ``top..top + rows``; together the stripes cover every row once.
+
+    ``image`` is a normalised ``[C, H, W]`` tensor, or decoded pixels ``[H, W]`` or
+    ``[H, W, C]`` (uint8, uint16 or float, as :func:`image_to_tensor` takes them, with
+    ``normalization``) that are scaled and mirror-padded one tile at a time.
+
+    Tiles run in row-major order, so a row is final once the next tile starts below it:
+    only that band (at most a tile plus a stride of rows) is held, and besides it and the
+    batch's activations memory holds what ``on_stripe`` keeps. The model runs in eval
+    mode under ``torch.inference_mode`` (its previous mode is restored); a single-logit
+    head gives ``[1, rows, W]`` foreground probabilities.
     """
     options = options or InferenceOptions()
-    if image.ndim != 3:
-        raise ValueError(f"image must be [C, H, W], got shape {tuple(image.shape)}")
     device = next(model.parameters()).device
-    height, width = int(image.shape[-2]), int(image.shape[-1])
+    height, width, crop = _cropper(image, normalization, device)
     geo = tile_geometry(height, width, options.tile, _valid_depth(model))
-    padded = mirror_pad(
-        image.to(device).float(),
-        geo.margin_h,
-        geo.margin_h + geo.canvas_h - height,
-        geo.margin_w,
-        geo.margin_w + geo.canvas_w - width,
-    )
     stride_h = tile_stride(geo.out_h, options.overlap, geo.align)
     stride_w = tile_stride(geo.out_w, options.overlap, geo.align)
     starts = [
@@ -241,26 +301,83 @@ def predict_probabilities(
         weight = gaussian_weights(geo.out_h, geo.out_w).to(device)
     else:
         weight = torch.ones(geo.out_h, geo.out_w, device=device)
-    canvas: Tensor | None = None
-    total = torch.zeros(geo.canvas_h, geo.canvas_w, device=device)
+    cols = {
+        x: reflect_index(x - geo.margin_w, x - geo.margin_w + geo.in_w, width)
+        for x in {x for _, x in starts}
+    }
+    # The band: canvas rows band_top.. of the blended sum and of the summed weights.
+    band: Tensor | None = None
+    total = torch.zeros(0, geo.canvas_w, device=device)
+    band_top = done = 0
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            for group in _batches(starts, options.batch_size):
+            for first in range(0, len(starts), options.batch_size):
+                group = starts[first : first + options.batch_size]
                 crops = torch.stack(
-                    [padded[:, y : y + geo.in_h, x : x + geo.in_w] for y, x in group]
+                    [
+                        crop(
+                            reflect_index(y - geo.margin_h, y - geo.margin_h + geo.in_h, height),
+                            cols[x],
+                        )
+                        for y, x in group
+                    ]
                 )
                 probs = _forward(model, crops, options.flip_tta)
-                if canvas is None:
-                    canvas = torch.zeros(probs.shape[1], geo.canvas_h, geo.canvas_w, device=device)
+                del crops
+                grow = group[-1][0] + geo.out_h - band_top - total.shape[0]
+                if band is None:
+                    band = torch.zeros(probs.shape[1], grow, geo.canvas_w, device=device)
+                    total = torch.zeros(grow, geo.canvas_w, device=device)
+                elif grow > 0:
+                    band = torch.cat([band, band.new_zeros(band.shape[0], grow, geo.canvas_w)], 1)
+                    total = torch.cat([total, total.new_zeros(grow, geo.canvas_w)])
                 for (y, x), tile_probs in zip(group, probs, strict=True):
-                    canvas[:, y : y + geo.out_h, x : x + geo.out_w] += tile_probs * weight
-                    total[y : y + geo.out_h, x : x + geo.out_w] += weight
+                    rows = slice(y - band_top, y - band_top + geo.out_h)
+                    band[:, rows, x : x + geo.out_w] += tile_probs * weight
+                    total[rows, x : x + geo.out_w] += weight
+                del probs
+                # Every later tile starts at or below next_top: the rows above are final.
+                following = first + options.batch_size
+                next_top = starts[following][0] if following < len(starts) else geo.canvas_h
+                finish = min(next_top, height)
+                if finish > done:
+                    rows = slice(done - band_top, finish - band_top)
+                    on_stripe(done, band[:, rows, :width] / total[rows, :width])
+                    done = finish
+                band, total = band[:, next_top - band_top :], total[next_top - band_top :]
+                band_top = next_top
     finally:
         model.train(was_training)
-    assert canvas is not None  # at least one tile always exists
-    return (canvas / total)[:, :height, :width]
+
+
+def predict_probabilities(
+    model: nn.Module,
+    image: Tensor | NDArray[Any],
+    options: InferenceOptions | None = None,
+    *,
+    normalization: dict[str, Any] | None = None,
+) -> Tensor:
+    """Class probabilities ``[K, H, W]`` (float32, on the model's device) for one
+    normalised image ``[C, H, W]`` (or decoded pixels, see :func:`predict_stripes`).
+
+    Holds the ``K × H × W`` result: for large images, consume
+    :func:`predict_stripes` or take :func:`predict_mask`.
+    """
+    result: list[Tensor] = []
+
+    def keep(top: int, probs: Tensor) -> None:
+        if not result:
+            result.append(probs.new_empty(probs.shape[0], _height(image), probs.shape[2]))
+        result[0][:, top : top + probs.shape[1]] = probs
+
+    predict_stripes(model, image, options, keep, normalization=normalization)
+    return result[0]
+
+
+def _height(image: Tensor | NDArray[Any]) -> int:
+    return int(image.shape[-2]) if isinstance(image, Tensor) else int(np.shape(image)[0])
 
 
 def predict_batch(
@@ -308,11 +425,25 @@ def probabilities_to_mask(probs: Tensor) -> Tensor:
 
 
 def predict_mask(
-    model: nn.Module, image: Tensor, options: InferenceOptions | None = None
+    model: nn.Module,
+    image: Tensor | NDArray[Any],
+    options: InferenceOptions | None = None,
+    *,
+    normalization: dict[str, Any] | None = None,
 ) -> Tensor:
-    """Class ids ``[H, W]`` for one normalised image ``[C, H, W]`` (see
-    :func:`predict_probabilities`)."""
-    return probabilities_to_mask(predict_probabilities(model, image, options))
+    """Class ids ``[H, W]`` (on the model's device) for one normalised image ``[C, H, W]``
+    or decoded pixels (see :func:`predict_stripes`), never holding the image's
+    probabilities: memory is the mask plus a band of tiles."""
+    result: list[Tensor] = []
+
+    def keep(top: int, probs: Tensor) -> None:
+        stripe = probabilities_to_mask(probs)
+        if not result:
+            result.append(stripe.new_empty(_height(image), stripe.shape[1]))
+        result[0][top : top + stripe.shape[0]] = stripe
+
+    predict_stripes(model, image, options, keep, normalization=normalization)
+    return result[0]
 
 
 def image_to_tensor(image: NDArray[Any], normalization: dict[str, Any] | None = None) -> Tensor:
