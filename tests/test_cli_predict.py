@@ -361,3 +361,24 @@ def test_tiled_peak_memory_is_bounded_by_the_tile(run_dir: Path) -> None:
     image_buffers = pixels * 4 * (3 + 3 + 4 + 1 + 4)  # float32: image, pad, canvas, total, out
     tiled = peak("128")
     assert tiled < image_buffers + 150 * 2**20
+
+
+def test_image_over_max_pixels_is_one_line_and_pillows_own_limit_does_not_refuse(
+    run_dir: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """segkit's --max-pixels guard names the file and is raised by the user; Pillow's
+    decompression-bomb limit (here lowered below every image) never refuses."""
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 100)
+    result = predict(run_dir, images, "-o", tmp_path / "out", "--max-pixels", "600")
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    big = images / "turned.jpg"  # 960 pixels; the other two have 600 and 468
+    assert len(lines) == 1 and str(big) in lines[0] and "--max-pixels" in lines[0], lines
+    assert sorted(p.name for p in (tmp_path / "out" / "masks").rglob("*.png")) == [
+        "deep.png",
+        "gray.png",
+    ]
+    assert not (tmp_path / "out" / "masks" / "turned.png").exists()
+    result = predict(run_dir, images, "-o", tmp_path / "out", "--max-pixels", "960")
+    assert result.exit_code == 0, result.stderr
+    assert PIL.Image.MAX_IMAGE_PIXELS == 100  # lifted only while reading

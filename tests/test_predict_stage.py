@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,12 @@ import torch
 from scipy.stats import entropy
 
 from segkit.errors import OptionError
+from segkit.inference import InferenceOptions, predict_probabilities, predict_stripes
+from segkit.models import build_model
 from segkit.predict.stage import (
     LOW_CONFIDENCE,
     PredictOptions,
+    StripeOutputs,
     collect_inputs,
     rank_rows,
     uncertainty,
@@ -52,6 +56,7 @@ def test_rank_rows_most_uncertain_first_ties_by_low_confidence() -> None:
         ({"embed_image": True}, "needs --labelme"),
         ({"checkpoint": "final"}, "--checkpoint"),
         ({"batch_size": 0}, "--batch-size"),
+        ({"max_pixels": 0}, "--max-pixels"),
     ],
 )
 def test_bad_options_raise(kwargs: dict, message: str) -> None:
@@ -71,3 +76,24 @@ def test_collect_inputs_recurses_skips_the_output_and_refuses_clashes(tmp_path: 
         collect_inputs([tmp_path / "in"], tmp_path / "elsewhere")
     with pytest.raises(OptionError, match="no such image"):
         collect_inputs([tmp_path / "missing"], tmp_path / "o")
+
+
+@pytest.mark.parametrize("classes", [1, 3])
+def test_stripe_outputs_equal_what_the_whole_probability_map_gives(classes: int) -> None:
+    """Mask, uncertainty and the .npy bytes built stripe by stripe (the file written in
+    place) are those of the whole ``K × H × W`` map: np.save's bytes, argmax, uncertainty."""
+    torch.manual_seed(2)
+    model = build_model("unet-tiny", 3, classes, base_channels=2, depth=2)
+    pixels = np.random.default_rng(4).integers(0, 256, (45, 23, 3), dtype=np.uint8)
+    options = InferenceOptions(tile=12, overlap=0.3, batch_size=3)
+    file = io.BytesIO()
+    outputs = StripeOutputs(45, 23, file)
+    predict_stripes(model, pixels, options, outputs)
+    probs = predict_probabilities(model, pixels, options)
+    if classes == 1:
+        probs = torch.cat([1 - probs, probs])
+    expected = io.BytesIO()
+    np.save(expected, probs.to(torch.float16).numpy())
+    assert file.getvalue() == expected.getvalue()
+    assert np.array_equal(outputs.mask, probs.argmax(0).to(torch.uint8).numpy())
+    assert outputs.uncertainty() == pytest.approx(uncertainty(probs), rel=1e-5)
