@@ -264,6 +264,33 @@ def _cropper(
 Stripe = Callable[[int, Tensor], None]
 
 
+def _batch_plan(
+    starts: list[tuple[int, int]], batch_size: int, canvas_h: int
+) -> list[tuple[int, list[tuple[int, int]], int]]:
+    """Batches of tile starts in row-major order, each with the first canvas row not yet
+    final before it (the band's top) and the row above which all is final after it."""
+    plan = []
+    top = 0
+    for first in range(0, len(starts), batch_size):
+        following = first + batch_size
+        next_top = starts[following][0] if following < len(starts) else canvas_h
+        plan.append((top, starts[first:following], next_top))
+        top = next_top
+    return plan
+
+
+def _shift_rows(buffer: Tensor, shift: int) -> None:
+    """Move rows ``shift..`` of ``buffer`` (its second-last axis) to the top, in place,
+    and zero the rows freed below; blocks of at most ``shift`` rows never overlap."""
+    if shift <= 0:
+        return
+    rows = buffer.shape[-2]
+    for top in range(0, rows - shift, shift):
+        count = min(shift, rows - shift - top)
+        buffer[..., top : top + count, :] = buffer[..., top + shift : top + shift + count, :]
+    buffer[..., max(rows - shift, 0) :, :] = 0
+
+
 def predict_stripes(
     model: nn.Module,
     image: Tensor | NDArray[Any],
@@ -305,16 +332,18 @@ def predict_stripes(
         x: reflect_index(x - geo.margin_w, x - geo.margin_w + geo.in_w, width)
         for x in {x for _, x in starts}
     }
-    # The band: canvas rows band_top.. of the blended sum and of the summed weights.
+    plan = _batch_plan(starts, options.batch_size, geo.canvas_h)
+    band_rows = max(group[-1][0] + geo.out_h - top for top, group, _ in plan)
+    # The band: canvas rows band_top.. of the blended sum and of the summed weights,
+    # allocated once (the most rows a batch spans below the last final row).
     band: Tensor | None = None
-    total = torch.zeros(0, geo.canvas_w, device=device)
-    band_top = done = 0
+    total = torch.zeros(band_rows, geo.canvas_w, device=device)
+    done = 0
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            for first in range(0, len(starts), options.batch_size):
-                group = starts[first : first + options.batch_size]
+            for band_top, group, next_top in plan:
                 crops = torch.stack(
                     [
                         crop(
@@ -326,28 +355,22 @@ def predict_stripes(
                 )
                 probs = _forward(model, crops, options.flip_tta)
                 del crops
-                grow = group[-1][0] + geo.out_h - band_top - total.shape[0]
                 if band is None:
-                    band = torch.zeros(probs.shape[1], grow, geo.canvas_w, device=device)
-                    total = torch.zeros(grow, geo.canvas_w, device=device)
-                elif grow > 0:
-                    band = torch.cat([band, band.new_zeros(band.shape[0], grow, geo.canvas_w)], 1)
-                    total = torch.cat([total, total.new_zeros(grow, geo.canvas_w)])
+                    band = torch.zeros(probs.shape[1], band_rows, geo.canvas_w, device=device)
                 for (y, x), tile_probs in zip(group, probs, strict=True):
                     rows = slice(y - band_top, y - band_top + geo.out_h)
                     band[:, rows, x : x + geo.out_w] += tile_probs * weight
                     total[rows, x : x + geo.out_w] += weight
                 del probs
                 # Every later tile starts at or below next_top: the rows above are final.
-                following = first + options.batch_size
-                next_top = starts[following][0] if following < len(starts) else geo.canvas_h
                 finish = min(next_top, height)
                 if finish > done:
                     rows = slice(done - band_top, finish - band_top)
                     on_stripe(done, band[:, rows, :width] / total[rows, :width])
                     done = finish
-                band, total = band[:, next_top - band_top :], total[next_top - band_top :]
-                band_top = next_top
+                if next_top < geo.canvas_h:
+                    _shift_rows(band, next_top - band_top)
+                    _shift_rows(total, next_top - band_top)
     finally:
         model.train(was_training)
 
