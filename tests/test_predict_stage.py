@@ -18,6 +18,7 @@ from segkit.predict.stage import (
     PredictOptions,
     StripeOutputs,
     collect_inputs,
+    match_channels,
     rank_rows,
     uncertainty,
 )
@@ -97,3 +98,12 @@ def test_stripe_outputs_equal_what_the_whole_probability_map_gives(classes: int)
     assert file.getvalue() == expected.getvalue()
     assert np.array_equal(outputs.mask, probs.argmax(0).to(torch.uint8).numpy())
     assert outputs.uncertainty() == pytest.approx(uncertainty(probs), rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_rgb_to_gray_in_row_blocks_equals_the_whole_image_formula(dtype: type) -> None:
+    pixels = np.random.default_rng(7).integers(0, np.iinfo(dtype).max, (600, 9, 3), dtype=dtype)
+    whole = pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    gray, note = match_channels(pixels, 1, Path("a.png"))
+    assert gray.dtype == dtype and np.array_equal(gray[:, :, 0], np.round(whole).astype(dtype))
+    assert note == "a.png: RGB image converted to grayscale for the model"

@@ -3,13 +3,17 @@
 A sliding window of tiles (the last tile of a row or column is shifted back inside the
 image, as in MMSegmentation's ``slide_inference``) whose class probabilities are summed
 with Gaussian weights so tile borders count less (nnU-Net), then divided by the summed
-weights. Tiles run in batches; memory grows with the tile and the batch, plus one
-``K × H × W`` float32 canvas for the image.
+weights. Tiles run in batches, in row-major order, and the sums live in a band of tile
+rows only: rows no later tile touches are divided out and handed on as a stripe
+(:func:`predict_stripes`), so memory grows with the tile, the batch and the image width,
+not with the image's area. Each tile is cut from the image as given (decoded uint8
+pixels too, normalised one tile at a time); no padded or float copy of the image is made.
 
-Borders are mirror-padded (the U-Net paper's overlap-tile strategy): a valid-padding
-network (``unet-valid``) sees the context its output needs around every tile, sized with
-the model's own :func:`~segkit.models.unet.valid_output_size` helpers, and any model
-gets an image smaller than its tile mirrored up to the tile size.
+Borders are mirror-padded (the U-Net paper's overlap-tile strategy), per tile through
+:func:`reflect_index`: a valid-padding network (``unet-valid``) sees the context its
+output needs around every tile, sized with the model's own
+:func:`~segkit.models.unet.valid_output_size` helpers, and any model gets an image
+smaller than its tile mirrored up to the tile size.
 """
 
 from __future__ import annotations

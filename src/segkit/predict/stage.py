@@ -325,11 +325,12 @@ def match_channels(
             pixels, 3, axis=2
         ), f"{path}: grayscale image repeated to RGB for the model"
     if have == 3 and channels == 1:
-        gray = pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-        return (
-            np.round(gray).astype(pixels.dtype)[:, :, None],
-            f"{path}: RGB image converted to grayscale for the model",
-        )
+        weights = np.array([0.299, 0.587, 0.114], np.float32)
+        gray = np.empty((*pixels.shape[:2], 1), pixels.dtype)
+        for top in range(0, pixels.shape[0], 256):  # row blocks: no image-sized float32
+            block = pixels[top : top + 256].astype(np.float32) @ weights
+            gray[top : top + 256, :, 0] = np.round(block)
+        return gray, f"{path}: RGB image converted to grayscale for the model"
     raise DatasetError(
         f"{path}: the image has {have} channel(s) but the model takes {channels}; "
         "only grayscale ↔ RGB can be converted"
