@@ -15,6 +15,7 @@ from segkit.inference import (
     InferenceOptions,
     _forward,
     _valid_depth,
+    class_argmax,
     gaussian_weights,
     image_to_tensor,
     mirror_pad,
@@ -176,3 +177,20 @@ def test_tiled_allocations_are_bounded_by_the_tile_not_the_image(height, width) 
     finally:
         tracemalloc.stop()
     assert numpy_peak < height * width
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(2, 6),
+    st.integers(1, 5),
+    st.integers(1, 5),
+    st.integers(0, 2),
+    st.integers(0, 2**16),
+)
+def test_class_argmax_is_torch_argmax_ties_included(classes, height, width, dim, seed) -> None:
+    """Coarse values make ties common: the first of equal values wins, as in torch."""
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.randint(0, 3, (classes, height, width), generator=generator).float()
+    values = values.movedim(0, dim)
+    expected = values.argmax(dim).to(torch.uint8)
+    assert torch.equal(class_argmax(values, dim), expected)

@@ -445,10 +445,30 @@ def probabilities_to_mask(probs: Tensor) -> Tensor:
     """Class ids ``[H, W]`` (uint8 when K ≤ 256) from ``[K, H, W]`` probabilities, or
     ``[N, H, W]`` from ``[N, K, H, W]``."""
     channel = probs.ndim - 3
-    classes = probs.shape[channel]
-    single = classes == 1  # a sigmoid head: foreground where its probability > 0.5
-    mask = (probs.select(channel, 0) > 0.5).long() if single else probs.argmax(dim=channel)
-    return mask.to(torch.uint8) if classes <= 256 else mask
+    if probs.shape[channel] == 1:  # a sigmoid head: foreground where its probability > 0.5
+        return (probs.select(channel, 0) > 0.5).to(torch.uint8)
+    return class_argmax(probs, channel)
+
+
+def class_argmax(probs: Tensor, dim: int = 0) -> Tensor:
+    """The index of the largest value along ``dim`` (the first of equal ones, as
+    :func:`torch.argmax`), uint8 for up to 256 classes, else int64.
+
+    One comparison pass per class: on the CPU several times faster than ``argmax`` over
+    a leading axis, which reduces across strided memory.
+
+    >>> class_argmax(torch.tensor([[0.2, 0.5], [0.7, 0.5]])).tolist()
+    [1, 0]
+    """
+    classes = probs.shape[dim]
+    best = probs.select(dim, 0).clone()
+    dtype = torch.uint8 if classes <= 256 else torch.int64
+    index = torch.zeros(best.shape, dtype=dtype, device=probs.device)
+    for k in range(1, classes):
+        current = probs.select(dim, k)
+        index.masked_fill_(current > best, k)
+        torch.maximum(best, current, out=best)
+    return index
 
 
 def predict_mask(

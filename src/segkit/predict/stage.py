@@ -53,7 +53,7 @@ from segkit.checkpoint import checkpoint_paths, load_checkpoint
 from segkit.convert_one import _visualization
 from segkit.devices import Runtime, resolve_runtime
 from segkit.errors import AnnotationError, CheckpointError, DatasetError, OptionError, SegkitNote
-from segkit.inference import InferenceOptions, predict_stripes
+from segkit.inference import InferenceOptions, class_argmax, predict_stripes
 from segkit.labelme import DEFAULT_MAX_PIXELS, Annotation, load_image
 from segkit.ownership import drop_claim, output_folder, read_claim, write_claim
 from segkit.predict.polygons import mask_regions, regions_to_shapes
@@ -396,7 +396,7 @@ class StripeOutputs:
         if probs.shape[0] == 1:  # a sigmoid head: background and foreground
             probs = torch.cat([1 - probs, probs])
         rows = probs.shape[1]
-        self.mask[top : top + rows] = probs.argmax(0).to("cpu", torch.uint8).numpy()
+        self.mask[top : top + rows] = class_argmax(probs).to("cpu", torch.uint8).numpy()
         entropy, low = uncertainty_sums(probs)
         self.entropy_sum += entropy
         self.low_count += low
