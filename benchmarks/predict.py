@@ -11,8 +11,8 @@ depend on the values) on ``--images`` random RGB images of ``--size`` pixels:
 
 Prints seconds, images/s and megapixels/s per row and the ratio to the reference.
 
-Then peak memory: in fresh processes, the growth of the peak resident set (ru_maxrss)
-while predicting one ``--memory-size``² image with tiles of ``--memory-tile`` (64 px
+Then peak memory: in fresh processes, the growth of the peak resident set (VmHWM, reset
+to the current RSS just before; ru_maxrss where that is not Linux) while predicting one ``--memory-size``² image with tiles of ``--memory-tile`` (64 px
 overlap) and ``--memory-model`` at width ``--memory-width`` (small, so the run stays
 short: the image-sized buffers do not depend on the model, the tile's activations do):
 
@@ -29,7 +29,7 @@ Run:
 
     python benchmarks/predict.py [--images 2] [--size 512] [--tile 256] [--overlap 32]
         [--memory-size 6000] [--memory-tile 512] [--memory-model unet-tiny]
-        [--memory-width 4] [--memory-whole] [--memory-only] [--compare-src DIR]
+        [--memory-width 4] [--memory-depth 2] [--memory-whole] [--memory-only] [--compare-src DIR]
 """
 
 from __future__ import annotations
@@ -61,19 +61,35 @@ from segkit.checkpoint import load_checkpoint
 mode, checkpoint, image, tile = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 tile = None if tile == "whole" else int(tile)
 options = inference.InferenceOptions(tile=tile, overlap=0.0 if tile is None else 64 / tile)
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+def mark():
+    # Linux: reset the peak to the current resident set, so earlier transients (the
+    # decoding) do not hide the growth; elsewhere the peak so far.
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return status("VmRSS")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 def peak():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        return status("VmHWM")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 if mode == "stage":
     from segkit.predict.stage import PredictOptions, predict
     settings = PredictOptions(run=Path(checkpoint), tile=tile, precision="fp32")
-    before = peak()
+    before = mark()
     predict([Path(image)], Path(sys.argv[5]), settings)
 else:
     loaded = load_checkpoint(checkpoint)
     normalization = loaded.meta.normalization
     with PIL.Image.open(image) as opened:
         pixels = np.asarray(opened.convert("RGB"))
-    before = peak()
+    before = mark()
     if mode == "tensor":
         tensor = inference.image_to_tensor(pixels, normalization)
         inference.predict_probabilities(loaded.model, tensor, options).argmax(0)
@@ -111,6 +127,7 @@ def main() -> None:
     parser.add_argument("--memory-model", default="unet-tiny")
     parser.add_argument("--memory-tile", type=int, default=512)
     parser.add_argument("--memory-width", type=int, default=4, help="the model's base channels")
+    parser.add_argument("--memory-depth", type=int, default=2, help="the model's depth")
     parser.add_argument(
         "--memory-whole", action="store_true", help="also the whole image (slow, large)"
     )
@@ -180,7 +197,9 @@ def smooth_picture(size: int, seed: int = 0) -> PIL.Image.Image:
 
 def memory(args: argparse.Namespace, root: Path) -> None:
     """Peak RSS growth of each probe in a fresh process, this checkout and ``--compare-src``."""
-    model = build_model(args.memory_model, 3, 4, base_channels=args.memory_width)
+    model = build_model(
+        args.memory_model, 3, 4, base_channels=args.memory_width, depth=args.memory_depth
+    )
     normalization = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
     save_checkpoint(root / "mem" / "best", model, classes=list("abcd"), normalization=normalization)
     checkpoint = str(root / "mem" / "best.safetensors")
@@ -188,7 +207,8 @@ def memory(args: argparse.Namespace, root: Path) -> None:
     smooth_picture(args.memory_size).save(image)
     pixels = args.memory_size**2
     print(
-        f"\npeak RSS growth, {args.memory_model} (width {args.memory_width}), one "
+        f"\npeak RSS growth, {args.memory_model} (width {args.memory_width}, depth "
+        f"{args.memory_depth}), one "
         f"{args.memory_size}² image, 4 classes, {torch.get_num_threads()} threads:"
     )
     sources = [("this checkout", None)]
