@@ -803,13 +803,15 @@ def test_json_suffix_in_any_case_and_hidden_folders(tmp_path: Path) -> None:
     assert [s["source"] for s in manifest(tmp_path / "out")["samples"]] == ["SHOUT.JSON"]
 
 
-def test_output_inside_input(tmp_path: Path) -> None:
+def test_output_inside_input_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / "in"
     add_sample(folder, "a")
-    inside = folder / "dataset"
-    convert_ok(folder, inside)
-    summary = convert_ok(folder, inside)  # its segkit.json is not taken for an annotation
-    assert (summary["images"], summary["up_to_date"], summary["failures"]) == (1, 1, [])
+    before = sorted(p.name for p in folder.rglob("*"))
+    result = run(*convert_args(folder, folder / "sub" / "dataset"))
+    assert result.exit_code == 2
+    (line,) = error_lines(result)
+    assert "output folder lies inside the input folder" in line and str(folder) in line
+    assert sorted(p.name for p in folder.rglob("*")) == before  # nothing created
 
 
 # --- bad input ------------------------------------------------------------------------

@@ -202,7 +202,9 @@ def test_a_crop_too_small_for_valid_padding_is_refused_before_writing(dataset, t
         assert not run.exists()
 
 
-def test_an_unexpected_error_in_training_is_one_line_and_json(dataset, tmp_path, monkeypatch):
+def test_a_bug_in_training_shows_its_traceback_then_one_error_line_and_json(
+    dataset, tmp_path, monkeypatch
+):
     import segkit.train.stage as stage
 
     def broken(*args, **kwargs):
@@ -210,9 +212,13 @@ def test_an_unexpected_error_in_training_is_one_line_and_json(dataset, tmp_path,
 
     monkeypatch.setattr(stage, "train_one_epoch", broken)
     result = invoke(dataset, "-o", tmp_path / "run", *TINY, "--json")
-    one_error(result, 1, "training failed: RuntimeError: boom")
+    assert result.exit_code == 1
+    assert "Traceback (most recent call last)" in result.stderr  # for the bug report
+    assert 'raise RuntimeError("boom' in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: internal error: RuntimeError: boom"]
     assert json.loads(result.stdout) == {
-        "ok": False, "exit_code": 1, "errors": ["training failed: RuntimeError: boom"]
+        "ok": False, "exit_code": 1, "errors": ["internal error: RuntimeError: boom"]
     }  # fmt: skip
 
 

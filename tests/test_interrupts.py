@@ -182,8 +182,14 @@ def test_ctrl_c_weights_border_stops_the_pool(clean: dict[str, Path], tmp_path: 
     assert code == 130 and "Traceback" not in err, err
     assert _alive_in_session(proc.pid) == []
     assert not (root / "weights.json").exists()  # only written once every map is
-    code, _, err = _finish(_start("weights", root, "--border", "--workers", "2"))
+    kept = re.search(r"(\d+) of (\d+) weight map\(s\) written and recorded", err)
+    assert kept is not None, err
+    finished = int(kept.group(1))
+    code, out, err = _finish(_start("weights", root, "--border", "--workers", "2", "--json"))
     assert code == 0, err
+    summary = json.loads(out)  # the finished maps were not made again
+    assert summary["maps_unchanged"] == finished
+    assert summary["maps_written"] == int(kept.group(2)) - finished
     _same_outputs(root, clean["root"] / "weights")
 
 

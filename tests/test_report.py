@@ -563,6 +563,13 @@ def test_compare_matches_classes_by_name_and_says_what_differs(tmp_path, dataset
     assert row["iou_delta"] == pytest.approx(
         rb["pixel"]["per_class"][2]["iou"] - ra["pixel"]["per_class"][1]["iou"]
     )
+    # The like-for-like headline: mean IoU of background and cell, scored in both.
+    shared_a = [ra["pixel"]["per_class"][i]["iou"] for i in (0, 1)]
+    shared_b = [rb["pixel"]["per_class"][i]["iou"] for i in (0, 2)]
+    assert deltas["summary"]["mIoU_shared"]["a"] == pytest.approx(np.mean(shared_a))
+    assert deltas["summary"]["mIoU_shared"]["delta"] == pytest.approx(
+        np.mean(shared_b) - np.mean(shared_a)
+    )
     # No class in common: refused with one line, nothing written.
     none = _other_dataset(tmp_path, ["sky", "sea", "tree"], "none")
     done = run("report", "--pred", pred, "--gt", none, "--split", "test", "-o", c, "--worst", "0")
@@ -573,6 +580,9 @@ def test_compare_matches_classes_by_name_and_says_what_differs(tmp_path, dataset
     # The same dataset and split: no note.
     result = _cli("report", "--compare", a, a, "-o", tmp_path / "cmp3")
     assert result.returncode == 0 and "note:" not in result.stderr
+    assert (
+        "mIoU_shared" not in json.loads((tmp_path / "cmp3" / "compare.json").read_text())["summary"]
+    )
 
 
 def test_an_unknown_split_names_the_splits_that_exist(tmp_path, dataset):

@@ -474,3 +474,44 @@ def test_coarse_groups_that_keep_a_split_off_target_are_reported(tmp_path) -> No
     assert "train 6 (target 9.8)" in warning and "groups are never divided" in warning
     fine = make_voc(tmp_path / "fine", simple_masks(30))
     assert not any("off target" in w for w in split_dataset(fine, workers=1).warnings)
+
+
+def test_ctrl_c_says_what_was_written_and_the_rerun_equals_a_clean_run(
+    tmp_path, monkeypatch
+) -> None:
+    import segkit.split_stage as stage
+
+    clean = make_voc(tmp_path / "clean", simple_masks(), manifest=True)
+    stopped = tmp_path / "stopped"
+    shutil.copytree(clean, stopped)
+    split_dataset(clean, seed=5, workers=1)
+    untouched = snapshot(stopped)
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(stage, "_scan_all", ctrl_c)
+        with pytest.raises(KeyboardInterrupt) as reading:
+            split_dataset(stopped, seed=5, workers=1)
+    assert reading.value.__notes__ == ["stopped while reading the dataset: nothing was written"]
+    assert snapshot(stopped) == untouched
+
+    calls = []
+    real_write = stage._write_if_changed
+
+    def second_file_interrupted(path, text):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_write(path, text)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(stage, "_write_if_changed", second_file_interrupted)
+        with pytest.raises(KeyboardInterrupt) as writing:
+            split_dataset(stopped, seed=5, workers=1)
+    assert writing.value.__notes__ == [
+        "1 of 4 split file(s) in place"
+    ]  # train, val, test, trainval
+    split_dataset(stopped, seed=5, workers=1)
+    assert snapshot(stopped) == snapshot(clean)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from segkit import __version__
+from segkit._compat import add_note
 from segkit._io import atomic_write_text
 from segkit._text import is_unicode, printable
 from segkit.convert_one import UNLINK_ERRORS, Job, LabelPolicy, Outcome, convert_one
@@ -21,6 +22,7 @@ from segkit.errors import AnnotationError, DatasetError, ManifestError, OptionEr
 from segkit.labelme import DEFAULT_MAX_PIXELS, read_annotation, scan_labels
 from segkit.manifest import load_manifest, new_manifest, save_manifest
 from segkit.ownership import (
+    check_apart,
     check_real_folders,
     drop_claim,
     is_bookkeeping,
@@ -515,18 +517,12 @@ def _from_other_input(manifest: Mapping[str, Any] | None, input_dir: Path) -> bo
 
 
 def _check_output(input_dir: Path, output: Path, force: bool) -> dict[str, Any] | None:
-    if output.resolve() == input_dir.resolve():
-        raise OptionError(f"{output}: the output folder must differ from the input folder")
-    if input_dir.resolve().is_relative_to(output.resolve()):
-        raise OptionError(
-            f"{input_dir}: the input folder lies inside the output folder {output}; "
-            "write the dataset somewhere else"
-        )
     for parent in (output, *output.parents):
         if parent.exists():
             if not parent.is_dir():
                 raise OptionError(f"{output}: {parent} exists and is not a folder")
             break
+    check_apart(output, {"input folder": input_dir})
     manifest = _previous_manifest(output, force)
     resumable = read_claim(output, _STAGE) is not None  # a first run that was interrupted
     if (
@@ -813,7 +809,7 @@ def _convert_claimed(
     )
     if interrupted is not None:
         done = sum(1 for outcome in outcomes if outcome is not None)
-        interrupted.add_note(f"{done} of {len(jobs)} files done and recorded in segkit.json")
+        add_note(interrupted, f"{done} of {len(jobs)} files done and recorded in segkit.json")
         raise interrupted  # the claim stays: the next run knows the rest is segkit's
     drop_claim(output, _STAGE)
     return summary

@@ -25,7 +25,7 @@ import contextlib
 import json
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,37 @@ def check_real_folders(root: Path, subfolders: Iterable[str]) -> None:
                     f"{path}: is a symbolic link (to {os.readlink(path)}); segkit never writes "
                     "or deletes through links. Replace it with a real folder"
                 )
+
+
+def check_apart(
+    output: Path, inputs: Mapping[str, Path | None], *, may_hold_output: Iterable[str] = ()
+) -> None:
+    """Refuse an output folder that is, contains or lies inside one of the ``inputs``.
+
+    ``inputs`` maps what each input is ("input folder", "dataset") to its path. Writing
+    into an input, or reading an input that holds the outputs, would mix the two on the
+    next run (and ``--force`` would delete what segkit wrote among the user's files).
+    The inputs named in ``may_hold_output`` may contain the output folder (a report's
+    default folder inside its run folder); they still may not lie inside it.
+    """
+    out = Path(output).resolve()
+    allowed = set(may_hold_output)
+    for what, path in inputs.items():
+        if path is None:
+            continue
+        source = Path(path).resolve()
+        if source == out:
+            raise OptionError(f"{output}: the output folder must differ from the {what}")
+        if source.is_relative_to(out):
+            raise OptionError(
+                f"{path}: the {what} lies inside the output folder {output}; "
+                "write the outputs somewhere else"
+            )
+        if out.is_relative_to(source) and what not in allowed:
+            raise OptionError(
+                f"{output}: the output folder lies inside the {what} {path}; "
+                "choose an output folder outside it"
+            )
 
 
 def note_foreign(folder: Path, names: Sequence[str], why: str) -> None:

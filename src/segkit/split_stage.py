@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from segkit._compat import add_note
 from segkit._io import atomic_write_text, io_error_line, sha256_file
 from segkit._pillow import DECODE_ERRORS
 from segkit._text import plural, short_list
@@ -668,13 +669,19 @@ def _split_dataset(
     if isinstance(started, dict) and all(isinstance(v, str) for v in started.values()):
         previous = {str(stem): split for stem, split in started.items()}
 
-    scans = _scan_all(
-        dataset,
-        usable,
-        hash_images=kind == "near-duplicates",
-        workers=workers,
-        progress=progress,
-    )
+    try:
+        scans = _scan_all(
+            dataset,
+            usable,
+            hash_images=kind == "near-duplicates",
+            workers=workers,
+            progress=progress,
+        )
+    except Exception:
+        raise
+    except BaseException as stop:  # Ctrl-C
+        add_note(stop, "stopped while reading the dataset: nothing was written")
+        raise
     pixels = {scan.stem: dict(scan.pixels) for scan in scans}
     if kind == "near-duplicates":
         groups = groups_from_hashes({scan.stem: scan.image_hash for scan in scans})  # type: ignore[misc]
@@ -720,15 +727,20 @@ def _split_dataset(
     write_claim(root, _STAGE, previous=previous)
     written = []
     removed = []
+    in_place = 0
     try:
         for name, members in files.items():
             if _write_if_changed(split_dir / f"{name}.txt", _lines(members)):
                 written.append(f"{SPLITS_DIR}/{name}.txt")
+            in_place += 1
         for path in _stale_files(split_dir, files, earlier_record):
             path.unlink()
             removed.append(f"{SPLITS_DIR}/{path.name}")
     except OSError as error:
         raise DatasetError(f"{split_dir}: cannot write the split files ({error})") from None
+    except BaseException as stop:  # Ctrl-C: the claim keeps the assignment for the rerun
+        add_note(stop, f"{in_place} of {len(files)} split file(s) in place")
+        raise
 
     record = _record(
         files=files,

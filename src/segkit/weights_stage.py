@@ -38,6 +38,7 @@ images that left the split are removed too. Heat maps are only touched with ``vi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -52,6 +53,7 @@ import PIL.Image
 from numpy.typing import NDArray
 
 from segkit import __version__
+from segkit._compat import add_note
 from segkit._io import (
     atomic_write_bytes,
     atomic_write_json,
@@ -64,7 +66,7 @@ from segkit._text import short_list
 from segkit.dataset import Dataset, Sample, open_dataset
 from segkit.errors import DatasetError, OptionError, SegkitError
 from segkit.manifest import update_manifest
-from segkit.ownership import note_foreign, output_folder
+from segkit.ownership import drop_claim, note_foreign, output_folder, read_claim, write_claim
 from segkit.parallel import ProgressCallback, parallel_map
 from segkit.voc import (
     CLASS_DIR,
@@ -102,6 +104,8 @@ SCHEMA_VERSION = 1
 ALL_IMAGES = "all"
 #: Marks a maps folder as written by this stage, so its stale files may be removed.
 _MARKER = ".segkit-weights"
+#: The claim (in the dataset root) that lists the maps a stopped run finished.
+_STAGE = "weights"
 #: Bump when the content of a map changes for the same inputs and options.
 _MAP_VERSION = 1
 #: How maps are stored (see the module docstring for why not float16).
@@ -615,6 +619,50 @@ def _remove_stale(
     return removed
 
 
+def _with_finished_maps(
+    recorded: dict[str, Any] | None, claim: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """``weights.json``'s record with the per-image entries of maps an interrupted run
+    finished (as listed in its claim) laid over it."""
+    finished = (claim or {}).get("finished")
+    if not isinstance(finished, dict) or not finished:
+        return recorded
+    merged = dict(recorded or {})
+    old = merged.get("images")
+    images = dict(old) if isinstance(old, dict) else {}
+    for sample_id, entry in finished.items():
+        if isinstance(entry, dict):
+            base = images.get(sample_id)
+            images[sample_id] = {**(base if isinstance(base, dict) else {}), **entry}
+    merged["images"] = images
+    return merged
+
+
+def _claim_finished(
+    root: Path,
+    plan: _MapPlan,
+    results: Sequence[_MapResult | None],
+) -> int:
+    """Record in the stage's claim the maps this stopped run wrote (with their keys), so
+    the next run skips them; returns how many there are."""
+    claim = read_claim(root, _STAGE) or {}
+    finished = dict(claim.get("finished") or {}) if isinstance(claim.get("finished"), dict) else {}
+    count = 0
+    for task, result in zip(plan.tasks, results, strict=True):
+        if result is None or result.error:
+            continue
+        count += 1
+        entry: dict[str, Any] = {}
+        if result.map_written:
+            entry.update(map=plan.maps[task.id], map_key=plan.keys[task.id])
+        if result.viz_written:
+            entry.update(viz=f"{WEIGHTS_VIZ_DIR}/{task.id}.png", viz_key=plan.keys[task.id])
+        finished[task.id] = {**finished.get(task.id, {}), **entry}
+    with contextlib.suppress(DatasetError):  # a full disk: the next run redoes them
+        write_claim(root, _STAGE, finished=finished)
+    return count
+
+
 def _offset(progress: ProgressCallback | None, offset: int, total: int) -> ProgressCallback | None:
     if progress is None:
         return None
@@ -862,9 +910,12 @@ def _compute_weights(
     dataset = open_dataset(root)
     split, samples, notes = _choose_samples(dataset, options.split)
     where = f"split {split!r}" if split else "the dataset"
-    recorded = _read_json(weights_path(root))  # what segkit wrote, even under --force
+    # What segkit wrote, even under --force: weights.json, plus the maps a run stopped
+    # by Ctrl-C finished (its claim) before it could write weights.json.
+    written = _read_json(weights_path(root))
+    recorded = _with_finished_maps(written, read_claim(root, _STAGE))
     previous = None if options.force else recorded
-    if previous is None and not options.force and weights_path(root).is_file():
+    if written is None and not options.force and weights_path(root).is_file():
         notes.append(f"{WEIGHTS_FILE} was unreadable; everything was recomputed")
     maps_dir, viz_dir = root / WEIGHTS_DIR, root / WEIGHTS_VIZ_DIR
     if options.border:
@@ -879,8 +930,16 @@ def _compute_weights(
     map_options = kept or options
     others = _other_masks(dataset, samples)
     total_steps = len(samples) * (2 if map_options.border or options.viz else 1) + len(others)
-    scans = _scan_all(samples, known, map_options, _offset(progress, 0, total_steps))
-    other_ids = _scan_ids(others, options, _offset(progress, len(samples), total_steps))
+    try:
+        scans = _scan_all(samples, known, map_options, _offset(progress, 0, total_steps))
+        other_ids = _scan_ids(others, options, _offset(progress, len(samples), total_steps))
+    except Exception:
+        raise
+    except BaseException as stop:  # Ctrl-C
+        add_note(
+            stop, f"stopped while reading masks: nothing was written, {WEIGHTS_FILE} is as before"
+        )
+        raise
     classes = _class_names(dataset, scans, other_ids, notes)
     check_scheme(options.scheme, beta=options.beta, num_classes=len(classes))
     _check_scans(samples, scans, len(classes), other_ids)
@@ -918,12 +977,25 @@ def _compute_weights(
     scanned = len(samples) + len(others)
     if progress is not None and done_already:
         progress(scanned + done_already, total_steps)
-    results = parallel_map(
-        _make_map,
-        plan.tasks,
-        workers=options.workers,
-        progress=_offset(progress, scanned + done_already, total_steps),
-    )
+    results: list[_MapResult | None] = [None] * len(plan.tasks)
+    try:
+        parallel_map(
+            _make_map,
+            plan.tasks,
+            workers=options.workers,
+            progress=_offset(progress, scanned + done_already, total_steps),
+            into=results,
+        )
+    except Exception:
+        raise
+    except BaseException as stop:  # Ctrl-C: keep the finished maps for the next run
+        finished = _claim_finished(root, plan, results)
+        add_note(
+            stop,
+            f"{finished} of {len(plan.tasks)} weight map(s) written and recorded, the next run "
+            f"makes only the rest; {WEIGHTS_FILE} is as before",
+        )
+        raise
     failed = [result.error for result in results if result is not None and result.error]
     if failed:
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
@@ -976,6 +1048,7 @@ def _compute_weights(
             "images": _image_records(root, samples, scans, plan, map_options),
         },
     )
+    drop_claim(root, _STAGE)  # weights.json now lists every map
     if dataset.manifest is not None:
         update_manifest(
             root,

@@ -179,6 +179,12 @@ class SegkitGroup(TyperGroup):
             raise
         except (KeyboardInterrupt, typer.Abort):
             code = _fail(argv, ["interrupted"], EXIT_INTERRUPTED)
+        except Exception as error:  # a bug in segkit (or a broken install), not bad input
+            import traceback
+
+            traceback.print_exc()  # what a bug report needs
+            first = (str(error).splitlines() or [""])[0]
+            code = _fail(argv, [f"internal error: {type(error).__name__}: {first}"], EXIT_DATA)
         if not standalone_mode:
             return code
         sys.exit(code)

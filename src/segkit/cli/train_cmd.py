@@ -21,7 +21,7 @@ from segkit.cli._common import (
     print_json,
 )
 from segkit.cli._interrupt import EXIT_INTERRUPTED
-from segkit.errors import OptionError, SegkitError
+from segkit.errors import OptionError
 
 EXAMPLES = examples(
     "segkit train DATASET -o runs/exp1",
@@ -253,11 +253,6 @@ def register(app: typer.Typer) -> None:
             if json_output:
                 print_json({"ok": False, "exit_code": EXIT_INTERRUPTED, "errors": [str(error)]})
             raise SystemExit(EXIT_INTERRUPTED) from None
-        except SegkitError:
-            raise
-        except Exception as error:  # a bug or a broken environment: still one line, --json
-            first = (str(error).splitlines() or [""])[0]
-            raise SegkitError(f"training failed: {type(error).__name__}: {first}") from None
         finally:  # errors go to the shared CLI layer: one line, exit 2 (options) or 1
             renderer.close()
         if not from_environment().is_main:  # under torchrun only rank 0 reports

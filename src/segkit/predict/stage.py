@@ -55,7 +55,7 @@ from segkit.devices import Runtime, resolve_runtime
 from segkit.errors import AnnotationError, CheckpointError, DatasetError, OptionError, SegkitNote
 from segkit.inference import InferenceOptions, class_argmax, predict_stripes
 from segkit.labelme import DEFAULT_MAX_PIXELS, Annotation, load_image
-from segkit.ownership import drop_claim, output_folder, read_claim, write_claim
+from segkit.ownership import check_apart, drop_claim, output_folder, read_claim, write_claim
 from segkit.predict.polygons import mask_regions, regions_to_shapes
 from segkit.voc import encode_palette_png
 
@@ -568,6 +568,9 @@ def predict(
     inputs = [Path(inputs)] if isinstance(inputs, (str, Path)) else [Path(p) for p in inputs]
     if output.exists() and not output.is_dir():
         raise OptionError(f"{output}: exists and is not a folder")
+    for path in inputs:
+        if path.is_dir():
+            check_apart(output, {"input folder": path})
     items = collect_inputs(inputs, output)
     tensors = checkpoint_for(options.run, options.checkpoint)
     runtime = resolve_runtime(options.device, options.precision, "off")

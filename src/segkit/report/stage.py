@@ -38,7 +38,7 @@ from segkit.dataset import Dataset, Sample, open_dataset
 from segkit.errors import DatasetError, OptionError, ReportError, SegkitError, SegkitNote
 from segkit.manifest import manifest_path
 from segkit.metrics import ConfusionMatrix, ObjectCounts, pixel_scores
-from segkit.ownership import drop_claim, output_folder, read_claim, write_claim
+from segkit.ownership import check_apart, drop_claim, output_folder, read_claim, write_claim
 from segkit.report import html, plots, tables
 from segkit.voc import BACKGROUND_LABEL, IGNORE_INDEX, read_class_mask, read_mask, voc_colormap
 
@@ -706,6 +706,8 @@ def report(
     options = options or ReportOptions()
     source = Path(source)
     output = Path(output) if output is not None else _default_output(source, options)
+    what = "predictions folder" if options.mode == "predictions" else "run folder"
+    check_apart(output, {what: source, "dataset": options.gt}, may_hold_output=("run folder",))
     _check_output(output, options.force)
     mode = _prediction_mode if options.mode == "predictions" else _run_mode
     try:
@@ -716,6 +718,7 @@ def report(
         raise ReportError("\n".join(meta["errors"]))
     if not scorer.per_image:
         raise ReportError(f"{source}: nothing to score in split {meta['split']}")
+    check_apart(output, {"dataset": dataset.root})  # the one the run recorded
     result = build_report(source, meta, scorer, dataset, names, options)
     _write(output, _render(result, scorer, dataset, colors))
     return ReportSummary(output, result)
@@ -766,7 +769,8 @@ def _compare_notes(a: dict[str, Any], b: dict[str, Any], shared: list[str]) -> l
     if ia["classes"] != ib["classes"]:
         notes.append(
             f"the reports' classes differ: per-class deltas cover the {len(shared)} shared "
-            "class(es); the headline means average each report's own classes"
+            "class(es); the headline means average each report's own classes, mIoU_shared "
+            "the IoU of the shared classes scored in both"
         )
     return notes
 

@@ -147,11 +147,26 @@ def compare_rows(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, A
 
 
 def compare_summary(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    """Headline numbers of both reports and their ``B - A`` deltas."""
+    """Headline numbers of both reports and their ``B - A`` deltas.
+
+    When the reports' classes differ, ``mIoU_shared`` adds the mean IoU over the classes
+    both score (matched by name, each scored in both): the one mean that compares like
+    with like.
+    """
     sa, sb = summary(a), summary(b)
-    return {
+    headline = {
         key: {"a": sa[key], "b": sb[key], "delta": _delta(sa[key], sb[key])} for key in SUMMARY_KEYS
     }
+    names_a, names_b = (
+        [r["class"] for r in per_class_rows(a)],
+        [r["class"] for r in per_class_rows(b)],
+    )
+    if names_a != names_b:
+        shared = [row for row in compare_rows(a, b) if None not in (row["iou_a"], row["iou_b"])]
+        mean_a = sum(row["iou_a"] for row in shared) / len(shared) if shared else None
+        mean_b = sum(row["iou_b"] for row in shared) / len(shared) if shared else None
+        headline["mIoU_shared"] = {"a": mean_a, "b": mean_b, "delta": _delta(mean_a, mean_b)}
+    return headline
 
 
 def markdown(report: Mapping[str, Any]) -> str:

@@ -39,7 +39,7 @@ from segkit.errors import DatasetError, OptionError, SegkitError, SegkitNote
 from segkit.losses import build_loss
 from segkit.manifest import manifest_path
 from segkit.models import build_model
-from segkit.ownership import is_bookkeeping, note_foreign, output_folder
+from segkit.ownership import check_apart, is_bookkeeping, note_foreign, output_folder
 from segkit.train import distributed
 from segkit.train.augment import AugmentSettings
 from segkit.train.data import (
@@ -708,6 +708,7 @@ def train(
     ``TrainingDiverged`` on a NaN loss, ``TrainingInterrupted`` after Ctrl-C (state saved).
     """
     output = Path(output)
+    check_apart(output, {"dataset": Path(dataset)})
     plan = _plan(Path(dataset), output, options, changes, resume, force)
     job = plan.job
 
