@@ -266,6 +266,8 @@ def _cropper(
 
 
 Stripe = Callable[[int, Tensor], None]
+#: About how many pixels one stripe handed to ``on_stripe`` holds (whole rows, at least one).
+STRIPE_PIXELS = 1 << 18
 
 
 def _batch_plan(
@@ -367,11 +369,14 @@ def predict_stripes(
                     total[rows, x : x + geo.out_w] += weight
                 del probs
                 # Every later tile starts at or below next_top: the rows above are final.
+                # Handed on in stripes of about STRIPE_PIXELS, so what the caller derives
+                # from one (argmax, entropy, float16) stays small next to the band.
                 finish = min(next_top, height)
-                if finish > done:
-                    rows = slice(done - band_top, finish - band_top)
-                    on_stripe(done, band[:, rows, :width] / total[rows, :width])
-                    done = finish
+                step = max(1, STRIPE_PIXELS // width)
+                for top in range(done, finish, step):
+                    rows = slice(top - band_top, min(top + step, finish) - band_top)
+                    on_stripe(top, band[:, rows, :width] / total[rows, :width])
+                done = max(done, finish)
                 if next_top < geo.canvas_h:
                     _shift_rows(band, next_top - band_top)
                     _shift_rows(total, next_top - band_top)
