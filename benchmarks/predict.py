@@ -29,7 +29,8 @@ Run:
 
     python benchmarks/predict.py [--images 2] [--size 512] [--tile 256] [--overlap 32]
         [--memory-size 6000] [--memory-tile 512] [--memory-model unet-tiny]
-        [--memory-width 4] [--memory-depth 2] [--memory-whole] [--memory-only] [--compare-src DIR]
+        [--memory-width 4] [--memory-depth 2] [--memory-whole] [--memory-only]
+        [--memory-modes stream,tensor,stage] [--compare-src DIR]
 """
 
 from __future__ import annotations
@@ -132,6 +133,9 @@ def main() -> None:
         "--memory-whole", action="store_true", help="also the whole image (slow, large)"
     )
     parser.add_argument("--memory-only", action="store_true", help="skip the timing rows")
+    parser.add_argument(
+        "--memory-modes", default=",".join(MEMORY_MODES), help="probes to run (comma-separated)"
+    )
     parser.add_argument("--compare-src", help="also probe memory with these sources (a src/)")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -220,7 +224,7 @@ def memory(args: argparse.Namespace, root: Path) -> None:
         if src is not None:
             env["PYTHONPATH"] = str(Path(src).resolve())
         for tile in tiles:
-            for mode in MEMORY_MODES:
+            for mode in args.memory_modes.split(","):
                 start = time.perf_counter()
                 out = subprocess.run(
                     [sys.executable, "-c", MEMORY_PROBE, mode, checkpoint, str(image), tile,
