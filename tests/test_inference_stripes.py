@@ -24,8 +24,7 @@ from segkit.inference import (
     predict_stripes,
     reflect_index,
     tile_geometry,
-    tile_starts,
-    tile_stride,
+    tile_grid,
 )
 from segkit.models import build_model
 
@@ -44,13 +43,7 @@ def legacy_probabilities(model: nn.Module, image: Tensor, options: InferenceOpti
         geo.margin_w,
         geo.margin_w + geo.canvas_w - width,
     )
-    stride_h = tile_stride(geo.out_h, options.overlap, geo.align)
-    stride_w = tile_stride(geo.out_w, options.overlap, geo.align)
-    starts = [
-        (y, x)
-        for y in tile_starts(geo.canvas_h, geo.out_h, stride_h)
-        for x in tile_starts(geo.canvas_w, geo.out_w, stride_w)
-    ]
+    starts = tile_grid(geo, options.overlap)
     if options.blend == "gaussian" and len(starts) > 1:
         weight = gaussian_weights(geo.out_h, geo.out_w)
     else:

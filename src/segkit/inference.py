@@ -189,6 +189,21 @@ def tile_stride(out: int, overlap: float, align: int = 1) -> int:
     return max(align, int(out * (1 - overlap)) // align * align)
 
 
+def tile_grid(geo: TileGeometry, overlap: float) -> list[tuple[int, int]]:
+    """Canvas ``(y, x)`` of every output tile, in row-major order.
+
+    >>> tile_grid(tile_geometry(10, 7, 4), 0.25)
+    [(0, 0), (0, 3), (3, 0), (3, 3), (6, 0), (6, 3)]
+    """
+    stride_h = tile_stride(geo.out_h, overlap, geo.align)
+    stride_w = tile_stride(geo.out_w, overlap, geo.align)
+    return [
+        (y, x)
+        for y in tile_starts(geo.canvas_h, geo.out_h, stride_h)
+        for x in tile_starts(geo.canvas_w, geo.out_w, stride_w)
+    ]
+
+
 def _forward(model: nn.Module, batch: Tensor, flip_tta: bool) -> Tensor:
     """Class probabilities ``[N, K, h, w]`` (sigmoid for a single-logit head)."""
 
@@ -323,13 +338,7 @@ def predict_stripes(
     device = next(model.parameters()).device
     height, width, crop = _cropper(image, normalization, device)
     geo = tile_geometry(height, width, options.tile, _valid_depth(model))
-    stride_h = tile_stride(geo.out_h, options.overlap, geo.align)
-    stride_w = tile_stride(geo.out_w, options.overlap, geo.align)
-    starts = [
-        (y, x)
-        for y in tile_starts(geo.canvas_h, geo.out_h, stride_h)
-        for x in tile_starts(geo.canvas_w, geo.out_w, stride_w)
-    ]
+    starts = tile_grid(geo, options.overlap)
     if options.blend == "gaussian" and len(starts) > 1:
         weight = gaussian_weights(geo.out_h, geo.out_w).to(device)
     else:
