@@ -2,7 +2,9 @@
 
 Run: ``python examples/python_api.py [WORK_DIR] [--epochs N] [--scenes N]``. Without a
 labelme folder of your own it writes segkit's sample data into WORK_DIR/annotations;
-replace ``annotations`` and ``labels`` below with yours.
+replace ``annotations`` and ``labels`` below with yours. The same chain in one call,
+resumable, is ``segkit.run(annotations, work, train={"epochs": 2})``; this script shows
+each stage's function, to change or inspect any step.
 """
 
 from __future__ import annotations

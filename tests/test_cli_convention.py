@@ -62,6 +62,7 @@ def args_for(command: str, case: str, files: dict[str, Path], tmp_path: Path) ->
         "models": ["-m", "unet-tiny", "--size", "32"],
         "export": [str(files["ckpt"]), "--onnx", "--no-check", "--size", "32"],
         "train": [str(files["ds"]), "-o", str(tmp_path / "run"), "--epochs", "1"],
+        "run": [str(SAMPLE_DATA), "-o", str(tmp_path / "work"), "--epochs", "1"],
         "predict": [str(files["ckpt"]), str(files["ds"] / "JPEGImages"), "-o", str(tmp_path / "p")],
         "report": [
             *([str(_report_run(files))] if command == "report" else []),
@@ -100,11 +101,12 @@ WITH_PATH = ("convert", "validate", "split", "weights", "export", "predict", "re
 WITH_WORKERS = ("convert", "validate", "split", "weights")
 WITH_CHOICE = ("convert", "weights", "models", "predict", "report")
 COMMANDS = (*WITH_PATH, "models")
-#: (command, case, exit code); train's "ok" needs split files (tests/test_train_e2e.py)
+#: (command, case, exit code); train's "ok" needs split files (tests/test_train_e2e.py),
+#: run's is tests/test_run.py
 CASES = [
     *[(c, "ok", 0) for c in COMMANDS],
-    *[(c, "missing", 2) for c in (*WITH_PATH, "train")],
-    *[(c, "empty", 2) for c in (*WITH_PATH, "train")],
+    *[(c, "missing", 2) for c in (*WITH_PATH, "train", "run")],
+    *[(c, "empty", 2) for c in (*WITH_PATH, "train", "run")],
     *[(c, "workers0", 2) for c in WITH_WORKERS],
     *[(c, "choice", 2) for c in (*WITH_CHOICE, "train")],
     ("train", "no split", 1),
@@ -140,7 +142,7 @@ def test_exit_codes_errors_and_json(
             assert "ok" not in document or document["ok"] is True
 
 
-@pytest.mark.parametrize("command", (*COMMANDS, "train"))
+@pytest.mark.parametrize("command", (*COMMANDS, "train", "run"))
 @pytest.mark.parametrize("flag", ["-h", "--help"])
 def test_help(command: str, flag: str) -> None:
     result = run(command, flag)
@@ -152,7 +154,7 @@ def test_help(command: str, flag: str) -> None:
 
 
 def test_help_reads_at_80_columns() -> None:
-    for name in (None, *COMMANDS):
+    for name in (None, *COMMANDS, "run", "demo"):
         text = _docs.command_help(name)
         long = [line for line in text.splitlines() if len(line) > _docs.WIDTH]
         assert long == [], name

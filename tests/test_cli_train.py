@@ -193,15 +193,6 @@ def test_force_refuses_a_same_named_file_of_the_user(dataset, tmp_path):
     assert (project / "notes.csv").read_text() == "notes"
 
 
-def test_a_crop_too_small_for_valid_padding_is_refused_before_writing(dataset, tmp_path):
-    run = tmp_path / "run"
-    for _ in range(2):  # nothing left behind: the same command gives the same answer
-        result = invoke(dataset, "-o", run, *TINY, "--model", "unet-valid", "--json")
-        one_error(result, 2, "unet-valid", "smallest size that fits is 188 px")
-        assert json.loads(result.stdout)["exit_code"] == 2
-        assert not run.exists()
-
-
 def test_a_bug_in_training_shows_its_traceback_then_one_error_line_and_json(
     dataset, tmp_path, monkeypatch
 ):

@@ -76,16 +76,16 @@ def test_demo_runs_every_stage_and_reports_where_things_are(demo_run) -> None:
     maps = {p.stem for p in (dataset / "SegmentationWeights").glob("*.npy")}
     assert set(train_ids) <= maps
     # train: a run folder with checkpoints and one metrics row per epoch
-    run_dir = out / "run"
+    run_dir = out / "runs" / "train"
     assert stages["train"]["epochs"] == 1
     assert (run_dir / "checkpoints" / "best.safetensors").is_file()
     rows = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 1
     # report: the headline numbers are the report's own
-    report = json.loads((run_dir / "report" / "report.json").read_text())
+    report = json.loads((out / "report" / "val" / "report.json").read_text())
     assert summary["mIoU"] == report["pixel"]["mIoU"]
     assert summary["object_f1"] == report["objects"]["scores"]["pooled"]["f1"]
-    assert Path(summary["report_html"]) == run_dir / "report" / "report.html"
+    assert Path(summary["report_html"]) == out / "report" / "val" / "report.html"
     assert Path(summary["report_html"]).is_file()
     assert json.loads((out / "demo.json").read_text())["mIoU"] == summary["mIoU"]
     # predict: the test split's images, each with a mask, an overlay and labelme JSON
@@ -98,6 +98,19 @@ def test_demo_runs_every_stage_and_reports_where_things_are(demo_run) -> None:
     for sample_id in test_ids:
         shapes = json.loads((predictions / "labelme" / f"{sample_id}.json").read_text())
         assert "shapes" in shapes and "imagePath" in shapes
+
+
+def test_demo_is_segkit_run_with_demo_defaults(demo_run) -> None:
+    """The demo's chain is `segkit run`'s: its configuration, recorded and reusable."""
+    from segkit.pipeline.config import read_config
+
+    out, summary = demo_run
+    tables = read_config(out / "segkit-run.toml")
+    assert tables["run"]["input"] == str((out / "annotations").resolve())
+    assert tables["train"]["model"] == "unet-tiny" and tables["train"]["epochs"] == 1
+    assert tables["train"]["border_weights"] is True and tables["weights"]["border"] is True
+    assert (tables["split"]["val"], tables["split"]["test"]) == (0.2, 0.1)
+    assert summary["stages"]["report"]["val"]["mIoU"] == summary["mIoU"]
 
 
 def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ keyword option fields are a shorthand for the options object::
     splits = segkit.split_dataset("dataset", segkit.SplitOptions(val=0.2, test=0.1))
     weights = segkit.compute_weights("dataset", segkit.WeightsOptions(border=True))
     summary = segkit.train("dataset", "runs/exp1", epochs=20)
+    summary = segkit.run("annotations", "work", train={"epochs": 20})  # the whole chain
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ _LAZY = {
     "OptionError": "segkit.errors",
     "DatasetError": "segkit.errors",
     "TrainOptions": "segkit.train.options",
+    "run": "segkit.pipeline.runner",
+    "RunConfig": "segkit.pipeline.config",
+    "RunSummary": "segkit.pipeline.runner",
 }
 
 __all__ = ["__version__", *_LAZY, "train"]

@@ -1,28 +1,32 @@
-"""``demo(output, options)``: the whole chain on the bundled sample data, one folder out.
+"""``demo(output, options)``: ``segkit run`` on the bundled sample data, one folder out.
 
-The demo is an orchestrator, not a stage: it sits above the stages in the import order
-and calls each stage's public function in turn, handing over through the files they
-write, exactly as a user typing the commands would::
+The demo is an orchestrator: it writes the sample labelme data, runs the chain through
+:func:`segkit.pipeline.runner.run` with the demo's defaults (a tiny model, a time budget,
+border weights), then predicts the test split's images, the ones neither training nor
+model selection has seen::
 
     DIR/annotations/   the sample labelme data (written by segkit.sample_data)
-    DIR/dataset/       convert → validate → split → weights
-    DIR/run/           train
-    DIR/run/report/    report (report.html, report.json, ...)
+    DIR/segkit-run.toml, DIR/dataset/, DIR/runs/train/, DIR/report/   segkit run's layout
     DIR/predictions/   predict on the test split's images: masks, overlays, labelme JSON
     DIR/demo.json      the demo's own summary
+
+Run again over an earlier demo, it carries on like ``segkit run``: stages whose options
+and inputs are unchanged are skipped, an interrupted training resumes.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from segkit import __version__
 from segkit._io import atomic_write_json
 from segkit.errors import OptionError
+from segkit.pipeline.config import CONFIG_NAME
+from segkit.pipeline.runner import RunEvent
 
 #: Training budget of the default demo (minutes): with the other stages it stays under
 #: 5 minutes on 2 CPU cores whatever the machine's load (docs/benchmarks.md).
@@ -71,18 +75,6 @@ class DemoOptions:
 
 
 @dataclass(frozen=True)
-class DemoEvent:
-    """Progress for a renderer: ``stage_start``/``stage_end`` (with the stage's summary
-    dict) per stage, and ``train`` wrapping each of the training stage's own events."""
-
-    kind: str
-    stage: str
-    summary: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-    train_event: Any = None
-
-
-@dataclass(frozen=True)
 class DemoSummary:
     """Where everything went and the headline numbers (``--json``)."""
 
@@ -117,7 +109,7 @@ def _check_output(output: Path) -> bool:
         return False
     if not output.is_dir():
         raise OptionError(f"{output}: exists and is not a folder")
-    if (output / DEMO_FILE).is_file():
+    if (output / DEMO_FILE).is_file() or (output / CONFIG_NAME).is_file():
         return True
     if any(output.iterdir()):
         raise OptionError(
@@ -126,49 +118,38 @@ def _check_output(output: Path) -> bool:
     return False
 
 
-def _object_f1(report: dict[str, Any]) -> float | None:
-    objects = report.get("objects")
-    if not objects:
-        return None
-    return objects["scores"]["pooled"].get("f1")
-
-
 def demo(
     output: Path | str,
     options: DemoOptions | None = None,
-    on_event: Callable[[DemoEvent], None] | None = None,
+    on_event: Callable[[RunEvent], None] | None = None,
 ) -> DemoSummary:
     """Write the sample data into ``output`` and run every stage on it.
 
     Raises ``OptionError`` for a folder that is neither new, empty nor an earlier demo
-    (its files are never touched), and whatever a stage raises. A re-run over an earlier
-    demo redoes every stage (each stage's ``force`` deletes only what it wrote).
+    (its files are never touched), and whatever a stage raises. ``on_event`` receives
+    ``segkit run``'s events; the demo's own steps (sample data, predict) come with
+    ``index`` 0.
     """
     # Imported here: the demo stands above every stage, and importing them is slow.
-    from segkit.convert_stage import convert
+    from segkit.pipeline.runner import run
     from segkit.predict.stage import PredictOptions, predict
-    from segkit.report.stage import ReportOptions, report
     from segkit.sample_data import DEMO_SCENES, write_sample_data
-    from segkit.split_stage import split_dataset
-    from segkit.train.stage import train
-    from segkit.validate_stage import validate
-    from segkit.weights_stage import compute_weights
 
     options = options or DemoOptions()
     output = Path(output)
-    again = _check_output(output)
+    _check_output(output)
     emit = on_event or (lambda event: None)
-    annotations, dataset, run = output / "annotations", output / "dataset", output / "run"
+    annotations, dataset = output / "annotations", output / "dataset"
     stages: dict[str, dict[str, Any]] = {}
     seconds: dict[str, float] = {}
 
     def step(name: str, action: Callable[[], Any]) -> Any:
-        emit(DemoEvent("stage_start", name))
+        emit(RunEvent("stage_start", name, 0, 0))
         start = time.perf_counter()
         result = action()
         seconds[name] = round(time.perf_counter() - start, 2)
         stages[name] = result.to_dict() if hasattr(result, "to_dict") else result
-        emit(DemoEvent("stage_end", name, stages[name], seconds[name]))
+        emit(RunEvent("stage_end", name, 0, 0, summary=stages[name], seconds=seconds[name]))
         return result
 
     output.mkdir(parents=True, exist_ok=True)
@@ -181,67 +162,50 @@ def demo(
             "annotations": len(list(annotations.rglob("*.json"))),
         },
     )
-    labels = str(annotations / "labels.txt")
-    step(
-        "convert",
-        lambda: convert(annotations, dataset, labels=labels, force=again, workers=options.workers),
+    workers = {"workers": options.workers}
+    budget = (
+        {"time_minutes": options.minutes} if options.epochs is None else {"epochs": options.epochs}
     )
-    checked = step("validate", lambda: validate(dataset, workers=options.workers))
-    if checked.errors:
-        raise OptionError(f"{dataset}: the sample data failed validation ({checked.errors} errors)")
-    splits = step(
-        "split",
-        lambda: split_dataset(dataset, val=0.2, test=0.1, seed=0, workers=options.workers),
+    chain = run(
+        annotations,
+        output,
+        on_event=emit,
+        convert={"labels": str(annotations / "labels.txt"), **workers},
+        validate=workers,
+        split={"val": 0.2, "test": 0.1, "seed": 0, **workers},
+        weights=workers,
+        train={
+            "model": options.model,
+            **budget,
+            "crop": options.crop,
+            "border_weights": True,
+            "device": options.device,
+            "seed": options.seed,
+            "workers": 0,
+        },
+        report={"device": options.device},
     )
-    step(
-        "weights",
-        lambda: compute_weights(dataset, border=True, force=again, workers=options.workers),
-    )
-    train_images = next(s.images for s in splits.splits if s.name == "train")
-    trained = step(
-        "train",
-        lambda: train(
-            dataset,
-            run,
-            force=again,
-            on_event=lambda event: emit(DemoEvent("train", "train", train_event=event)),
-            model=options.model,
-            **(
-                {"time_minutes": options.minutes}
-                if options.epochs is None
-                else {"epochs": options.epochs}
-            ),
-            crop=options.crop,
-            batch_size=min(8, train_images),
-            border_weights=True,
-            device=options.device,
-            seed=options.seed,
-            workers=0,
-        ),
-    )
-    scored = step(
-        "report",
-        lambda: report(run, options=ReportOptions(device=options.device, force=again)),
-    )
+    stages.update(chain.stages)
+    seconds.update(chain.seconds)
     # The test split: images neither training nor model selection has seen.
-    test_ids = (dataset / "ImageSets" / "Segmentation" / "test.txt").read_text().split()
-    images = sorted(p for p in (dataset / "JPEGImages").iterdir() if p.stem in set(test_ids))
+    test_ids = set((dataset / "ImageSets" / "Segmentation" / "test.txt").read_text().split())
+    images = sorted(p for p in (dataset / "JPEGImages").iterdir() if p.stem in test_ids)
     step(
         "predict",
         lambda: predict(
             images,
             output / "predictions",
-            PredictOptions(run=run, device=options.device, labelme=True, force=again),
+            PredictOptions(run=chain.config.run_dir, device=options.device, labelme=True),
         ),
     )
     summary = DemoSummary(
         output=output,
         stages=stages,
         seconds=seconds,
-        miou=scored.report["pixel"]["mIoU"],
-        object_f1=_object_f1(scored.report),
-        report_html=scored.output / "report.html",
-        device=trained.device,
+        miou=chain.miou,
+        object_f1=chain.object_f1,
+        report_html=chain.report_html,
+        device=chain.device,
     )
     atomic_write_json(output / DEMO_FILE, {**summary.to_dict(), "options": options.to_dict()})
     return summary

@@ -23,6 +23,7 @@ from segkit.cli import (  # noqa: E402
     models_cmd,
     predict_cmd,
     report_cmd,
+    run_cmd,
     split_cmd,
     train_cmd,
     validate_cmd,
@@ -69,6 +70,7 @@ for _module in (
     models_cmd,
     report_cmd,
     predict_cmd,
+    run_cmd,
     demo_cmd,
 ):
     _module.register(app)

@@ -9,66 +9,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from segkit.cli._common import JSON_HELP, console, err_console, examples, print_json
-from segkit.cli.train_cmd import _Renderer
-from segkit.demo import DEFAULT_CROP, DEFAULT_MINUTES, DEFAULT_MODEL, DemoEvent, DemoOptions, demo
+from segkit.cli._common import JSON_HELP, console, examples, print_json
+from segkit.cli.run_cmd import Printer
+from segkit.demo import DEFAULT_CROP, DEFAULT_MINUTES, DEFAULT_MODEL, DemoOptions, demo
 
 
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
-
-
-def stage_line(stage: str, summary: dict[str, Any]) -> str:
-    """What one finished stage did, in a few words."""
-    if stage == "sample data":
-        return f"{summary['annotations']} labelme files in {summary['folder']}"
-    if stage == "convert":
-        failed = f", {len(summary['failures'])} failed" if summary["failures"] else ""
-        return f"{summary['images']} images, classes {', '.join(summary['classes'])}{failed}"
-    if stage == "validate":
-        return f"{summary['samples']} samples: {summary['errors']} errors, {summary['warnings']} warnings"
-    if stage == "split":
-        return ", ".join(f"{s['name']} {s['images']}" for s in summary["splits"])
-    if stage == "weights":
-        weights = ", ".join(f"{w:.2f}" for w in summary["class_weights"])
-        return f"class weights {weights}; border maps in {summary['maps_dir']}"
-    if stage == "train":
-        return (
-            f"{summary['epochs']} epochs on {summary['device']}, best val mIoU "
-            f"{_fmt(summary['best_score'])} at epoch {summary['best_epoch']}"
-        )
-    if stage == "report":
-        return f"{summary['images']} {summary['split']} images scored"
-    if stage == "predict":
-        return (
-            f"{summary['predicted']} test images: masks, overlays and labelme JSON in "
-            f"{summary['output']}"
-        )
-    return ""
-
-
-class _Printer:
-    """Stage lines on stderr; the training stage's epochs through train's own renderer."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.train = _Renderer(quiet)
-
-    def __call__(self, event: DemoEvent) -> None:
-        if event.kind == "train":
-            self.train(event.train_event)
-            return
-        if self.quiet:
-            return
-        if event.kind == "stage_start":
-            err_console.print(f"[bold]{escape(event.stage)}[/] …", soft_wrap=True)
-        elif event.kind == "stage_end":
-            self.train.close()
-            line = escape(stage_line(event.stage, event.summary))
-            err_console.print(
-                f"[bold]{escape(event.stage)}[/] done in {event.seconds:.1f}s: {line}",
-                soft_wrap=True,
-            )
 
 
 def _table(summary: Any) -> Table:
@@ -82,7 +29,7 @@ def _table(summary: Any) -> Table:
         ("time", f"{sum(summary.seconds.values()) / 60:.1f} min"),
         ("report", str(summary.report_html)),
         ("predictions", str(summary.output / "predictions")),
-        ("your own data", "segkit convert ANNOTATIONS -o DATASET (see docs/tutorial.md)"),
+        ("your own data", "segkit run ANNOTATIONS -o WORK (see docs/tutorial.md)"),
     ):
         table.add_row(key, escape(value))
     return table
@@ -121,8 +68,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run convert → validate → split → weights → train → report → predict on sample data.
 
-        The sample data (48 synthetic labelme annotations) is generated into
-        OUTPUT/annotations; the dataset, run, report and predictions follow in OUTPUT.
+        `segkit run` with the demo's defaults: the sample data (48 synthetic labelme
+        annotations) is generated into OUTPUT/annotations; the dataset, run, report and
+        predictions (of the test split) follow in OUTPUT. Run again to carry on.
         """
         options = DemoOptions(
             epochs=epochs,
@@ -133,11 +81,11 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             scenes=scenes,
         )
-        printer = _Printer(quiet=json_output)
+        printer = Printer(quiet=json_output)
         try:
             summary = demo(output, options, on_event=printer)
         finally:
-            printer.train.close()
+            printer.close()
         if json_output:
             print_json(summary.to_dict())
         else:

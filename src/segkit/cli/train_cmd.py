@@ -99,6 +99,8 @@ class _Renderer:
                 if "mIoU" in row
                 else ""
             )
+            if "object_F1" in row:
+                val += f"  object F1 {_fmt(row['object_F1'])}"
             err_console.print(
                 f"epoch {row['epoch']}: train loss {_fmt(row['train_loss'])}{val}  "
                 f"lr {row['lr']:.2e}  {_fmt(row.get('images_per_s'), 1)} img/s  "
@@ -124,6 +126,11 @@ def _table(summary: Any) -> Table:
         ("epochs", str(summary.epochs)),
         (f"best val {summary.monitor}", best),
         ("final val mIoU", _fmt(summary.final.get("mIoU"))),
+        *(
+            [("final val object F1", _fmt(summary.final["object_F1"]))]
+            if "object_F1" in summary.final
+            else []
+        ),
         ("device / precision", f"{summary.device} / {summary.precision}"),
         ("time", f"{summary.seconds / 60:.1f} min"),
         ("best checkpoint", str(summary.best_checkpoint)),
@@ -203,7 +210,10 @@ def register(app: typer.Typer) -> None:
             bool | None, typer.Option(help="Flips, affine, elastic, colour.")
         ] = None,
         val_every: Annotated[int | None, typer.Option(help="Validate every N epochs.")] = None,
-        monitor: Annotated[str | None, typer.Option(help="mIoU, aAcc or val_loss.")] = None,
+        monitor: Annotated[
+            str | None,
+            typer.Option(help="mIoU, aAcc, val_loss or object_F1 (needs instance masks)."),
+        ] = None,
         patience: Annotated[
             int | None, typer.Option(help="Stop after N validations without improvement.")
         ] = None,

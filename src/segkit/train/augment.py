@@ -47,33 +47,55 @@ class PairedAugment:
     (255 = ignore) and an optional ``weight [N, H, W]`` float map; returns the three
     transformed the same way, masks still integer ids. Randomness comes from torch's
     global generator: seed it (or fork it) around the call for repeatable output.
+
+    Which optional steps run is drawn here, once per call, and only those steps run:
+    kornia computes a step (the elastic field, the affine warp) for every sample even
+    when its probability leaves the sample untouched, which made an unused elastic
+    step the costliest part of loading a sample.
     """
 
     def __init__(self, settings: AugmentSettings) -> None:
-        K = _kornia()
+        self._K = K = _kornia()
         crop = (settings.crop, settings.crop)
-        steps: list = [K.RandomCrop(crop, pad_if_needed=True, fill=0.0)]
+        self._crop = K.RandomCrop(crop, pad_if_needed=True, fill=0.0)
+        #: ``(probability, step)``; each step itself always applies (p=1).
+        self._optional: list[tuple[float, object]] = []
         if settings.enabled:
-            steps += [K.RandomHorizontalFlip(p=0.5), K.RandomVerticalFlip(p=0.5)]
+            self._optional += [
+                (0.5, K.RandomHorizontalFlip(p=1.0)),
+                (0.5, K.RandomVerticalFlip(p=1.0)),
+            ]
             if settings.rotate > 0 or settings.scale > 0:
                 scale = (1.0 - settings.scale, 1.0 + settings.scale)
-                steps.append(K.RandomAffine(degrees=settings.rotate, scale=scale, p=0.7))
+                self._optional.append(
+                    (0.7, K.RandomAffine(degrees=settings.rotate, scale=scale, p=1.0))
+                )
             if settings.elastic > 0:
-                steps.append(
-                    K.RandomElasticTransform(
-                        kernel_size=(63, 63),
-                        sigma=(32.0, 32.0),
-                        alpha=(1.0, 1.0),
-                        align_corners=False,
-                        p=settings.elastic,
-                    )
+                elastic = K.RandomElasticTransform(
+                    kernel_size=(63, 63),
+                    sigma=(32.0, 32.0),
+                    alpha=(1.0, 1.0),
+                    align_corners=False,
+                    p=1.0,
                 )
+                self._optional.append((settings.elastic, elastic))
             if settings.brightness > 0 or settings.contrast > 0:
-                steps.append(
-                    K.ColorJiggle(brightness=settings.brightness, contrast=settings.contrast, p=0.8)
+                jiggle = K.ColorJiggle(
+                    brightness=settings.brightness, contrast=settings.contrast, p=1.0
                 )
+                self._optional.append((0.8, jiggle))
         self.settings = settings
-        self._pipeline = K.AugmentationSequential(*steps, data_keys=["input", "mask"])
+        self._pipelines: dict[tuple[bool, ...], object] = {}
+
+    def _pipeline(self, chosen: tuple[bool, ...]):  # type: ignore[no-untyped-def]
+        if chosen not in self._pipelines:
+            steps = [self._crop] + [
+                step for (_, step), on in zip(self._optional, chosen, strict=True) if on
+            ]
+            self._pipelines[chosen] = self._K.AugmentationSequential(
+                *steps, data_keys=["input", "mask"]
+            )
+        return self._pipelines[chosen]
 
     def __call__(
         self, image: Tensor, mask: Tensor, weight: Tensor | None = None
@@ -81,9 +103,11 @@ class PairedAugment:
         planes = [(mask.to(torch.float32) + 1.0).unsqueeze(1)]
         if weight is not None:
             planes.append(weight.to(torch.float32).unsqueeze(1))
+        draws = torch.rand(len(self._optional)).tolist()
+        chosen = tuple(draw < p for draw, (p, _) in zip(draws, self._optional, strict=True))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # kornia's align_corners notices
-            out_image, out_planes = self._pipeline(image, torch.cat(planes, dim=1))
+            out_image, out_planes = self._pipeline(chosen)(image, torch.cat(planes, dim=1))
         ids = out_planes[:, 0].round().to(torch.int64)
         out_mask = torch.where(ids <= 0, IGNORE_INDEX, ids - 1)
         out_weight = out_planes[:, 1] if weight is not None else None

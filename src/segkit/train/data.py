@@ -26,7 +26,7 @@ from segkit.dataset import Dataset
 from segkit.errors import DatasetError
 from segkit.inference import image_to_tensor
 from segkit.train.augment import AugmentSettings, PairedAugment
-from segkit.voc import IGNORE_INDEX, read_class_mask
+from segkit.voc import IGNORE_INDEX, read_class_mask, read_mask
 from segkit.weights_stage import read_weight_map, weight_map_path
 
 #: A class rarer than this share of the labelled training pixels gets a warning.
@@ -42,10 +42,16 @@ class SplitFiles:
     image: Path
     mask: Path
     weight_map: Path | None = None
+    object_mask: Path | None = None  # instance mask, read for validation's object scores
 
 
-def split_files(dataset: Dataset, split: str, *, weight_maps: bool = False) -> list[SplitFiles]:
-    """The samples listed in ``split``; one ``DatasetError`` lists every missing file."""
+def split_files(
+    dataset: Dataset, split: str, *, weight_maps: bool = False, instances: bool = False
+) -> list[SplitFiles]:
+    """The samples listed in ``split``; one ``DatasetError`` lists every missing file.
+
+    ``instances`` adds each sample's instance mask (``SegmentationObject/``) where it has one.
+    """
     ids = dataset.read_split(split)
     if not ids:
         raise DatasetError(f"{dataset.split_file(split)}: the {split} split is empty")
@@ -60,7 +66,8 @@ def split_files(dataset: Dataset, split: str, *, weight_maps: bool = False) -> l
         if weight is not None and not weight.is_file():
             problems.append(f"{weight}: weight map missing")
             continue
-        found.append(SplitFiles(sample_id, sample.image, sample.class_mask, weight))
+        objects = sample.object_mask if instances else None
+        found.append(SplitFiles(sample_id, sample.image, sample.class_mask, weight, objects))
     if problems:
         hint = "; run `segkit weights --border` first" if weight_maps else ""
         raise DatasetError(
@@ -95,10 +102,11 @@ class Decoded:
     image: NDArray[Any]
     mask: NDArray[np.uint8]
     weight: NDArray[np.float32] | None = None
+    instances: NDArray[np.integer] | None = None
 
 
 def decode(files: SplitFiles) -> Decoded:
-    """Read image, mask and weight map; their sizes must agree."""
+    """Read image, mask, weight map and instance mask; their sizes must agree."""
     image = read_image(files.image)
     mask = read_class_mask(files.mask)
     if image.shape[:2] != mask.shape:
@@ -111,7 +119,12 @@ def decode(files: SplitFiles) -> Decoded:
         weight = read_weight_map(files.weight_map)
         if weight.shape != mask.shape:
             raise DatasetError(f"{files.weight_map}: weight map shape differs from the mask")
-    return Decoded(image, mask, weight)
+    instances = None
+    if files.object_mask is not None:
+        instances = read_mask(files.object_mask, "instance")
+        if instances.shape != mask.shape:
+            raise DatasetError(f"{files.object_mask}: instance mask shape differs from the mask")
+    return Decoded(image, mask, weight, instances)
 
 
 def invalid_mask_values(mask: NDArray[np.integer], num_classes: int) -> list[int]:
@@ -149,6 +162,7 @@ class Scan:
     cache: dict[str, Decoded] | None
     cached_bytes: int
     problems: list[str] = field(default_factory=list)
+    val_pixels: int = 0  # pixels of the validation images (what one validation predicts)
 
 
 def available_memory() -> int:
@@ -192,6 +206,7 @@ def scan_samples(
     problems: list[str] = []
     odd_layout: list[str] = []
     first_image = None
+    val_pixels = 0
     for index, files in enumerate([*train, *val]):
         sample = decode(files)
         if channels is None:
@@ -211,9 +226,12 @@ def scan_samples(
             pixels += flat.shape[0]
             side = min(sample.mask.shape)
             min_side = side if min_side is None else min(min_side, side)
+        else:
+            val_pixels += sample.mask.size
         if kept is not None:
             size = sample.image.nbytes + sample.mask.nbytes
             size += 0 if sample.weight is None else sample.weight.nbytes
+            size += 0 if sample.instances is None else sample.instances.nbytes
             if used + size <= budget:
                 kept[files.id] = sample
                 used += size
@@ -243,7 +261,10 @@ def scan_samples(
         tuple(float(m / max_value) for m in mean),
         tuple(float(max(s / max_value, 1e-6)) for s in std),
     )
-    return Scan(channels, max_value, histogram, norm, min_side, kept, used if kept else 0)
+    return Scan(
+        channels, max_value, histogram, norm, min_side, kept, used if kept else 0,
+        val_pixels=val_pixels,
+    )  # fmt: skip
 
 
 def _listed(items: Sequence[str]) -> str:
@@ -285,38 +306,77 @@ class _Samples(TorchDataset):
 class TrainSet(_Samples):
     """Items are ``(index, seed)`` pairs from :class:`EpochSampler`; returns augmented tensors.
 
-    Each item is ``(image [C, S, S] float32 normalised, mask [S, S] int64, weight)``,
-    ``weight`` an ``[S, S]`` float32 map or an empty tensor without weight maps.
+    Each item is ``(image [C, S, S] float32 normalised, mask [O, O] int64, weight)``,
+    ``weight`` an ``[O, O]`` float32 map or an empty tensor without weight maps. ``S``
+    is the augmentation's crop; ``O`` (``output_crop``, default ``S``) is smaller for a
+    valid-padding network: the sample is mirrored by ``(S - O) / 2`` pixels on every
+    side before augmentation and mask and weight map are cut to the tile's centre, the
+    pixels the network's output covers (the U-Net paper's overlap-tile).
     """
 
-    def __init__(self, files: Sequence[SplitFiles], scan: Scan, settings: AugmentSettings) -> None:
+    def __init__(
+        self,
+        files: Sequence[SplitFiles],
+        scan: Scan,
+        settings: AugmentSettings,
+        *,
+        output_crop: int | None = None,
+    ) -> None:
         super().__init__(files, scan)
         self.augment = PairedAugment(settings)
+        output_crop = settings.crop if output_crop is None else output_crop
+        if not 0 < output_crop <= settings.crop or (settings.crop - output_crop) % 2:
+            raise ValueError(f"output crop {output_crop} must be centred in {settings.crop}")
+        self.margin = (settings.crop - output_crop) // 2
+        self.output_crop = output_crop
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
         index, seed = item
         sample = self.decoded(index)
-        image = image_to_tensor(sample.image)[None]
-        mask = torch.from_numpy(sample.mask.astype(np.int64))[None]
-        weight = None if sample.weight is None else torch.from_numpy(sample.weight)[None]
+        pixels, labels, weights = sample.image, sample.mask, sample.weight
+        if self.margin:
+            m = self.margin
+            pixels = np.pad(pixels, ((m, m), (m, m), (0, 0)), mode="reflect")
+            labels = np.pad(labels, m, mode="reflect")
+            weights = None if weights is None else np.pad(weights, m, mode="reflect")
+        image = image_to_tensor(pixels)[None]
+        mask = torch.from_numpy(labels.astype(np.int64))[None]
+        weight = None if weights is None else torch.from_numpy(weights)[None]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             image, mask, weight = self.augment(image, mask, weight)
+        centre = slice(self.margin, self.margin + self.output_crop)
         empty = torch.empty(0)
         return (
             normalize(image[0], self.scan.normalization),
-            mask[0],
-            empty if weight is None else weight[0],
+            mask[0, centre, centre],
+            empty if weight is None else weight[0, centre, centre],
         )
 
 
 class EvalSet(_Samples):
-    """Whole images for validation: ``(image [C, H, W] normalised, mask [H, W] int64)``."""
+    """Whole images for validation: ``(image [C, H, W] normalised, mask [H, W] int64)``.
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    With ``instances`` a third item is the instance mask ``[H, W]`` int64 (0 = none; the
+    stored ignore id, 255 or 65535, becomes 0 too), or an empty tensor for a sample
+    without one.
+    """
+
+    def __init__(self, files: Sequence[SplitFiles], scan: Scan, *, instances: bool = False) -> None:
+        super().__init__(files, scan)
+        self.instances = instances
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         sample = self.decoded(index)
         image = image_to_tensor(sample.image, self.scan.normalization.to_dict())
-        return image, torch.from_numpy(sample.mask.astype(np.int64))
+        mask = torch.from_numpy(sample.mask.astype(np.int64))
+        if not self.instances:
+            return image, mask
+        if sample.instances is None:
+            return image, mask, torch.empty(0, dtype=torch.int64)
+        stored = sample.instances
+        ignore = np.iinfo(stored.dtype).max
+        return image, mask, torch.from_numpy(np.where(stored == ignore, 0, stored).astype(np.int64))
 
 
 class EpochSampler(Sampler[tuple[int, int]]):

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from segkit.devices import Runtime
 from segkit.errors import TrainingDiverged
 from segkit.inference import InferenceOptions, predict_probabilities, probabilities_to_mask
-from segkit.metrics import ConfusionMatrix
+from segkit.metrics import ConfusionMatrix, ObjectCounts
 from segkit.voc import IGNORE_INDEX
 
 
@@ -180,13 +180,18 @@ VAL_TILE = 512
 @torch.inference_mode()
 def evaluate(
     model: nn.Module,
-    batches: Iterable[tuple[Tensor, Tensor]],
+    batches: Iterable[tuple[Tensor, ...]],
     *,
     num_classes: int,
     runtime: Runtime,
+    objects: ObjectCounts | None = None,
 ) -> tuple[ConfusionMatrix, float, int]:
     """Confusion matrix over every pixel of the full images in ``batches``, the summed
     per-image cross-entropy of the predicted probabilities, and the number of images.
+
+    Batches are ``(images, masks)`` or ``(images, masks, instances)``; with ``objects``
+    given, each image with an instance mask (a non-empty one) is also counted there:
+    ground-truth instances against the connected components of the prediction.
 
     Images run whole, or in blended tiles when larger than ``WHOLE_IMAGE_PIXELS``
     (:mod:`segkit.inference`). The loss is the pixel cross-entropy whatever the training
@@ -196,8 +201,9 @@ def evaluate(
     """
     matrix = ConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX)
     loss_sum, images = 0.0, 0
-    for batch, masks in batches:
-        for image, mask in zip(batch, masks, strict=True):
+    for batch, masks, *more in batches:
+        instances = more[0] if more else [None] * len(batch)
+        for image, mask, instance in zip(batch, masks, instances, strict=True):
             pixels = image.shape[-1] * image.shape[-2]
             options = InferenceOptions(tile=None if pixels <= WHOLE_IMAGE_PIXELS else VAL_TILE)
             with runtime.autocast():
@@ -208,5 +214,8 @@ def evaluate(
             nll = -picked.clamp_min(1e-12).log()[valid]
             loss_sum += float(nll.mean()) if nll.numel() else 0.0
             images += 1
-            matrix.update(target, probabilities_to_mask(probs).to(torch.int64))
+            prediction = probabilities_to_mask(probs)
+            matrix.update(target, prediction.to(torch.int64))
+            if objects is not None and instance is not None and instance.numel():
+                objects.update(mask.numpy(), instance.numpy(), prediction.cpu().numpy())
     return matrix, loss_sum, images

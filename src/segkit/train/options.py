@@ -11,7 +11,7 @@ from segkit.errors import OptionError
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "poly", "constant")
-MONITORS = ("mIoU", "aAcc", "val_loss")
+MONITORS = ("mIoU", "aAcc", "val_loss", "object_F1")
 DEFAULT_MODEL = "unet-tiny"
 
 #: Options that must lie in ``[0, bound]``.

@@ -38,10 +38,13 @@ from segkit.devices import Runtime, resolve_runtime
 from segkit.errors import DatasetError, OptionError, SegkitError, SegkitNote
 from segkit.losses import build_loss
 from segkit.manifest import manifest_path
+from segkit.metrics import ObjectCounts
 from segkit.models import build_model
+from segkit.models.unet import input_size_for_output, valid_output_size
 from segkit.ownership import check_apart, is_bookkeeping, note_foreign, output_folder
 from segkit.train import distributed
 from segkit.train.augment import AugmentSettings
+from segkit.train.budget import TimeBudget
 from segkit.train.data import (
     RARE_CLASS_SHARE,
     EpochSampler,
@@ -87,6 +90,9 @@ RUN_FILES = (
 DEFAULT_CROP = 256
 #: On a CPU a 128 px crop trains ~5× more images per second than 256 (cache-friendly).
 DEFAULT_CPU_CROP = 128
+#: The clock ``--time`` and the durations in the run's record are measured on (tests
+#: replace it with a fake one).
+_clock = time.perf_counter
 
 
 class TrainingInterrupted(Exception):
@@ -161,6 +167,8 @@ class _Plan:
     resume: bool
     config: dict[str, Any]
     notes: list[tuple[str, str]]
+    input_crop: int = 0  # the input tile: larger than crop for valid padding
+    started: float = 0.0  # _clock() when train() was called: --time counts from there
 
 
 def _read_config(output: Path) -> dict[str, Any] | None:
@@ -333,7 +341,12 @@ def _plan(
             )
         class_weights = weights.class_weights
     train_files = split_files(dataset, "train", weight_maps=options.border_weights)
-    val_files = split_files(dataset, "val")
+    val_files = split_files(dataset, "val", instances=True)
+    if options.monitor == "object_F1" and not any(f.object_mask for f in val_files):
+        raise OptionError(
+            f"--monitor object_F1 needs instance masks of the val images "
+            f"({dataset.root / 'SegmentationObject'}); none found, monitor mIoU instead"
+        )
     per_rank = len(train_files) // job.world
     batch_size = options.batch_size
     explicit = "batch_size" in changes or batch_size != TrainOptions().batch_size
@@ -358,7 +371,10 @@ def _plan(
             "on its short side); use --crop "
             f"{scan.min_side} or less"
         )
-    _check_model_size(options.model, probe_model, crop, scan.min_side)
+    crop, input_crop = _tiles(probe_model, crop)
+    if input_crop != crop:
+        notes.append(("info", f"--model {options.model}: valid padding, so {input_crop} px "
+                      f"input tiles (image borders mirrored) train {crop} px output tiles"))  # fmt: skip
     notes += _data_notes(scan, classes)
     encoder = None
     if options.encoder_weights is not None and saved is None:
@@ -379,6 +395,7 @@ def _plan(
         "options": options.to_dict(),
         "resolved": {
             "crop": crop,
+            "input_crop": input_crop,
             "batch_size": batch_size,
             "workers": workers,
             "device": str(runtime.device),
@@ -414,32 +431,25 @@ def _plan(
     }
     return _Plan(
         dataset, output, options, job, runtime, classes, train_files, val_files, scan, crop,
-        batch_size, workers, class_weights, resume, config, notes,
+        batch_size, workers, class_weights, resume, config, notes, input_crop,
     )  # fmt: skip
 
 
-def _check_model_size(name: str, model: nn.Module, crop: int, min_side: int) -> None:
-    """Refuse, before anything is written, a crop a valid-padding model cannot take."""
-    output_size = getattr(model, "output_size", None)
-    if output_size is None:
-        return
-    try:
-        out = output_size(crop)
-    except ValueError as error:
-        from segkit.models.unet import input_size_for_output
+def _tiles(model: nn.Module, crop: int) -> tuple[int, int]:
+    """``(output, input)`` sides of a training tile for a ``crop`` px request.
 
-        smallest = input_size_for_output(1, model.depth)
-        hint = str(error).split("; ")[-1]
-        raise OptionError(
-            f"--model {name}: a {crop} px training crop does not fit its valid padding "
-            f"({hint}; the smallest size that fits is {smallest} px, the smallest training "
-            f"image is {min_side} px); choose --crop accordingly or a padded model such as unet"
-        ) from None
-    if out != crop:
-        raise OptionError(
-            f"--model {name}: its output ({out} px) is smaller than its input ({crop} px) and "
-            "segkit train needs size-preserving models; use a same-padding model such as unet"
-        )
+    Size-preserving models take and return ``crop``. A valid-padding U-Net returns
+    the largest output it can make within ``crop`` (sizes step by ``2**depth``) from
+    a larger input tile, the U-Net paper's overlap-tile: the input adds the context
+    the valid convolutions eat, mirrored beyond the image borders.
+    """
+    if getattr(model, "padding", "same") != "valid":
+        return crop, crop
+    depth = int(model.depth)
+    size = input_size_for_output(crop, depth)
+    if valid_output_size(size, depth) > crop:
+        size = max(size - 2**depth, input_size_for_output(1, depth))
+    return valid_output_size(size, depth), size
 
 
 def _data_notes(scan: Scan, classes: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -474,6 +484,23 @@ def _scores(matrix: Any, classes: tuple[str, ...]) -> dict[str, float | None]:
     row: dict[str, float | None] = {"mIoU": _finite(scores.miou), "aAcc": _finite(scores.aacc)}
     for name, value in zip(classes, scores.iou, strict=True):
         row[f"IoU/{name}"] = _finite(value)
+    return row
+
+
+def _object_scores(objects: ObjectCounts, classes: tuple[str, ...]) -> dict[str, Any]:
+    """Object F1, precision and recall at IoU 0.5 (pooled over the classes), merges,
+    splits and per-class object F1, as in ``segkit report`` (:mod:`segkit.metrics`)."""
+    scores = objects.scores()
+    pooled = scores.pooled
+    row: dict[str, Any] = {
+        "object_F1": _finite(pooled["f1"]),
+        "object_precision": _finite(pooled["precision"]),
+        "object_recall": _finite(pooled["recall"]),
+        "object_merges": pooled["merges"],
+        "object_splits": pooled["splits"],
+    }
+    for cls in range(1, len(classes)):
+        row[f"F1/{classes[cls]}"] = _finite(scores.f1[cls])
     return row
 
 
@@ -552,10 +579,11 @@ class _Run:
             plan.train_files,
             plan.scan,
             AugmentSettings(
-                crop=plan.crop, enabled=options.augment, rotate=options.rotate,
+                crop=plan.input_crop, enabled=options.augment, rotate=options.rotate,
                 scale=options.scale, elastic=options.elastic,
                 brightness=options.brightness, contrast=options.contrast,
             ),
+            output_crop=plan.crop,
         )  # fmt: skip
         self.batches_per_epoch = len(plan.train_files) // plan.job.world // plan.batch_size
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / options.accumulate)
@@ -570,22 +598,33 @@ class _Run:
             "best_epoch": None,
             "since_best": 0,
             "last_val_seconds": 0.0,
+            "timings": {},
         }
-        self.started = time.perf_counter()
-        self.elapsed_before = 0.0
+        self.budget = TimeBudget(
+            None if options.time_minutes is None else options.time_minutes * 60.0,
+            clock=_clock,
+            started=plan.started,
+            val_pixels=plan.scan.val_pixels,
+        )
         self.warned_data = False
+        self.curves_current = False
+        self.with_objects = any(f.object_mask is not None for f in plan.val_files)
 
     # -- schedule -------------------------------------------------------------------
     def elapsed(self) -> float:
-        return self.elapsed_before + time.perf_counter() - self.started
+        return self.budget.elapsed()
+
+    def resume_from(self, progress: dict[str, Any]) -> None:
+        self.progress = {"timings": {}, **progress}
+        self.budget.spent_before = float(progress.get("elapsed", 0.0))
+        self.budget.restore(self.progress["timings"])
 
     def total_steps(self) -> int:
         return self.plan.options.epochs * self.steps_per_epoch
 
     def fraction(self, step: int) -> float:
-        budget = self.plan.options.time_minutes
-        if budget is not None:
-            return self.elapsed() / (budget * 60.0)
+        if self.budget.seconds is not None:
+            return self.budget.fraction()
         return step / max(self.total_steps(), 1)
 
     def set_lr(self, step: int) -> float:
@@ -597,11 +636,8 @@ class _Run:
             group["lr"] = lr
         return lr
 
-    def out_of_time(self) -> bool:
-        budget = self.plan.options.time_minutes
-        if budget is None:
-            return False
-        return self.elapsed() + self.progress["last_val_seconds"] >= budget * 60.0
+    def out_of_time(self, extra: float = 0.0) -> bool:
+        return self.budget.out_of_time(extra=extra)
 
     # -- files ----------------------------------------------------------------------
     @property
@@ -614,6 +650,7 @@ class _Run:
     def save_state(self) -> None:
         if self.main:
             self.progress["elapsed"] = self.elapsed()
+            self.progress["timings"] = self.budget.to_dict()
             save_state(
                 self.plan.output, model=self.raw_model, optimizer=self.optimizer,
                 scaler=self.scaler, progress=self.progress,
@@ -634,6 +671,14 @@ class _Run:
         text = "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows)
         atomic_write_text(self.path(METRICS_JSONL), text)
         atomic_write_text(self.path(METRICS_CSV), _csv_text(rows))
+        self.curves_current = False
+
+    def write_curves(self) -> None:
+        start = _clock()
+        save_curves(self.path(CURVES_PNG), self.progress["history"], self.plan.classes)
+        self.curves_current = True
+        if self.budget.final_s is None:  # the final confusion figure costs about as much
+            self.budget.final_s = _clock() - start
 
     # -- epochs ---------------------------------------------------------------------
     def loaders(self) -> tuple[DataLoader, EpochSampler, DataLoader]:
@@ -653,25 +698,32 @@ class _Run:
             batch_sampler=BatchSampler(sampler, plan.batch_size, drop_last=True),
             **common,
         )
-        val_set = EvalSet(plan.val_files, plan.scan)
+        val_set = EvalSet(plan.val_files, plan.scan, instances=self.with_objects)
         shard = list(range(plan.job.rank, len(val_set), plan.job.world))
         val = DataLoader(Subset(val_set, shard), batch_size=1, shuffle=False, **common)
         return train, sampler, val
 
     def validate(self) -> tuple[Any, dict[str, Any]]:
-        start = time.perf_counter()
+        start = _clock()
         distributed.sync_buffers(self.raw_model)
+        objects = ObjectCounts(len(self.plan.classes)) if self.with_objects else None
         matrix, loss_sum, images = evaluate(
             self.raw_model, self.val_loader, num_classes=len(self.plan.classes),
-            runtime=self.plan.runtime,
+            runtime=self.plan.runtime, objects=objects,
         )  # fmt: skip
         totals = torch.tensor([loss_sum, float(images)], dtype=torch.float64)
         if self.plan.job.enabled:
             matrix.all_reduce()
             totals = _all_reduce_sum(totals, self.plan.runtime.device)
-        self.progress["last_val_seconds"] = time.perf_counter() - start
+            if objects is not None:
+                _all_reduce_objects(objects, self.plan.runtime.device)
+        self.progress["last_val_seconds"] = _clock() - start
+        self.budget.record("val", self.progress["last_val_seconds"])
         val_loss = float(totals[0] / totals[1]) if totals[1] else None
-        return matrix, {"val_loss": val_loss, **_scores(matrix, self.plan.classes)}
+        scores = {"val_loss": val_loss, **_scores(matrix, self.plan.classes)}
+        if objects is not None:
+            scores.update(_object_scores(objects, self.plan.classes))
+        return matrix, scores
 
 
 def _all_reduce_sum(values: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -680,6 +732,20 @@ def _all_reduce_sum(values: torch.Tensor, device: torch.device) -> torch.Tensor:
     moved = values.to(device)
     dist.all_reduce(moved)
     return moved.cpu()
+
+
+#: The object counts summed over ranks (as float64: exact far beyond any count).
+_OBJECT_ARRAYS = ("gt", "pred", "matched", "merges", "splits")
+
+
+def _all_reduce_objects(objects: ObjectCounts, device: torch.device) -> None:
+    arrays = [np.asarray(getattr(objects, name)) for name in _OBJECT_ARRAYS]
+    flat = torch.from_numpy(np.concatenate([a.ravel() for a in arrays]).astype(np.float64))
+    summed = _all_reduce_sum(flat, device).numpy().round().astype(np.int64)
+    offset = 0
+    for name, array in zip(_OBJECT_ARRAYS, arrays, strict=True):
+        setattr(objects, name, summed[offset : offset + array.size].reshape(array.shape))
+        offset += array.size
 
 
 def _improved(monitor: str, score: float | None, best: float | None) -> bool:
@@ -707,9 +773,11 @@ def train(
     patience, …). Raises ``OptionError`` / ``DatasetError`` before writing anything,
     ``TrainingDiverged`` on a NaN loss, ``TrainingInterrupted`` after Ctrl-C (state saved).
     """
+    started = _clock()
     output = Path(output)
     check_apart(output, {"dataset": Path(dataset)})
     plan = _plan(Path(dataset), output, options, changes, resume, force)
+    plan.started = started
     job = plan.job
 
     def emit(event: TrainEvent) -> None:
@@ -776,7 +844,7 @@ def _probe_batch(plan: _Plan) -> int:
     best, size = 1, 1
     while size <= limit:
         try:
-            images = torch.randn(size, plan.scan.channels, plan.crop, plan.crop)
+            images = torch.randn(size, plan.scan.channels, plan.input_crop, plan.input_crop)
             target = torch.zeros(
                 size, plan.crop, plan.crop, dtype=torch.int64, device=runtime.device
             )
@@ -801,7 +869,8 @@ def _execute(
     if saved is not None:  # the batch and crop the run started with, also for "auto"
         plan.batch_size = int(saved["resolved"]["batch_size"])
         plan.crop = int(saved["resolved"]["crop"])
-        plan.config["resolved"]["crop"] = plan.crop
+        plan.input_crop = int(saved["resolved"].get("input_crop", plan.crop))
+        plan.config["resolved"].update(crop=plan.crop, input_crop=plan.input_crop)
     elif plan.options.batch_size == 0:
         plan.batch_size = _probe_batch(plan)
         emit(TrainEvent("info", f"--batch-size auto: {plan.batch_size} fits in GPU memory"))
@@ -832,8 +901,7 @@ def _train_epochs(
     if plan.resume:
         state = load_state(plan.output)
         state.apply(run.raw_model, run.optimizer, run.scaler)
-        run.progress = dict(state.progress)
-        run.elapsed_before = float(run.progress.get("elapsed", 0.0))
+        run.resume_from(dict(state.progress))
         done = run.progress["epoch"]
         emit(TrainEvent("info", f"resumed at epoch {done + 1}, batch {run.progress['batch'] + 1} "
                         f"(step {run.progress['global_step']}); learning-rate schedule rebuilt "
@@ -854,7 +922,8 @@ def _train_epochs(
         emit(TrainEvent("epoch_start", data={"epoch": epoch + 1, "epochs": None
                         if options.time_minutes else options.epochs,
                         "batches": run.batches_per_epoch, "first_batch": first_batch}))  # fmt: skip
-        epoch_started = time.perf_counter()
+        epoch_started = _clock()
+        run.budget.restart_ticks()
 
         def on_step(info: StepInfo, epoch: int = epoch) -> None:
             emit(TrainEvent("step", step=info, data={"epoch": epoch + 1}))
@@ -865,6 +934,7 @@ def _train_epochs(
                 run.save_state()
 
         def should_stop(step: int) -> bool:
+            run.budget.tick()
             return distributed.broadcast_flag(interrupted.is_set() or run.out_of_time())
 
         stats, step = train_one_epoch(
@@ -875,6 +945,7 @@ def _train_epochs(
             stats=stats, on_step=on_step, should_stop=should_stop,
         )  # fmt: skip
         run.progress["global_step"] = step
+        run.budget.record_training(stats.compute_seconds, stats.images * plan.input_crop**2)
         batches_done = first_batch + stats.batches
         # Every rank acts on rank 0's flags, or the ranks would part ways and hang.
         stop_now = distributed.broadcast_flag(interrupted.is_set())
@@ -886,11 +957,13 @@ def _train_epochs(
                 f"Continue with: segkit train {plan.dataset.root} -o {plan.output} --resume"
             )
         epoch += 1
+        validate = epoch % options.val_every == 0 or epoch == epochs_limit
+        # Stop now unless this epoch's validation and writes leave time for another step.
         out_of_time = distributed.broadcast_flag(
-            run.out_of_time()
+            run.out_of_time(extra=run.budget.epoch_end_estimate(validate=validate))
             or (options.time_minutes is not None and batches_done < run.batches_per_epoch)
         )
-        validate = epoch % options.val_every == 0 or epoch == epochs_limit or out_of_time
+        validate = validate or out_of_time
         row: dict[str, Any] = {"epoch": epoch, "train_loss": stats.loss}
         if validate:
             matrix, scores = run.validate()
@@ -901,7 +974,7 @@ def _train_epochs(
             images_per_s=stats.images * job.world / seconds if seconds else None,
             data_s=stats.data_seconds,
             compute_s=stats.compute_seconds,
-            wall_s=time.perf_counter() - epoch_started,
+            wall_s=_clock() - epoch_started,
         )
         row = {k: _finite(v) if isinstance(v, float) else v for k, v in row.items()}
         history = run.progress["history"]
@@ -915,9 +988,13 @@ def _train_epochs(
             else:
                 run.progress["since_best"] += 1
         run.progress.update(epoch=epoch, batch=0, stats=EpochStats().to_dict())
+        writes_started = _clock()
         if job.is_main:
             run.save_checkpoint("last", epoch, row)
             run.write_metrics()
+            if validate:  # a running or interrupted run has its curves too
+                run.write_curves()
+        run.budget.record("save", _clock() - writes_started)
         run.save_state()
         last_row = row
         emit(TrainEvent("epoch_end", data=row))
@@ -938,6 +1015,7 @@ def _train_epochs(
     if matrix is None:  # the last epoch was not validated (or nothing ran): validate now
         matrix, scores = run.validate()
         last_row = {**(run.progress["history"] or [{}])[-1], **scores}
+    final_started = _clock()
     if job.is_main:
         atomic_write_json(
             plan.output / CONFUSION_JSON,
@@ -945,9 +1023,11 @@ def _train_epochs(
              "checkpoint": "checkpoints/last", "confusion": matrix.to_dict()},
         )  # fmt: skip
         save_confusion(plan.output / CONFUSION_PNG, np.asarray(matrix.matrix), plan.classes)
-        save_curves(plan.output / CURVES_PNG, run.progress["history"], plan.classes)
+        if not run.curves_current:
+            run.write_curves()
         if not checkpoint_paths(plan.output / CHECKPOINT_DIR / "best")[1].is_file():
             run.save_checkpoint("best", run.progress["epoch"], last_row)
+    run.budget.record("final", _clock() - final_started)
     distributed.barrier()
     return TrainSummary(
         run=plan.output,
