@@ -13,6 +13,15 @@ the ratio (best of ``--repeat`` runs each, since other load on a shared machine 
 ever adds time; all runs are printed too). Needs the ``dev`` extra (labelme). Run:
 
     python benchmarks/convert.py [--images 200] [--polygons 40] [--repeat 3] [--workdir DIR]
+
+``--dense`` generates annotations closer to what people draw around real objects:
+polygons of 8–60 vertices with radii of 15–160 px on noise-textured JPEGs.
+``--whole-process`` times both sides as a user meets them, as subprocesses with their
+imports: ``segkit convert`` against ``benchmarks/labelme2voc_reference.py`` (labelme's
+``labelme2voc.py`` example with ``--noobject --nonpy --noviz``: class masks only),
+interleaved, and compares the class masks.
+
+    python benchmarks/convert.py --dense --whole-process --repeat 3
 """
 
 from __future__ import annotations
@@ -20,8 +29,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,19 +46,33 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 CLASSES = ["_background_", "road", "car", "person", "tree", "sign"]
 
 
-def _polygon(rng: np.random.Generator, width: int, height: int) -> list[list[float]]:
+#: (vertices, radius in px) ranges of the generated polygons: light and --dense.
+LIGHT = ((6, 15), (20, 120))
+DENSE = ((8, 60), (15, 160))
+
+
+def _polygon(
+    rng: np.random.Generator, width: int, height: int, shape: tuple = LIGHT
+) -> list[list[float]]:
+    (fewest, most), (smallest, largest) = shape
     cx, cy = rng.uniform(0, width), rng.uniform(0, height)
-    n = int(rng.integers(6, 16))
+    n = int(rng.integers(fewest, most + 1))
     angles = np.sort(rng.uniform(0, 2 * np.pi, n))
-    radii = rng.uniform(20, 120) * rng.uniform(0.6, 1.0, n)
+    radii = rng.uniform(smallest, largest) * rng.uniform(0.6, 1.0, n)
     return [
         [round(float(cx + r * np.cos(a)), 2), round(float(cy + r * np.sin(a)), 2)]
         for a, r in zip(angles, radii, strict=True)
     ]
 
 
-def make_dataset(folder: Path, images: int, polygons: int, size: tuple[int, int]) -> None:
-    """Write ``images`` JPEG + labelme JSON pairs into ``folder`` (deterministic)."""
+def make_dataset(
+    folder: Path, images: int, polygons: int, size: tuple[int, int], *, dense: bool = False
+) -> None:
+    """Write ``images`` JPEG + labelme JSON pairs into ``folder`` (deterministic).
+
+    ``dense``: many-vertex polygons (``DENSE``) on an image with per-pixel noise, which
+    encodes to a JPEG of realistic size (a smooth gradient compresses to almost nothing).
+    """
     rng = np.random.default_rng(0)
     width, height = size
     folder.mkdir(parents=True, exist_ok=True)
@@ -57,11 +82,14 @@ def make_dataset(folder: Path, images: int, polygons: int, size: tuple[int, int]
         base = np.stack(
             [(xx * 255 // width), (yy * 255 // height), np.full_like(xx, 40 + index % 100)], -1
         ).astype(np.uint8)
+        if dense:
+            noise = rng.integers(-40, 41, base.shape, dtype=np.int16)
+            base = np.clip(base + noise, 0, 255).astype(np.uint8)
         image = PIL.Image.fromarray(base)
         draw = PIL.ImageDraw.Draw(image)
         shapes = []
         for _ in range(polygons):
-            points = _polygon(rng, width, height)
+            points = _polygon(rng, width, height, DENSE if dense else LIGHT)
             label = CLASSES[int(rng.integers(1, len(CLASSES)))]
             colour = tuple(int(c) for c in rng.integers(0, 255, 3))
             draw.polygon([tuple(p) for p in points], fill=colour)
@@ -127,11 +155,53 @@ def run_segkit(src: Path, out: Path, workers: int | None) -> float:
     return elapsed
 
 
-def compare(reference: Path, ours: Path) -> int:
+_MASK_FOLDERS = ("SegmentationClass", "SegmentationObject")
+REFERENCE_SCRIPT = Path(__file__).with_name("labelme2voc_reference.py")
+
+
+#: CPU seconds (user + system) of each subprocess timed, by command: on a loaded shared
+#: machine they move less than wall time, so they are printed too.
+CPU_SECONDS: dict[str, list[float]] = {"labelme": [], "segkit": []}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(command: list[str], name: str) -> float:
+    """Run ``command`` (its output discarded, a failure fatal); returns seconds."""
+    cpu = _children_cpu()
+    start = time.perf_counter()
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    elapsed = time.perf_counter() - start
+    CPU_SECONDS[name].append(_children_cpu() - cpu)
+    if done.returncode:
+        raise SystemExit(f"{command[:3]} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return elapsed
+
+
+def run_labelme_script(src: Path, out: Path) -> float:
+    """labelme2voc (class masks only) as a script in a fresh interpreter; returns seconds."""
+    labels = str(src / "labels.txt")
+    command = [sys.executable, str(REFERENCE_SCRIPT), str(src), str(out), "--labels", labels]
+    return _timed(command, "labelme")
+
+
+def run_segkit_command(src: Path, out: Path, workers: int | None) -> float:
+    """``segkit convert`` as a command in a fresh interpreter; returns seconds."""
+    command = [sys.executable, "-m", "segkit", "convert", str(src), "-o", str(out)]
+    command += ["--labels", str(src / "labels.txt")]
+    if workers is not None:
+        command += ["--workers", str(workers)]
+    return _timed(command, "segkit")
+
+
+def compare(reference: Path, ours: Path, folders: tuple[str, ...] = _MASK_FOLDERS) -> int:
     """Number of images whose class or object masks differ."""
     differing = 0
     for path in sorted((reference / "SegmentationClass").glob("*.png")):
-        for folder in ("SegmentationClass", "SegmentationObject"):
+        for folder in folders:
             a = np.asarray(PIL.Image.open(reference / folder / path.name))
             b = np.asarray(PIL.Image.open(ours / folder / path.name))
             if folder == "SegmentationObject":
@@ -174,6 +244,14 @@ def _wait_out_recent_deletes(what: str) -> None:
     time.sleep(window + 1)
 
 
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages (other jobs on a shared machine)."""
+    try:
+        return " ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def _fmt(times: list[float]) -> str:
     return ", ".join(f"{t:.2f}" for t in times)
 
@@ -186,7 +264,13 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--height", type=int, default=768)
     parser.add_argument("--workers", type=int, default=None, help="segkit workers (default: all)")
-    parser.add_argument("--workdir", type=Path, default=Path("bench_data/convert"))
+    parser.add_argument("--workdir", type=Path, default=None, help="default bench_data/convert*")
+    parser.add_argument("--dense", action="store_true", help="8-60 vertices, noisy JPEGs")
+    parser.add_argument(
+        "--whole-process",
+        action="store_true",
+        help="time `segkit convert` and the labelme2voc script as subprocesses (class masks)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each; best is reported")
     parser.add_argument(
         "--reuse-folders",
@@ -196,13 +280,17 @@ def main() -> None:
         "files just deleted)",
     )
     args = parser.parse_args()
+    if args.workdir is None:
+        args.workdir = Path("bench_data/convert_dense" if args.dense else "bench_data/convert")
 
     src = args.workdir / "labelme"
-    marker = args.workdir / f"made-{args.images}-{args.polygons}-{args.width}x{args.height}"
+    kind = "dense-" if args.dense else ""
+    marker = args.workdir / f"made-{kind}{args.images}-{args.polygons}-{args.width}x{args.height}"
     if not marker.exists():
         rebuilt = args.workdir.exists()
         shutil.rmtree(args.workdir, ignore_errors=True)
-        make_dataset(src, args.images, args.polygons, (args.width, args.height))
+        size = (args.width, args.height)
+        make_dataset(src, args.images, args.polygons, size, dense=args.dense)
         marker.touch()
         if rebuilt:
             _wait_out_recent_deletes("deleted the earlier data set")
@@ -219,18 +307,31 @@ def main() -> None:
         if args.reuse_folders:
             for folder in (reference_out, segkit_out):
                 shutil.rmtree(folder, ignore_errors=True)
-        ref_times.append(run_labelme_reference(src, reference_out))
-        seg_times.append(run_segkit(src, segkit_out, args.workers))
+        if args.whole_process:
+            ref_times.append(run_labelme_script(src, reference_out))
+            seg_times.append(run_segkit_command(src, segkit_out, args.workers))
+        else:
+            ref_times.append(run_labelme_reference(src, reference_out))
+            seg_times.append(run_segkit(src, segkit_out, args.workers))
     t_ref, t_seg = min(ref_times), min(seg_times)
-    differing = compare(reference_out, segkit_out)
+    folders = ("SegmentationClass",) if args.whole_process else _MASK_FOLDERS
+    differing = compare(reference_out, segkit_out, folders)
     n = args.images
-    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
+    vertices = "8-60" if args.dense else "6-15"
+    mode = "whole process (subprocesses, imports included)" if args.whole_process else "in-process"
+    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}; load {_load()}")
     print(f"data: {n} images {args.width}x{args.height}, {args.polygons} polygons each")
+    print(f"      of {vertices} vertices; timing: {mode}")
     print(f"{'pipeline':<28}{'seconds':>10}{'images/s':>12}")
     print(f"{'labelme2voc reference':<28}{t_ref:>10.2f}{n / t_ref:>12.1f}")
     print(f"{'segkit convert':<28}{t_seg:>10.2f}{n / t_seg:>12.1f}")
     print(f"all runs (s): labelme {_fmt(ref_times)}; segkit {_fmt(seg_times)}")
     median_ratio = statistics.median(ref_times) / statistics.median(seg_times)
+    if args.whole_process:
+        ref_cpu, seg_cpu = CPU_SECONDS["labelme"], CPU_SECONDS["segkit"]
+        cpu_ratio = statistics.median(ref_cpu) / statistics.median(seg_cpu)
+        print(f"CPU s (user+sys): labelme {_fmt(ref_cpu)}; segkit {_fmt(seg_cpu)}")
+        print(f"CPU median ratio {cpu_ratio:.1f}x")
     print(
         f"speed-up: best of {args.repeat} {t_ref / t_seg:.1f}x, median {median_ratio:.1f}x; "
         f"images with differing masks: {differing}"

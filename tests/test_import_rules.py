@@ -104,3 +104,21 @@ def test_every_public_segkit_error_is_defined_in_errors_py() -> None:
     assert {"OptionError", "DatasetError", "CheckpointError", "EmptySplitError"} <= set(
         vars(segkit.errors)
     )
+
+
+#: What the command line must not load before a command runs (each costs 0.05–0.5 s).
+HEAVY = {"numpy", "scipy", "PIL", "torch", "pydantic"}
+
+
+def test_cli_import_and_help_load_no_stage_libraries() -> None:
+    # Start-up of `segkit --help`, `--version` and every `CMD --help` stays fast only
+    # while the command modules import their stages inside the command body.
+    commands = ("convert", "validate", "split", "weights", "train", "models", "export")
+    commands += ("report", "predict", "demo", "run")
+    helps = "; ".join(f"app([{c!r}, '--help'], standalone_mode=False)" for c in commands)
+    assert not HEAVY & loaded_after("import segkit.cli")
+    loaded = loaded_after(
+        f"from segkit.cli import app; app(['--version'], standalone_mode=False); {helps}"
+    )
+    assert "segkit" in loaded
+    assert not HEAVY & loaded

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import pickle
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,29 @@ class LabelPolicy:
 
 
 @dataclass(frozen=True)
+class Parsed:
+    """A file's annotation as the label scan parsed it, so its conversion parses it once.
+
+    Pickled, so the main process holds it as compact bytes between the two passes.
+    """
+
+    json_sha256: str
+    pickled: bytes
+
+    @classmethod
+    def of(cls, annotation: Annotation, raw: bytes) -> Parsed | None:
+        """``annotation`` parsed from ``raw``; ``None`` for embedded images (large, and
+        cheap to decode again)."""
+        if annotation.image_data is not None:
+            return None
+        return cls(sha256_bytes(raw), pickle.dumps(annotation, pickle.HIGHEST_PROTOCOL))
+
+    def annotation(self, raw: bytes, raw_sha256: str) -> Annotation | None:
+        """The annotation, if ``raw`` (hashing to ``raw_sha256``) is still what was parsed."""
+        return pickle.loads(self.pickled) if raw_sha256 == self.json_sha256 else None
+
+
+@dataclass(frozen=True)
 class Job:
     """Everything a worker needs to convert one file (picklable)."""
 
@@ -86,6 +110,8 @@ class Job:
     existing_outputs: tuple[str, ...] = ()
     #: Files at this id's output names that segkit did not write: never replaced.
     foreign_outputs: tuple[str, ...] = ()
+    #: The label scan's parse of the file, when it parsed whole (see ``Parsed``).
+    parsed: Parsed | None = None
 
 
 @dataclass
@@ -280,9 +306,11 @@ def _write_outputs(output: Path, files: dict[str, tuple[str, bytes]], written: l
 def _convert(job: Job, outcome: Outcome, written: list[Path]) -> Outcome:
     """The work of ``convert_one``; raises on bad input, records written paths."""
     raw = job.source.read_bytes()
-    annotation = parse_annotation(job.source, raw)
-    outcome.shape_types.update(shape.shape_type for shape in annotation.shapes)
     json_sha = sha256_bytes(raw)
+    annotation = job.parsed.annotation(raw, json_sha) if job.parsed is not None else None
+    if annotation is None:  # not parsed by the scan, or changed on disk since
+        annotation = parse_annotation(job.source, raw)
+    outcome.shape_types.update(shape.shape_type for shape in annotation.shapes)
     image_sha, image_data = _read_image_source(annotation, raw)
     if _up_to_date(job, json_sha, image_sha):
         outcome.sample, outcome.skipped = job.previous, True
@@ -333,7 +361,11 @@ def _convert(job: Job, outcome: Outcome, written: list[Path]) -> Outcome:
         "image_source": annotation.image_path if annotation.image_data is None else "imageData",
         "image_source_sha256": image_sha,
         "options_fingerprint": job.fingerprint,
-        **{f"{key}_sha256": sha256_bytes(data) for key, (_, data) in files.items()},
+        # A copied image is the very bytes hashed as the source: not hashed twice.
+        **{
+            f"{key}_sha256": image_sha if data is image_data else sha256_bytes(data)
+            for key, (_, data) in files.items()
+        },
         "image_reencoded": image_bytes is not loaded.source_bytes,
         "exif_rotated": loaded.needs_reorient,
         "shapes": len(shapes),

@@ -17,9 +17,14 @@ from segkit import __version__
 from segkit._compat import add_note
 from segkit._io import atomic_write_text
 from segkit._text import is_unicode, printable
-from segkit.convert_one import UNLINK_ERRORS, Job, LabelPolicy, Outcome, convert_one
+from segkit.convert_one import UNLINK_ERRORS, Job, LabelPolicy, Outcome, Parsed, convert_one
 from segkit.errors import AnnotationError, DatasetError, ManifestError, OptionError
-from segkit.labelme import DEFAULT_MAX_PIXELS, read_annotation, scan_labels
+from segkit.labelme import (
+    DEFAULT_MAX_PIXELS,
+    parse_annotation,
+    read_annotation_bytes,
+    scan_labels,
+)
 from segkit.manifest import load_manifest, new_manifest, save_manifest
 from segkit.ownership import (
     check_apart,
@@ -56,6 +61,10 @@ OUTPUT_FORMAT_VERSION = 3
 #: Longest id in UTF-8 bytes: with a suffix and the temporary name's 14 extra characters
 #: it stays well inside the 255 bytes a file name may have.
 MAX_STEM_BYTES = 200
+#: Parsed annotations the label scan hands to the conversion are held here as pickled
+#: bytes (about the JSON's size) between the two passes; past this total, the workers
+#: parse the remaining files again instead.
+_PARSED_BUDGET = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -337,22 +346,47 @@ def resolve_labels(spec: str | Sequence[str] | LabelSet | None) -> LabelSet | No
     return parse_labels(spec, "--labels")
 
 
-def _scan_labels(path: Path) -> tuple[list[str], str | None]:
-    """Labels of one file; only its shape labels are checked (enough to check a given list)."""
+#: A scan's answer: the file's labels, the error that stops it, the parsed annotation.
+_Scan = tuple[list[str], str | None, Parsed | None]
+
+
+def _scan_labels(path: Path) -> _Scan:
+    """Labels of one file; only its shape labels must be valid (enough to check a given list).
+
+    The whole file is parsed, once: when it parses, the conversion reuses the result.
+    """
     try:
-        return scan_labels(path, path.read_bytes()), None
-    except AnnotationError as error:
-        return [], str(error)
+        raw = path.read_bytes()
     except OSError as error:
-        return [], f"{path}: {error}"
+        return [], f"{path}: {error}", None
+    try:
+        annotation = parse_annotation(path, raw)
+    except AnnotationError:  # reported by its conversion; only its labels count here
+        try:
+            return scan_labels(path, raw), None, None
+        except AnnotationError as error:
+            return [], str(error), None
+    return [shape.label for shape in annotation.shapes], None, Parsed.of(annotation, raw)
 
 
-def _scan_labels_strict(path: Path) -> tuple[list[str], str | None]:
+def _scan_labels_strict(path: Path) -> _Scan:
     """Labels of one file whose shapes all parse: a file that will fail adds no class."""
     try:
-        return [shape.label for shape in read_annotation(path).shapes], None
+        raw = read_annotation_bytes(path)
+        annotation = parse_annotation(path, raw)
     except AnnotationError as error:
-        return [], str(error)
+        return [], str(error), None
+    return [shape.label for shape in annotation.shapes], None, Parsed.of(annotation, raw)
+
+
+def _within_budget(parsed: Sequence[Parsed | None]) -> list[Parsed | None]:
+    """The parsed annotations to hand on, the first ``_PARSED_BUDGET`` bytes of them."""
+    kept: list[Parsed | None] = []
+    total = 0
+    for item in parsed:
+        total += len(item.pickled) if item is not None else 0
+        kept.append(item if total <= _PARSED_BUDGET else None)
+    return kept
 
 
 def _previous_labels(output: Path, manifest: Mapping[str, Any] | None) -> LabelSet | None:
@@ -719,9 +753,10 @@ def _convert_claimed(
         relatives = [path.relative_to(input_dir) for path in sources]
         found = {
             rel.as_posix(): [mapping.get(label, label) for label in labels_]
-            for rel, (labels_, error) in zip(relatives, scans, strict=True)
+            for rel, (labels_, error, _) in zip(relatives, scans, strict=True)
             if error is None
         }
+        parsed = _within_budget([parse for _, _, parse in scans])
         discovered = label_set is None
         if discovered:
             previous_labels = None if replacing else _previous_labels(output, previous_manifest)
@@ -770,8 +805,9 @@ def _convert_claimed(
                 previous=None if force else previous_samples.get(rel.as_posix()),
                 existing_outputs=existing.get(stem, ()),
                 foreign_outputs=tuple(foreign.get(stem, ())),
+                parsed=parse,
             )
-            for path, rel, stem in zip(sources, relatives, stems, strict=True)
+            for path, rel, stem, parse in zip(sources, relatives, stems, parsed, strict=True)
         ]
         outcomes: list[Outcome | None] = [None] * len(jobs)
         interrupted: BaseException | None = None

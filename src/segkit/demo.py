@@ -22,17 +22,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from segkit import __version__
+import segkit
 from segkit._io import atomic_write_json
+from segkit.defaults import DEMO_CROP, DEMO_MINUTES, DEMO_MODEL
 from segkit.errors import OptionError
 from segkit.pipeline.config import CONFIG_NAME
 from segkit.pipeline.runner import RunEvent
 
-#: Training budget of the default demo (minutes): with the other stages it stays under
-#: 5 minutes on 2 CPU cores whatever the machine's load (docs/benchmarks.md).
-DEFAULT_MINUTES = 3.0
-DEFAULT_MODEL = "unet-tiny"
-DEFAULT_CROP = 64
+DEFAULT_MINUTES = DEMO_MINUTES
+DEFAULT_MODEL = DEMO_MODEL
+DEFAULT_CROP = DEMO_CROP
 DEMO_FILE = "demo.json"
 FORMAT = "segkit-demo"
 
@@ -90,7 +89,7 @@ class DemoSummary:
         """JSON-ready form (also written to ``DIR/demo.json``)."""
         return {
             "format": FORMAT,
-            "segkit_version": __version__,
+            "segkit_version": segkit.__version__,
             "output": str(self.output),
             "mIoU": self.miou,
             "object_f1": self.object_f1,

@@ -19,10 +19,9 @@ import PIL.ImageOps
 from numpy.typing import NDArray
 
 from segkit._pillow import pixel_limit_lifted
+from segkit.defaults import DEFAULT_MAX_DISTANCE as DEFAULT_MAX_DISTANCE
+from segkit.defaults import HASH_BITS as HASH_BITS
 
-HASH_BITS = 64
-#: Hamming distance (of 64 bits) at or below which two images count as near-duplicates.
-DEFAULT_MAX_DISTANCE = 4
 #: Side of the square grayscale thumbnail that confirms a hash match.
 THUMBNAIL_SIDE = 16
 #: Pearson correlation of two thumbnails (so brightness and contrast do not count) at

@@ -7,8 +7,10 @@ import binascii
 import io
 import json
 import math
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
@@ -23,6 +25,7 @@ from segkit._pillow import (
     pixel_limit_lifted,
 )
 from segkit._text import is_unicode, printable
+from segkit.defaults import DEFAULT_MAX_PIXELS
 from segkit.errors import AnnotationError
 
 #: Number of points each shape type needs: an exact count, or (minimum, None).
@@ -37,8 +40,6 @@ POINT_COUNTS: dict[str, int | tuple[int, None]] = {
     "mask": 2,
 }
 SHAPE_TYPES = tuple(POINT_COUNTS)
-#: PIL's own decompression-bomb error threshold; ``--max-pixels`` overrides it.
-DEFAULT_MAX_PIXELS = 2 * 89_478_485
 #: Points may lie this many image sizes outside the image; farther ones are corrupt data
 #: (Pillow silently overflows on them, and drawing a huge circle takes minutes).
 MAX_OUTSIDE_IMAGE_SIZES = 10
@@ -80,12 +81,48 @@ def _fail(path: Path, where: str, reason: str) -> AnnotationError:
 
 
 _NUMBER_TYPES = (int, float)
+#: Shortens a point in a message: a 400-digit integer literal must not fill the screen.
+_SHORT = reprlib.Repr()
+_SHORT.maxlong, _SHORT.maxlist, _SHORT.maxstring = 24, 4, 40
 _JPEG_END = b"\xff\xd9"
+_LIST_TYPE = frozenset({list})
+_PAIR_LENGTH = frozenset({2})
+_FLOAT_TYPE = frozenset({float})
+_NUMBER_TYPE_SET = frozenset(_NUMBER_TYPES)
 
 
 def _parse_points(path: Path, where: str, raw: Any) -> tuple[tuple[float, float], ...]:
     if not isinstance(raw, list) or not raw:
         raise _fail(path, where, "'points' must be a non-empty list of [x, y]")
+    points = _points_at_once(raw)
+    if points is not None:
+        return points
+    return _points_one_by_one(path, where, raw)
+
+
+def _points_at_once(raw: list) -> tuple[tuple[float, float], ...] | None:
+    """The points of a well-formed list, checked whole by C-level builtins; else ``None``.
+
+    Accepts exactly when every point is a list of two numbers (int or float, never
+    bool) and every coordinate is finite, which is when ``_points_one_by_one`` accepts;
+    anything else (rare) goes to that loop, which names the first bad point.
+    """
+    try:
+        if set(map(type, raw)) != _LIST_TYPE or set(map(len, raw)) != _PAIR_LENGTH:
+            return None
+        kinds = set(map(type, chain.from_iterable(raw)))
+        # A sum is finite only when every term is: inf and nan propagate through it
+        # (a finite sum that overflows is merely sent to the loop). A huge int raises.
+        if not kinds <= _NUMBER_TYPE_SET or not math.isfinite(sum(chain.from_iterable(raw))):
+            return None
+        if kinds == _FLOAT_TYPE:  # what labelme writes: no conversion needed
+            return tuple(map(tuple, raw))
+        return tuple((float(x), float(y)) for x, y in raw)
+    except OverflowError:  # an integer too large for a float: the loop reports it
+        return None
+
+
+def _points_one_by_one(path: Path, where: str, raw: list) -> tuple[tuple[float, float], ...]:
     points = []
     isfinite = math.isfinite
     for index, point in enumerate(raw):
@@ -96,13 +133,15 @@ def _parse_points(path: Path, where: str, raw: Any) -> tuple[tuple[float, float]
             or type(point[0]) not in _NUMBER_TYPES
             or type(point[1]) not in _NUMBER_TYPES
         ):
-            raise _fail(path, where, f"points[{index}] must be [x, y] numbers, got {point!r}")
+            raise _fail(
+                path, where, f"points[{index}] must be [x, y] numbers, got {_SHORT.repr(point)}"
+            )
         try:
             x, y = float(point[0]), float(point[1])
         except OverflowError:  # an integer literal too large for a float
             x = y = math.inf
         if not (isfinite(x) and isfinite(y)):
-            raise _fail(path, where, f"points[{index}] is not finite: {point!r}")
+            raise _fail(path, where, f"points[{index}] is not finite: {_SHORT.repr(point)}")
         points.append((x, y))
     return tuple(points)
 
@@ -129,10 +168,14 @@ def _decode_mask(path: Path, where: str, raw: Any) -> NDArray[np.bool_]:
     except (binascii.Error, ValueError) as error:
         raise _fail(path, where, f"'mask' is not valid base64 ({error})") from None
     try:
-        with PIL.Image.open(io.BytesIO(data)) as bitmap:
+        # segkit's own size check below names the problem; Pillow's bomb error would not.
+        with pixel_limit_lifted(), PIL.Image.open(io.BytesIO(data)) as bitmap:
             if bitmap.width * bitmap.height > DEFAULT_MAX_PIXELS:
                 raise _fail(
-                    path, where, f"'mask' bitmap is {bitmap.width}×{bitmap.height}, too large"
+                    path,
+                    where,
+                    f"'mask' bitmap is {bitmap.width}×{bitmap.height}, over the limit "
+                    f"of {DEFAULT_MAX_PIXELS} pixels",
                 )
             array = np.asarray(bitmap)
     except AnnotationError:
@@ -274,13 +317,17 @@ def parse_annotation(path: Path, text: str | bytes) -> Annotation:
     )
 
 
-def read_annotation(path: Path) -> Annotation:
-    """Read and check one labelme JSON file."""
+def read_annotation_bytes(path: Path) -> bytes:
+    """The bytes of a labelme JSON file; ``AnnotationError`` when it cannot be read."""
     try:
-        raw = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except OSError as error:
         raise _fail(path, "", f"cannot read ({error.strerror or error})") from None
-    return parse_annotation(Path(path), raw)
+
+
+def read_annotation(path: Path) -> Annotation:
+    """Read and check one labelme JSON file."""
+    return parse_annotation(Path(path), read_annotation_bytes(path))
 
 
 @dataclass
@@ -389,6 +436,7 @@ def load_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     data: bytes | None = None,
     need_pixels: bool = True,
+    too_large_hint: str = "raise --max-pixels if the image is genuine",
 ) -> LoadedImage:
     """Load the annotation's image as the labelme app shows it, and check its declared size.
 
@@ -403,6 +451,8 @@ def load_image(
     ``need_pixels=False`` a JPEG that can be copied unchanged is not decoded when its
     header parses and it ends in the end-of-image marker (else it is decoded at 1/8
     scale, so a truncated file fails); ``image`` is then not meant for its pixels.
+    ``too_large_hint`` ends the message about an image over ``max_pixels``: what the
+    caller's user can do about it.
     """
     path = annotation.path
     image_file = annotation.image_file()
@@ -411,6 +461,8 @@ def load_image(
     elif data is not None:
         origin = str(image_file)
     else:
+        if image_file is not None and image_file.is_dir():
+            raise _fail(path, "", f"imagePath names a folder, not an image: {image_file}")
         if image_file is None or not image_file.is_file():
             raise _fail(path, "", f"image not found: {image_file} (from imagePath)")
         try:
@@ -418,6 +470,8 @@ def load_image(
         except OSError as error:
             raise _fail(path, "", f"cannot read image {image_file} ({error.strerror})") from None
         origin = str(image_file)
+    if not data:
+        raise _fail(path, "", f"image {origin} is an empty file (0 bytes)")
     try:
         with pixel_limit_lifted():
             # Decode from memory, not from the path: Pillow memory-maps raw TIFFs opened
@@ -429,7 +483,7 @@ def load_image(
                     path,
                     "",
                     f"image {origin} is {width}×{height} = {width * height} pixels, over the "
-                    f"limit of {max_pixels} (raise --max-pixels if the image is genuine)",
+                    f"limit of {max_pixels} ({too_large_hint})",
                 )
             orientation = exif_orientation(image) if annotation.image_data is None else 1
             tiff_orientation = _tiff_orientation(image)
@@ -490,6 +544,17 @@ def check_extent(shapes: Sequence[Shape], size: tuple[int, int], where: str = ""
     """Reject points absurdly far outside an image of ``size`` (H, W); near ones are clipped."""
     height, width = size
     margin = max(MAX_OUTSIDE_IMAGE_SIZES * max(height, width), MIN_OUTSIDE_MARGIN)
+    count = sum(len(shape.points) for shape in shapes)
+    # All coordinates at once: x, y alternate in one flat array.
+    xy = np.fromiter(
+        chain.from_iterable(chain.from_iterable(shape.points for shape in shapes)),
+        dtype=np.float64,
+        count=2 * count,
+    )
+    x, y = xy[0::2], xy[1::2]
+    if ((x >= -margin) & (x <= width + margin) & (y >= -margin) & (y <= height + margin)).all():
+        return
+    # Some point is too far: find the first one, point by point, for the message.
     for index, shape in enumerate(shapes):
         for number, (x, y) in enumerate(shape.points):
             if not (-margin <= x <= width + margin and -margin <= y <= height + margin):

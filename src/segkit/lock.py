@@ -109,6 +109,40 @@ def _open(path: Path) -> int:
         ) from None
 
 
+def _busy(folder: Path, info: dict[str, Any]) -> FolderBusyError:
+    return FolderBusyError(
+        f"{folder}: another segkit process is writing here ({_holder_text(info)}); "
+        "wait for it to finish or stop it"
+    )
+
+
+def check_not_busy(folder: Path) -> None:
+    """Raise ``FolderBusyError`` now when another process holds ``folder``'s lock.
+
+    For a stage that takes the lock only for its final writes (``report``): a second
+    writer is refused at once, not after minutes of work. Takes no lock itself.
+    """
+    path = Path(folder) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return  # no lock file; an unusable one is reported when the lock is taken
+    try:
+        info = _read_info(fd)
+        if fcntl is None:  # pragma: no cover - Windows
+            busy = not _try_lock(fd, info)
+        else:
+            try:  # a shared lock fails only while someone holds the exclusive one
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                busy = False
+            except BlockingIOError:
+                busy = True
+    finally:
+        os.close(fd)
+    if busy:
+        raise _busy(folder, info)
+
+
 @contextlib.contextmanager
 def folder_lock(folder: Path) -> Iterator[None]:
     """Hold the write lock of ``folder`` (which must exist) for the block.
@@ -122,10 +156,7 @@ def folder_lock(folder: Path) -> Iterator[None]:
         info = _read_info(fd)
         if not _try_lock(fd, info):
             os.close(fd)
-            raise FolderBusyError(
-                f"{folder}: another segkit process is writing here ({_holder_text(info)}); "
-                "wait for it to finish or stop it"
-            )
+            raise _busy(folder, info)
         try:
             same = os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino
         except FileNotFoundError:

@@ -31,7 +31,7 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def scanline_canvas(width: int, height: int) -> PIL.Image.Image:
+def scanline_canvas(width: int, height: int, memory: np.ndarray | None = None) -> PIL.Image.Image:
     """A zero "L" image whose pixels live in PNG scanline layout (a 0 filter byte per row).
 
     The image is mapped (``PIL.Image.frombuffer`` with a row stride of ``width + 1``)
@@ -39,10 +39,16 @@ def scanline_canvas(width: int, height: int) -> PIL.Image.Image:
     deflates the buffer as it is: no export of the pixels (``np.asarray`` of an image
     costs as much as encoding it) and no copy adding the filter bytes. Drawing, pasting
     and ``putpalette`` work on the image in place, as on any Pillow image.
+
+    ``memory`` (optional, taken over): the scanlines to start from instead of zeros,
+    ``(width + 1) * height + 1`` contiguous uint8 whose filter bytes are 0.
     """
     stride = width + 1
     # One spare byte: the pixels start at offset 1, after the first row's filter byte.
-    memory = np.zeros(stride * height + 1, dtype=np.uint8)
+    if memory is None:
+        memory = np.zeros(stride * height + 1, dtype=np.uint8)
+    elif memory.dtype != np.uint8 or memory.shape != (stride * height + 1,):
+        raise ValueError(f"memory must be {stride * height + 1} uint8, got {memory.shape}")
     image = PIL.Image.frombuffer("L", (width, height), memory[1:], "raw", "L", stride, 1)
     # frombuffer marks mapped images read-only so that drawing copies them first; this
     # buffer is ours, so drawing goes straight into it.

@@ -37,9 +37,10 @@ import numpy as np
 
 from segkit._compat import add_note
 from segkit._io import atomic_write_text, io_error_line, sha256_file
-from segkit._pillow import DECODE_ERRORS
+from segkit._pillow import DECODE_ERRORS, decode_error_text
 from segkit._text import plural, short_list
 from segkit.dataset import Dataset, Sample, open_dataset
+from segkit.defaults import DEFAULT_TEST as DEFAULT_TEST
 from segkit.errors import DatasetError, EmptySplitError, OptionError
 from segkit.imagehash import hash_image_file, near_duplicate_groups
 from segkit.manifest import load_manifest, update_manifest
@@ -49,7 +50,6 @@ from segkit.split import SplitResult, SplitStats, assign_splits, split_stats
 from segkit.voc import IGNORE_INDEX, MANIFEST_NAME, SPLITS_DIR, read_class_mask, read_split_file
 
 DEFAULT_VAL = 0.2
-DEFAULT_TEST = 0.1
 #: Where the split record goes when the dataset has no ``segkit.json``.
 RECORD_NAME = "splits.json"
 _FOLD_FILE = re.compile(r"^fold(\d+)_(train|val)\.txt$")
@@ -302,7 +302,9 @@ def _scan_sample(task: tuple[str, str, str | None, str | None, dict | None]) -> 
         try:
             image_hash = hash_image_file(Path(image_path))
         except DECODE_ERRORS as error:
-            return _Scan(stem, error=f"{image_path}: cannot read image ({error})")
+            return _Scan(
+                stem, error=f"{image_path}: cannot read image ({decode_error_text(error)})"
+            )
     return _Scan(stem, pixels, digest, image_hash)
 
 

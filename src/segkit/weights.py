@@ -71,6 +71,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from segkit.defaults import DEFAULT_BETA as DEFAULT_BETA
+from segkit.defaults import DEFAULT_SIGMA as DEFAULT_SIGMA
+from segkit.defaults import DEFAULT_W0 as DEFAULT_W0
 from segkit.errors import OptionError
 from segkit.voc import IGNORE_INDEX, IGNORE_INDEX_16
 
@@ -87,9 +90,6 @@ Scheme = Literal[
 ]
 BorderOn = Literal["background", "all"]
 ENET_C = 1.02
-DEFAULT_BETA = 0.9999
-DEFAULT_W0 = 10.0
-DEFAULT_SIGMA = 5.0
 DEFAULT_TOLERANCE = 1e-4
 
 # Rows of the distance pass handled together: small enough to stay in cache.

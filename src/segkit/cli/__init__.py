@@ -14,7 +14,7 @@ from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
 
-from segkit import __version__  # noqa: E402
+import segkit  # noqa: E402
 from segkit.cli import (  # noqa: E402
     _interrupt,
     _notes,
@@ -45,7 +45,7 @@ app = typer.Typer(
 
 def _version_callback(value: bool) -> None:
     if value:
-        typer.echo(f"segkit {__version__}")
+        typer.echo(f"segkit {segkit.__version__}")  # looked up only when asked
         raise typer.Exit()
 
 

@@ -52,7 +52,6 @@ from typing import Any
 import typer
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
@@ -141,6 +140,14 @@ def _fail(argv: Sequence[str], messages: list[str], code: int) -> int:
 
 class SegkitGroup(TyperGroup):
     """The app's click group: one place that maps every failure to a line and an exit code."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        # An absent --help is None, which typer coerces through pydantic (~0.1 s to
+        # import); a bool it passes through, so `segkit CMD --help` stays fast.
+        if option is not None and option.default is None:
+            option.default = False
+        return option
 
     def main(  # type: ignore[override]
         self,
@@ -244,6 +251,14 @@ def progress_bar(description: str, *, quiet: bool = False) -> Iterator[Callable[
     if quiet or not err_console.is_terminal:
         yield lambda done, total: None
         return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -21,8 +21,10 @@ from segkit.cli._common import (
     progress_bar,
     titled_table,
 )
-from segkit.convert_stage import ConvertOptions, ConvertSummary, convert, parse_label_map
-from segkit.labelme import DEFAULT_MAX_PIXELS
+from segkit.defaults import DEFAULT_MAX_PIXELS
+
+if TYPE_CHECKING:
+    from segkit.convert_stage import ConvertSummary
 
 
 class UnknownLabel(str, Enum):
@@ -132,6 +134,8 @@ def register(app: typer.Typer) -> None:
         beyond 254 gets a 16-bit grayscale SegmentationObject PNG (65535 = ignore).
         A re-run converts only what changed.
         """
+        from segkit.convert_stage import ConvertOptions, convert, parse_label_map
+
         options = ConvertOptions(
             labels=labels,
             label_map=parse_label_map(label_map or []),

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from segkit.cli._common import JSON_HELP, console, examples, print_json
 from segkit.cli.run_cmd import Printer
-from segkit.demo import DEFAULT_CROP, DEFAULT_MINUTES, DEFAULT_MODEL, DemoOptions, demo
+from segkit.defaults import DEMO_CROP, DEMO_MINUTES, DEMO_MODEL
 
 
 def _fmt(value: float | None) -> str:
@@ -54,12 +54,12 @@ def register(app: typer.Typer) -> None:
         ] = None,
         minutes: Annotated[
             float, typer.Option(help="Training time budget in minutes.")
-        ] = DEFAULT_MINUTES,
+        ] = DEMO_MINUTES,
         device: Annotated[
             str, typer.Option(help="auto (a GPU when there is one), cpu, cuda or cuda:N.")
         ] = "auto",
-        model: Annotated[str, typer.Option(help="Registry model (segkit models).")] = DEFAULT_MODEL,
-        crop: Annotated[int, typer.Option(help="Training crop side.")] = DEFAULT_CROP,
+        model: Annotated[str, typer.Option(help="Registry model (segkit models).")] = DEMO_MODEL,
+        crop: Annotated[int, typer.Option(help="Training crop side.")] = DEMO_CROP,
         seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
         scenes: Annotated[
             int | None, typer.Option(help="Training scenes to generate [default: 42].")
@@ -72,6 +72,8 @@ def register(app: typer.Typer) -> None:
         annotations) is generated into OUTPUT/annotations; the dataset, run, report and
         predictions (of the test split) follow in OUTPUT. Run again to carry on.
         """
+        from segkit.demo import DemoOptions, demo
+
         options = DemoOptions(
             epochs=epochs,
             minutes=minutes,

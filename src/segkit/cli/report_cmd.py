@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -19,11 +19,14 @@ from segkit.cli._common import (
     progress_bar,
 )
 from segkit.errors import OptionError
-from segkit.report import tables
-from segkit.report.stage import CompareSummary, ReportOptions, ReportSummary, compare, report
+
+if TYPE_CHECKING:
+    from segkit.report.stage import CompareSummary, ReportSummary
 
 
 def _class_table(result: dict[str, Any]) -> Table:
+    from segkit.report import tables
+
     objects = bool(result.get("objects"))
     table = Table(
         title=escape(
@@ -61,6 +64,8 @@ def _class_table(result: dict[str, Any]) -> Table:
 def _confusion_table(result: dict[str, Any]) -> Table | None:
     import numpy as np
 
+    from segkit.report import tables
+
     matrix = np.array(result["confusion"]["matrix"])
     if len(matrix) > tables.MAX_PRINTED_CLASSES:
         return None
@@ -77,6 +82,8 @@ def _confusion_table(result: dict[str, Any]) -> Table | None:
 
 
 def _render_report(summary: ReportSummary) -> None:
+    from segkit.report import tables
+
     result = summary.report
     console.print(_class_table(result))
     head = tables.summary(result)
@@ -93,6 +100,8 @@ def _render_report(summary: ReportSummary) -> None:
 
 
 def _render_compare(summary: CompareSummary) -> None:
+    from segkit.report import tables
+
     table = Table(title=escape(f"B − A: A = {summary.a}, B = {summary.b}"), header_style="bold")
     table.add_column("class", justify="left")
     for key in tables.DELTA_KEYS:
@@ -206,6 +215,8 @@ def register(app: typer.Typer) -> None:
         confusion_matrix.png, overlays/ of the worst images and a self-contained
         report.html. Every number comes from the dataset-level confusion matrix.
         """
+        from segkit.report.stage import ReportOptions, compare, report
+
         if compare_reports is not None:
             if run is not None or pred is not None:
                 raise OptionError("--compare takes two reports and no RUN or --pred")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from segkit.cli._common import (
@@ -22,7 +21,9 @@ from segkit.cli._common import (
 )
 from segkit.cli._interrupt import EXIT_INTERRUPTED
 from segkit.cli.train_cmd import _Renderer
-from segkit.pipeline.runner import shown
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 EXAMPLES = examples(
     "segkit run annotations/ -o work/",
@@ -108,6 +109,14 @@ class Printer:
         if not err_console.is_terminal:
             return
         if self.progress is None:
+            from rich.progress import (  # here: `segkit --help` need not load it
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
             self.progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TimeRemainingColumn(), console=err_console, transient=True,
@@ -125,6 +134,8 @@ class Printer:
 
 def summary_table(summary: Any, title: str) -> Table:
     """The headline numbers and where everything is."""
+    from segkit.pipeline.runner import shown
+
     data = summary.to_dict()
     table = Table(title=escape(title), show_header=False)
     table.add_column(style="bold")
@@ -216,7 +227,7 @@ def register(app: typer.Typer) -> None:
         resumes, and a changed option reruns exactly the stages it affects.
         """
         from segkit.pipeline.config import resolve
-        from segkit.pipeline.runner import run
+        from segkit.pipeline.runner import run, shown
         from segkit.train.stage import TrainingInterrupted
 
         tables: dict[str, dict[str, Any]] = {

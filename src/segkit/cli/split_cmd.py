@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -20,8 +20,11 @@ from segkit.cli._common import (
     progress_bar,
     titled_table,
 )
-from segkit.split import SplitStats
-from segkit.split_stage import DEFAULT_TEST, SplitOptions, SplitSummary, split_dataset
+from segkit.defaults import DEFAULT_TEST
+
+if TYPE_CHECKING:
+    from segkit.split import SplitStats
+    from segkit.split_stage import SplitSummary
 
 
 def _cell(summary: SplitSummary, stats: SplitStats, class_id: int) -> str:
@@ -147,6 +150,8 @@ def register(app: typer.Typer) -> None:
 
         Re-running keeps every existing assignment and places only new images.
         """
+        from segkit.split_stage import SplitOptions, split_dataset
+
         options = SplitOptions(
             val=val,
             test=test,

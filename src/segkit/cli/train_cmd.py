@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from segkit.cli._common import (
@@ -22,6 +21,9 @@ from segkit.cli._common import (
 )
 from segkit.cli._interrupt import EXIT_INTERRUPTED
 from segkit.errors import OptionError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 EXAMPLES = examples(
     "segkit train DATASET -o runs/exp1",
@@ -68,6 +70,14 @@ class _Renderer:
         elif self.quiet:
             return
         elif event.kind == "epoch_start":
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
             self.close()
             total = event.data["epochs"]
             label = f"epoch {event.data['epoch']}" + (f"/{total}" if total else "")

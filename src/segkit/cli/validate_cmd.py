@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -19,14 +19,16 @@ from segkit.cli._common import (
     print_json,
     progress_bar,
 )
-from segkit.imagehash import DEFAULT_MAX_DISTANCE, HASH_BITS
-from segkit.validate import ERROR, WARNING, Finding
-from segkit.validate_stage import ValidateOptions, validate
+from segkit.defaults import DEFAULT_MAX_DISTANCE, HASH_BITS
 
-_STYLE = {ERROR: "bold red", WARNING: "yellow"}
+if TYPE_CHECKING:
+    from segkit.validate import Finding
 
 
 def _table(findings: list[Finding]) -> Table:
+    from segkit.validate import ERROR, WARNING
+
+    styles = {ERROR: "bold red", WARNING: "yellow"}
     table = Table(show_lines=False, header_style="bold")
     table.add_column("severity", no_wrap=True)
     table.add_column("check", no_wrap=True)
@@ -34,7 +36,7 @@ def _table(findings: list[Finding]) -> Table:
     table.add_column("detail", overflow="fold")
     for item in findings:
         table.add_row(
-            Text(item.severity, style=_STYLE.get(item.severity, "")),
+            Text(item.severity, style=styles.get(item.severity, "")),
             Text(item.check),
             Text(item.file or "-"),
             Text(item.detail),
@@ -78,6 +80,8 @@ def register(app: typer.Typer) -> None:
 
         Prints a findings table (or JSON); exits 1 if any finding is an error. Reads only.
         """
+        from segkit.validate_stage import ValidateOptions, validate
+
         options = ValidateOptions(workers=workers, near_duplicate_distance=near_duplicate_distance)
         with progress_bar("Validating", quiet=json_output) as progress:
             summary = validate(dataset, options, progress)

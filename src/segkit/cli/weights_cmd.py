@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -20,8 +20,10 @@ from segkit.cli._common import (
     progress_bar,
     titled_table,
 )
-from segkit.weights import DEFAULT_BETA, DEFAULT_SIGMA, DEFAULT_W0
-from segkit.weights_stage import WeightsOptions, WeightsSummary, compute_weights
+from segkit.defaults import DEFAULT_BETA, DEFAULT_SIGMA, DEFAULT_W0
+
+if TYPE_CHECKING:
+    from segkit.weights_stage import WeightsSummary
 
 
 class Scheme(str, Enum):
@@ -143,6 +145,8 @@ def register(app: typer.Typer) -> None:
 
         Re-running skips masks and maps whose inputs and options did not change.
         """
+        from segkit.weights_stage import WeightsOptions, compute_weights
+
         options = WeightsOptions(
             split=split,
             scheme=scheme.value,

@@ -9,6 +9,8 @@ torchvision's files once and convert them.
 
 from __future__ import annotations
 
+import pickle
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -58,6 +60,23 @@ class EncoderWeightsReport:
         return asdict(self)
 
 
+#: Terminal colour codes, which torch puts in some of its messages.
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def _unpickling_problem(error: pickle.UnpicklingError) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a pickle, in one line."""
+    found = _UNSAFE_GLOBAL.search(str(error))
+    if found is None:
+        detail = " ".join(_ANSI.sub("", str(error)).split())[:200]
+        return f"cannot read weights (not a readable weights pickle: {detail})"
+    return (
+        f"refused: the pickle would load {found.group(1)}, which plain weights never need "
+        "(unpickling it could run code); save the state dict as .safetensors and use that"
+    )
+
+
 def read_state_dict(path: Path | str) -> dict[str, Tensor]:
     """Read a flat ``name → tensor`` state dict from ``.safetensors`` or ``.pth``/``.pt``/``.bin``.
 
@@ -82,8 +101,10 @@ def read_state_dict(path: Path | str) -> dict[str, Tensor]:
             )
     except EncoderWeightsError:
         raise
+    except pickle.UnpicklingError as error:
+        raise EncoderWeightsError(f"{path}: {_unpickling_problem(error)}") from error
     except Exception as error:  # safetensors and unpickling raise many types
-        detail = " ".join(str(error).split())[:200]
+        detail = " ".join(_ANSI.sub("", str(error)).split())[:200]
         raise EncoderWeightsError(f"{path}: cannot read weights ({detail})") from error
     if not isinstance(state, Mapping) or not all(
         isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segkit import __version__
+import segkit
 from segkit._io import atomic_write_text
 from segkit.errors import DatasetError, OptionError
 from segkit.ownership import is_bookkeeping, output_folder
@@ -117,7 +117,7 @@ class RunSummary:
         cfg = self.config
         return {
             "format": FORMAT,
-            "segkit_version": __version__,
+            "segkit_version": segkit.__version__,
             "output": str(cfg.output),
             "config": str(cfg.config_file),
             "images": convert.get("images"),

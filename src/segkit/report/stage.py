@@ -32,13 +32,21 @@ from segkit._io import (
     sha256_file,
     write_error_reason,
 )
-from segkit._pillow import DECODE_ERRORS, pixel_limit_lifted
+from segkit._pillow import DECODE_ERRORS, decode_error_text, pixel_limit_lifted
 from segkit._text import short_list
 from segkit.dataset import Dataset, Sample, open_dataset
 from segkit.errors import DatasetError, OptionError, ReportError, SegkitError, SegkitNote
+from segkit.lock import check_not_busy
 from segkit.manifest import manifest_path
 from segkit.metrics import ConfusionMatrix, ObjectCounts, pixel_scores
-from segkit.ownership import check_apart, drop_claim, output_folder, read_claim, write_claim
+from segkit.ownership import (
+    check_apart,
+    drop_claim,
+    is_bookkeeping,
+    output_folder,
+    read_claim,
+    write_claim,
+)
 from segkit.report import html, plots, tables
 from segkit.voc import BACKGROUND_LABEL, IGNORE_INDEX, read_class_mask, read_mask, voc_colormap
 
@@ -223,7 +231,7 @@ def _read_image(path: Path, channels: int) -> NDArray[Any]:
                 return gray if channels == 1 else np.repeat(gray[:, :, None], 3, axis=2)
             return np.asarray(image.convert("RGB" if channels == 3 else "L"))
     except DECODE_ERRORS as error:
-        raise ReportError(f"{path}: cannot read image ({error})") from error
+        raise ReportError(f"{path}: cannot read image ({decode_error_text(error)})") from error
 
 
 def _picture(sample: Sample, target: NDArray[np.uint8], colors: NDArray[np.uint8]) -> NDArray[Any]:
@@ -557,10 +565,13 @@ def _check_output(output: Path, force: bool) -> None:
     # Both are usage problems (pick another -o), exit 2 as in `segkit train`.
     if output.exists() and not output.is_dir():
         raise OptionError(f"{output}: exists and is not a folder")
+    # segkit's lock and claim are no one's outputs: a folder holding only them is a new
+    # report's, being written (the lock then names the writer) or stopped (the claim).
     if (
         output.is_dir()
-        and any(output.iterdir())
+        and any(not is_bookkeeping(p.name) for p in output.iterdir())
         and not (output / REPORT_NAME).is_file()
+        and read_claim(output, CLAIM_STAGE) is None
         and not force
     ):
         raise OptionError(
@@ -709,6 +720,7 @@ def report(
     what = "predictions folder" if options.mode == "predictions" else "run folder"
     check_apart(output, {what: source, "dataset": options.gt}, may_hold_output=("run folder",))
     _check_output(output, options.force)
+    check_not_busy(output)  # the lock itself is taken for the writes, at the end
     mode = _prediction_mode if options.mode == "predictions" else _run_mode
     try:
         meta, scorer, dataset, names, colors = mode(source, options, progress)

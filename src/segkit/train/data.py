@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Sampler
 
-from segkit._pillow import DECODE_ERRORS, pixel_limit_lifted
+from segkit._pillow import DECODE_ERRORS, decode_error_text, pixel_limit_lifted
 from segkit.dataset import Dataset
 from segkit.errors import DatasetError
 from segkit.inference import image_to_tensor
@@ -92,7 +92,7 @@ def read_image(path: Path) -> NDArray[np.uint8] | NDArray[np.uint16]:
                 return np.asarray(image.convert("L"))[:, :, None]
             return np.asarray(image.convert("RGB"))
     except DECODE_ERRORS as error:
-        raise DatasetError(f"{path}: cannot read image ({error})") from error
+        raise DatasetError(f"{path}: cannot read image ({decode_error_text(error)})") from error
 
 
 @dataclass
