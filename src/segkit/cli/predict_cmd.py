@@ -22,7 +22,7 @@ from segkit.cli._common import (
     progress_bar,
     titled_table,
 )
-from segkit.labelme import DEFAULT_MAX_PIXELS
+from segkit.defaults import DEFAULT_MAX_PIXELS
 
 
 class Tta(str, Enum):

@@ -51,10 +51,11 @@ from segkit._io import (
 from segkit._text import short_list
 from segkit.checkpoint import checkpoint_paths, load_checkpoint
 from segkit.convert_one import _visualization
+from segkit.defaults import DEFAULT_MAX_PIXELS
 from segkit.devices import Runtime, resolve_runtime
 from segkit.errors import AnnotationError, CheckpointError, DatasetError, OptionError, SegkitNote
 from segkit.inference import InferenceOptions, class_argmax, predict_stripes
-from segkit.labelme import DEFAULT_MAX_PIXELS, Annotation, load_image
+from segkit.labelme import Annotation, load_image
 from segkit.ownership import check_apart, drop_claim, output_folder, read_claim, write_claim
 from segkit.predict.polygons import mask_regions, regions_to_shapes
 from segkit.voc import encode_palette_png
