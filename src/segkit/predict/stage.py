@@ -296,7 +296,11 @@ def read_image(
     in one line naming it (``--max-pixels`` raises the limit)."""
     annotation = Annotation(path.with_suffix(".json"), (), path.name, None, None, None)
     try:
-        image = load_image(annotation, max_pixels=max_pixels).image
+        image = load_image(
+            annotation,
+            max_pixels=max_pixels,
+            too_large_hint="cut it into smaller images, or raise --max-pixels if it is genuine",
+        ).image
     except AnnotationError as error:
         # load_image names the (here imaginary) JSON and then the image; name the image.
         detail = str(error).removeprefix(f"{annotation.path}: ").replace(f" {path}", "")
