@@ -10,17 +10,33 @@ depend on the values) on ``--images`` random RGB images of ``--size`` pixels:
    whole and tiled.
 
 Prints seconds, images/s and megapixels/s per row and the ratio to the reference.
-Then, in fresh processes, the peak memory growth (ru_maxrss) of a tiled and a whole
-prediction of one ``--memory-size``² image with ``--memory-model`` (a small model, so
-the run stays short; the image-sized buffers do not depend on the model). Run:
+
+Then peak memory: in fresh processes, the growth of the peak resident set (VmHWM, reset
+to the current RSS just before; ru_maxrss where that is not Linux) while predicting one ``--memory-size``² image with tiles of ``--memory-tile`` (64 px
+overlap) and ``--memory-model`` at width ``--memory-width`` (small, so the run stays
+short: the image-sized buffers do not depend on the model, the tile's activations do):
+
+- ``stream``: ``segkit.inference.predict_mask`` from decoded uint8 pixels (what
+  ``segkit predict`` does): the pixels, the uint8 mask and a band of tile rows;
+- ``tensor``: the float32 image tensor and ``predict_probabilities``'s ``K × H × W``
+  result, argmax'd (the API train's validation and ``report`` use on small images);
+- ``stage``: the whole ``segkit.predict`` call on a PNG file (decode, mask, overlay).
+
+The decoded pixels exist before the ``stream``/``tensor`` baselines; the stage's growth
+includes decoding and loading the model. ``--compare-src OLD/src`` runs the same probes
+against another checkout's sources too (e.g. the commit before the memory bound).
+Run:
 
     python benchmarks/predict.py [--images 2] [--size 512] [--tile 256] [--overlap 32]
-        [--memory-size 6000] [--memory-model unet-tiny] [--memory-whole]
+        [--memory-size 6000] [--memory-tile 512] [--memory-model unet-tiny]
+        [--memory-width 4] [--memory-depth 2] [--memory-whole] [--memory-only]
+        [--memory-modes stream,tensor,stage] [--compare-src DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -38,17 +54,55 @@ from segkit.models.registry import build_model
 from segkit.predict.stage import PredictOptions, predict
 
 MEMORY_PROBE = """
-import resource, sys, torch
+import resource, sys
+from pathlib import Path
+import numpy as np, PIL.Image
+from segkit import inference
 from segkit.checkpoint import load_checkpoint
-from segkit.inference import InferenceOptions, predict_probabilities
-model = load_checkpoint(sys.argv[1]).model
-size, tile = int(sys.argv[2]), None if sys.argv[3] == "whole" else int(sys.argv[3])
-image = torch.rand(3, size, size)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-probs = predict_probabilities(model, image, InferenceOptions(tile=tile, overlap=0.125))
-probs.argmax(0)
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+mode, checkpoint, image, tile = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+tile = None if tile == "whole" else int(tile)
+options = inference.InferenceOptions(tile=tile, overlap=0.0 if tile is None else 64 / tile)
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+def mark():
+    # Linux: reset the peak to the current resident set, so earlier transients (the
+    # decoding) do not hide the growth; elsewhere the peak so far.
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return status("VmRSS")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak():
+    try:
+        return status("VmHWM")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+if mode == "stage":
+    from segkit.predict.stage import PredictOptions, predict
+    settings = PredictOptions(run=Path(checkpoint), tile=tile, precision="fp32")
+    before = mark()
+    predict([Path(image)], Path(sys.argv[5]), settings)
+else:
+    loaded = load_checkpoint(checkpoint)
+    normalization = loaded.meta.normalization
+    with PIL.Image.open(image) as opened:
+        pixels = np.asarray(opened.convert("RGB"))
+    before = mark()
+    if mode == "tensor":
+        tensor = inference.image_to_tensor(pixels, normalization)
+        inference.predict_probabilities(loaded.model, tensor, options).argmax(0)
+    elif hasattr(inference, "predict_stripes"):
+        inference.predict_mask(loaded.model, pixels, options, normalization=normalization)
+    else:  # sources from before striped inference
+        print("nan")
+        raise SystemExit
+print(peak() - before)
 """
+
+MEMORY_MODES = ("stream", "tensor", "stage")
 
 
 def timed(label: str, images: int, megapixels: float, work: Callable[[], None]) -> float:
@@ -73,11 +127,22 @@ def main() -> None:
     parser.add_argument("--memory-size", type=int, default=6000)
     parser.add_argument("--memory-model", default="unet-tiny")
     parser.add_argument("--memory-tile", type=int, default=512)
+    parser.add_argument("--memory-width", type=int, default=4, help="the model's base channels")
+    parser.add_argument("--memory-depth", type=int, default=2, help="the model's depth")
     parser.add_argument(
         "--memory-whole", action="store_true", help="also the whole image (slow, large)"
     )
+    parser.add_argument("--memory-only", action="store_true", help="skip the timing rows")
+    parser.add_argument(
+        "--memory-modes", default=",".join(MEMORY_MODES), help="probes to run (comma-separated)"
+    )
+    parser.add_argument("--compare-src", help="also probe memory with these sources (a src/)")
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.memory_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            memory(args, Path(tmp))
+        return
     model = build_model(args.model, 3, 4)
     model.eval()
     rng = np.random.default_rng(0)
@@ -124,26 +189,57 @@ def main() -> None:
             )
             timed(f"segkit predict stage, {label}", args.images, megapixels,
                   lambda o=options: predict(root / "images", root / "out", o))  # fmt: skip
+        memory(args, root)
 
-        memory_model = build_model(args.memory_model, 3, 4)
-        save_checkpoint(root / "mem" / "best", memory_model, classes=list("abcd"))
-        checkpoint = str(root / "mem" / "best.safetensors")
-        pixels = args.memory_size**2
-        print(
-            f"\npeak memory growth, {args.memory_model}, one {args.memory_size}² image "
-            f"(float32 image alone: {pixels * 12 / 2**20:.0f} MiB):"
-        )
-        for tile in [str(args.memory_tile)] + (["whole"] if args.memory_whole else []):
-            start = time.perf_counter()
-            out = subprocess.run(
-                [sys.executable, "-c", MEMORY_PROBE, checkpoint, str(args.memory_size), tile],
-                capture_output=True, text=True, check=True,
-            )  # fmt: skip
-            peak = float(out.stdout.split()[-1])
-            print(
-                f"  {tile:>6}: {peak:8.0f} MiB ({peak * 2**20 / pixels:.1f} bytes/pixel), "
-                f"{time.perf_counter() - start:.0f} s"
-            )
+
+def smooth_picture(size: int, seed: int = 0) -> PIL.Image.Image:
+    """A ``size``² RGB picture of smooth colour fields (compresses as photos do)."""
+    rng = np.random.default_rng(seed)
+    small = PIL.Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
+    return small.resize((size, size), PIL.Image.Resampling.BILINEAR)
+
+
+def memory(args: argparse.Namespace, root: Path) -> None:
+    """Peak RSS growth of each probe in a fresh process, this checkout and ``--compare-src``."""
+    model = build_model(
+        args.memory_model, 3, 4, base_channels=args.memory_width, depth=args.memory_depth
+    )
+    normalization = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    save_checkpoint(root / "mem" / "best", model, classes=list("abcd"), normalization=normalization)
+    checkpoint = str(root / "mem" / "best.safetensors")
+    image = root / f"big{args.memory_size}.png"
+    smooth_picture(args.memory_size).save(image)
+    pixels = args.memory_size**2
+    print(
+        f"\npeak RSS growth, {args.memory_model} (width {args.memory_width}, depth "
+        f"{args.memory_depth}), one "
+        f"{args.memory_size}² image, 4 classes, {torch.get_num_threads()} threads:"
+    )
+    sources = [("this checkout", None)]
+    if args.compare_src:
+        sources.append((f"{args.compare_src}", args.compare_src))
+    tiles = [str(args.memory_tile)] + (["whole"] if args.memory_whole else [])
+    for number, (label, src) in enumerate(sources):
+        env = dict(os.environ)
+        if src is not None:
+            env["PYTHONPATH"] = str(Path(src).resolve())
+        for tile in tiles:
+            for mode in args.memory_modes.split(","):
+                start = time.perf_counter()
+                out = subprocess.run(
+                    [sys.executable, "-c", MEMORY_PROBE, mode, checkpoint, str(image), tile,
+                     str(root / f"out{number}-{mode}-{tile}")],
+                    capture_output=True, text=True, check=True, env=env,
+                )  # fmt: skip
+                peak = float(out.stdout.split()[-1])
+                if peak != peak:  # nan: the mode does not exist in those sources
+                    continue
+                print(
+                    f"  {label:<20} {mode:>6} tile {tile:>5}: {peak:8.0f} MiB "
+                    f"({peak * 2**20 / pixels:5.1f} bytes/pixel), "
+                    f"{time.perf_counter() - start:.0f} s",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -193,12 +193,24 @@ def test_ctrl_c_weights_border_stops_the_pool(clean: dict[str, Path], tmp_path: 
     _same_outputs(root, clean["root"] / "weights")
 
 
+_SLOW_SPLIT = (
+    "import time, segkit.split_stage as stage\n"
+    "_scan = stage._scan_sample\n"
+    "def _slow_scan(task):\n"
+    "    time.sleep(0.2)\n"
+    "    return _scan(task)\n"
+    "stage._scan_sample = _slow_scan\n"
+)
+
+
 def test_ctrl_c_twice_during_split_exits_at_once(clean: dict[str, Path], tmp_path: Path) -> None:
     root = tmp_path / "ds"
     shutil.copytree(clean["root"] / "converted", root)
     args = ["split", root, *SPLIT_ARGS, "--workers", "2"]
-    proc = _start(*args)
-    time.sleep(0.5)
+    # Each mask is read slowly, so both Ctrl-Cs land while split works (it would
+    # otherwise finish within the start-up time the signals wait for).
+    proc = _start(*args, prelude=_SLOW_SPLIT)
+    time.sleep(1.0)
     for _ in range(2):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)

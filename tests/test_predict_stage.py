@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,14 @@ import torch
 from scipy.stats import entropy
 
 from segkit.errors import OptionError
+from segkit.inference import InferenceOptions, predict_probabilities, predict_stripes
+from segkit.models import build_model
 from segkit.predict.stage import (
     LOW_CONFIDENCE,
     PredictOptions,
+    StripeOutputs,
     collect_inputs,
+    match_channels,
     rank_rows,
     uncertainty,
 )
@@ -52,6 +57,7 @@ def test_rank_rows_most_uncertain_first_ties_by_low_confidence() -> None:
         ({"embed_image": True}, "needs --labelme"),
         ({"checkpoint": "final"}, "--checkpoint"),
         ({"batch_size": 0}, "--batch-size"),
+        ({"max_pixels": 0}, "--max-pixels"),
     ],
 )
 def test_bad_options_raise(kwargs: dict, message: str) -> None:
@@ -71,3 +77,33 @@ def test_collect_inputs_recurses_skips_the_output_and_refuses_clashes(tmp_path: 
         collect_inputs([tmp_path / "in"], tmp_path / "elsewhere")
     with pytest.raises(OptionError, match="no such image"):
         collect_inputs([tmp_path / "missing"], tmp_path / "o")
+
+
+@pytest.mark.parametrize("classes", [1, 3])
+def test_stripe_outputs_equal_what_the_whole_probability_map_gives(classes: int) -> None:
+    """Mask, uncertainty and the .npy bytes built stripe by stripe (the file written in
+    place) are those of the whole ``K × H × W`` map: np.save's bytes, argmax, uncertainty."""
+    torch.manual_seed(2)
+    model = build_model("unet-tiny", 3, classes, base_channels=2, depth=2)
+    pixels = np.random.default_rng(4).integers(0, 256, (45, 23, 3), dtype=np.uint8)
+    options = InferenceOptions(tile=12, overlap=0.3, batch_size=3)
+    file = io.BytesIO()
+    outputs = StripeOutputs(45, 23, file)
+    predict_stripes(model, pixels, options, outputs)
+    probs = predict_probabilities(model, pixels, options)
+    if classes == 1:
+        probs = torch.cat([1 - probs, probs])
+    expected = io.BytesIO()
+    np.save(expected, probs.to(torch.float16).numpy())
+    assert file.getvalue() == expected.getvalue()
+    assert np.array_equal(outputs.mask, probs.argmax(0).to(torch.uint8).numpy())
+    assert outputs.uncertainty() == pytest.approx(uncertainty(probs), rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_rgb_to_gray_in_row_blocks_equals_the_whole_image_formula(dtype: type) -> None:
+    pixels = np.random.default_rng(7).integers(0, np.iinfo(dtype).max, (600, 9, 3), dtype=dtype)
+    whole = pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    gray, note = match_channels(pixels, 1, Path("a.png"))
+    assert gray.dtype == dtype and np.array_equal(gray[:, :, 0], np.round(whole).astype(dtype))
+    assert note == "a.png: RGB image converted to grayscale for the model"

@@ -188,10 +188,14 @@ def _visualization(image: PIL.Image.Image, class_mask: NDArray[np.uint8]) -> byt
     """JPEG of the image with labelled pixels tinted by their VOC colour."""
     if image.mode in _SIXTEEN_BIT_MODES:
         image = to_gray8(image)  # stretched from min to max, as for the perceptual hash
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-    colours = voc_colormap()[class_mask].astype(np.float32)
-    labelled = (class_mask != 0)[..., None]
-    blended = np.where(labelled, 0.5 * rgb + 0.5 * colours, rgb).astype(np.uint8)
+    blended = np.array(image if image.mode == "RGB" else image.convert("RGB"))
+    colours = voc_colormap()
+    # Integer halves ((a + b) >> 1 is the float 0.5·a + 0.5·b truncated) in row blocks:
+    # the temporaries stay small on a large image, the result is a uint8 copy.
+    for top in range(0, blended.shape[0], 256):
+        block, ids = blended[top : top + 256], class_mask[top : top + 256]
+        mixed = (block.astype(np.uint16) + colours[ids]) >> 1
+        np.copyto(block, mixed, where=(ids != 0)[..., None], casting="unsafe")
     buffer = io.BytesIO()
     PIL.Image.fromarray(blended).save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()

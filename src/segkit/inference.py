@@ -3,19 +3,23 @@
 A sliding window of tiles (the last tile of a row or column is shifted back inside the
 image, as in MMSegmentation's ``slide_inference``) whose class probabilities are summed
 with Gaussian weights so tile borders count less (nnU-Net), then divided by the summed
-weights. Tiles run in batches; memory grows with the tile and the batch, plus one
-``K × H × W`` float32 canvas for the image.
+weights. Tiles run in batches, in row-major order, and the sums live in a band of tile
+rows only: rows no later tile touches are divided out and handed on as a stripe
+(:func:`predict_stripes`), so memory grows with the tile, the batch and the image width,
+not with the image's area. Each tile is cut from the image as given (decoded uint8
+pixels too, normalised one tile at a time); no padded or float copy of the image is made.
 
-Borders are mirror-padded (the U-Net paper's overlap-tile strategy): a valid-padding
-network (``unet-valid``) sees the context its output needs around every tile, sized with
-the model's own :func:`~segkit.models.unet.valid_output_size` helpers, and any model
-gets an image smaller than its tile mirrored up to the tile size.
+Borders are mirror-padded (the U-Net paper's overlap-tile strategy), per tile through
+:func:`reflect_index`: a valid-padding network (``unet-valid``) sees the context its
+output needs around every tile, sized with the model's own
+:func:`~segkit.models.unet.valid_output_size` helpers, and any model gets an image
+smaller than its tile mirrored up to the tile size.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,6 +189,21 @@ def tile_stride(out: int, overlap: float, align: int = 1) -> int:
     return max(align, int(out * (1 - overlap)) // align * align)
 
 
+def tile_grid(geo: TileGeometry, overlap: float) -> list[tuple[int, int]]:
+    """Canvas ``(y, x)`` of every output tile, in row-major order.
+
+    >>> tile_grid(tile_geometry(10, 7, 4), 0.25)
+    [(0, 0), (0, 3), (3, 0), (3, 3), (6, 0), (6, 3)]
+    """
+    stride_h = tile_stride(geo.out_h, overlap, geo.align)
+    stride_w = tile_stride(geo.out_w, overlap, geo.align)
+    return [
+        (y, x)
+        for y in tile_starts(geo.canvas_h, geo.out_h, stride_h)
+        for x in tile_starts(geo.canvas_w, geo.out_w, stride_w)
+    ]
+
+
 def _forward(model: nn.Module, batch: Tensor, flip_tta: bool) -> Tensor:
     """Class probabilities ``[N, K, h, w]`` (sigmoid for a single-logit head)."""
 
@@ -203,64 +222,203 @@ def _forward(model: nn.Module, batch: Tensor, flip_tta: bool) -> Tensor:
     return probs
 
 
-def _batches(items: list[tuple[int, int]], size: int) -> Iterator[list[tuple[int, int]]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def reflect_index(start: int, stop: int, size: int) -> NDArray[np.intp]:
+    """Source indices of positions ``start..stop`` on an axis of ``size`` pixels that
+    mirror padding extends both ways (numpy's ``"reflect"``, any width; a one-pixel axis
+    repeats): the per-tile equivalent of :func:`mirror_pad`.
+
+    >>> reflect_index(-3, 7, 4).tolist()
+    [3, 2, 1, 0, 1, 2, 3, 2, 1, 0]
+    """
+    positions = np.arange(start, stop, dtype=np.intp)
+    if size == 1:
+        return np.zeros_like(positions)
+    period = 2 * (size - 1)
+    folded = np.mod(positions, period)
+    return np.where(folded < size, folded, period - folded)
 
 
-def predict_probabilities(
-    model: nn.Module, image: Tensor, options: InferenceOptions | None = None
-) -> Tensor:
-    """Class probabilities ``[K, H, W]`` (float32, on the model's device) for one
-    normalised image ``[C, H, W]``.
+def _as_slice(index: NDArray[np.intp]) -> slice | NDArray[np.intp]:
+    """A slice where the indices are one increasing run (interior tiles), else them."""
+    if len(index) and index[-1] - index[0] == len(index) - 1:
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index
 
-    The model runs in eval mode under ``torch.inference_mode`` (its previous mode is
-    restored); a single-logit head gives ``[1, H, W]`` foreground probabilities.
+
+def _index(index: NDArray[np.intp], device: torch.device) -> slice | Tensor:
+    where = _as_slice(index)
+    return where if isinstance(where, slice) else torch.from_numpy(where).to(device)
+
+
+Crop = Callable[[NDArray[np.intp], NDArray[np.intp]], Tensor]
+
+
+def _cropper(
+    image: Tensor | NDArray[Any], normalization: dict[str, Any] | None, device: torch.device
+) -> tuple[int, int, Crop]:
+    """Height, width and a function giving the float32 ``[C, h, w]`` crop at row and
+    column indices, on ``device``: from a normalised ``[C, H, W]`` tensor, or from
+    decoded ``[H, W(, C)]`` pixels normalised one crop at a time (the same arithmetic
+    :func:`image_to_tensor` does on the whole image, so the values are identical)."""
+    if isinstance(image, Tensor):
+        if image.ndim != 3:
+            raise ValueError(f"image must be [C, H, W], got shape {tuple(image.shape)}")
+
+        def crop_tensor(rows: NDArray[np.intp], cols: NDArray[np.intp]) -> Tensor:
+            part = image[:, _index(rows, image.device)][:, :, _index(cols, image.device)]
+            return part.to(device).float()
+
+        return int(image.shape[-2]), int(image.shape[-1]), crop_tensor
+    pixels = np.asarray(image)
+    if pixels.ndim not in (2, 3):
+        raise ValueError(f"image must be [H, W] or [H, W, C], got shape {pixels.shape}")
+
+    def crop_pixels(rows: NDArray[np.intp], cols: NDArray[np.intp]) -> Tensor:
+        part = pixels[_as_slice(rows)][:, _as_slice(cols)]
+        return image_to_tensor(part, normalization).to(device)
+
+    return int(pixels.shape[0]), int(pixels.shape[1]), crop_pixels
+
+
+Stripe = Callable[[int, Tensor], None]
+#: About how many pixels one stripe handed to ``on_stripe`` holds (whole rows, at least one).
+STRIPE_PIXELS = 1 << 18
+
+
+def _batch_plan(
+    starts: list[tuple[int, int]], batch_size: int, canvas_h: int
+) -> list[tuple[int, list[tuple[int, int]], int]]:
+    """Batches of tile starts in row-major order, each with the first canvas row not yet
+    final before it (the band's top) and the row above which all is final after it."""
+    plan = []
+    top = 0
+    for first in range(0, len(starts), batch_size):
+        following = first + batch_size
+        next_top = starts[following][0] if following < len(starts) else canvas_h
+        plan.append((top, starts[first:following], next_top))
+        top = next_top
+    return plan
+
+
+def _shift_rows(buffer: Tensor, shift: int) -> None:
+    """Move rows ``shift..`` of ``buffer`` (its second-last axis) to the top, in place,
+    and zero the rows freed below; blocks of at most ``shift`` rows never overlap."""
+    if shift <= 0:
+        return
+    rows = buffer.shape[-2]
+    for top in range(0, rows - shift, shift):
+        count = min(shift, rows - shift - top)
+        buffer[..., top : top + count, :] = buffer[..., top + shift : top + shift + count, :]
+    buffer[..., max(rows - shift, 0) :, :] = 0
+
+
+def predict_stripes(
+    model: nn.Module,
+    image: Tensor | NDArray[Any],
+    options: InferenceOptions | None,
+    on_stripe: Stripe,
+    *,
+    normalization: dict[str, Any] | None = None,
+) -> None:
+    """Predict one image and hand its class probabilities to ``on_stripe(top, probs)``
+    in row stripes, top to bottom: ``probs`` is float32 ``[K, rows, W]`` (on the model's
+    device) for image rows ``top..top + rows``; together the stripes cover every row once.
+
+    ``image`` is a normalised ``[C, H, W]`` tensor, or decoded pixels ``[H, W]`` or
+    ``[H, W, C]`` (uint8, uint16 or float, as :func:`image_to_tensor` takes them, with
+    ``normalization``) that are scaled and mirror-padded one tile at a time.
+
+    Tiles run in row-major order, so a row is final once the next tile starts below it:
+    only that band (at most a tile plus a stride of rows) is held, and besides it and the
+    batch's activations memory holds what ``on_stripe`` keeps. The model runs in eval
+    mode under ``torch.inference_mode`` (its previous mode is restored); a single-logit
+    head gives ``[1, rows, W]`` foreground probabilities.
     """
     options = options or InferenceOptions()
-    if image.ndim != 3:
-        raise ValueError(f"image must be [C, H, W], got shape {tuple(image.shape)}")
     device = next(model.parameters()).device
-    height, width = int(image.shape[-2]), int(image.shape[-1])
+    height, width, crop = _cropper(image, normalization, device)
     geo = tile_geometry(height, width, options.tile, _valid_depth(model))
-    padded = mirror_pad(
-        image.to(device).float(),
-        geo.margin_h,
-        geo.margin_h + geo.canvas_h - height,
-        geo.margin_w,
-        geo.margin_w + geo.canvas_w - width,
-    )
-    stride_h = tile_stride(geo.out_h, options.overlap, geo.align)
-    stride_w = tile_stride(geo.out_w, options.overlap, geo.align)
-    starts = [
-        (y, x)
-        for y in tile_starts(geo.canvas_h, geo.out_h, stride_h)
-        for x in tile_starts(geo.canvas_w, geo.out_w, stride_w)
-    ]
+    starts = tile_grid(geo, options.overlap)
     if options.blend == "gaussian" and len(starts) > 1:
         weight = gaussian_weights(geo.out_h, geo.out_w).to(device)
     else:
         weight = torch.ones(geo.out_h, geo.out_w, device=device)
-    canvas: Tensor | None = None
-    total = torch.zeros(geo.canvas_h, geo.canvas_w, device=device)
+    cols = {
+        x: reflect_index(x - geo.margin_w, x - geo.margin_w + geo.in_w, width)
+        for x in {x for _, x in starts}
+    }
+    plan = _batch_plan(starts, options.batch_size, geo.canvas_h)
+    band_rows = max(group[-1][0] + geo.out_h - top for top, group, _ in plan)
+    # The band: canvas rows band_top.. of the blended sum and of the summed weights,
+    # allocated once (the most rows a batch spans below the last final row).
+    band: Tensor | None = None
+    total = torch.zeros(band_rows, geo.canvas_w, device=device)
+    done = 0
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            for group in _batches(starts, options.batch_size):
+            for band_top, group, next_top in plan:
                 crops = torch.stack(
-                    [padded[:, y : y + geo.in_h, x : x + geo.in_w] for y, x in group]
+                    [
+                        crop(
+                            reflect_index(y - geo.margin_h, y - geo.margin_h + geo.in_h, height),
+                            cols[x],
+                        )
+                        for y, x in group
+                    ]
                 )
                 probs = _forward(model, crops, options.flip_tta)
-                if canvas is None:
-                    canvas = torch.zeros(probs.shape[1], geo.canvas_h, geo.canvas_w, device=device)
+                del crops
+                if band is None:
+                    band = torch.zeros(probs.shape[1], band_rows, geo.canvas_w, device=device)
                 for (y, x), tile_probs in zip(group, probs, strict=True):
-                    canvas[:, y : y + geo.out_h, x : x + geo.out_w] += tile_probs * weight
-                    total[y : y + geo.out_h, x : x + geo.out_w] += weight
+                    rows = slice(y - band_top, y - band_top + geo.out_h)
+                    band[:, rows, x : x + geo.out_w] += tile_probs * weight
+                    total[rows, x : x + geo.out_w] += weight
+                del probs
+                # Every later tile starts at or below next_top: the rows above are final.
+                # Handed on in stripes of about STRIPE_PIXELS, so what the caller derives
+                # from one (argmax, entropy, float16) stays small next to the band.
+                finish = min(next_top, height)
+                step = max(1, STRIPE_PIXELS // width)
+                for top in range(done, finish, step):
+                    rows = slice(top - band_top, min(top + step, finish) - band_top)
+                    on_stripe(top, band[:, rows, :width] / total[rows, :width])
+                done = max(done, finish)
+                if next_top < geo.canvas_h:
+                    _shift_rows(band, next_top - band_top)
+                    _shift_rows(total, next_top - band_top)
     finally:
         model.train(was_training)
-    assert canvas is not None  # at least one tile always exists
-    return (canvas / total)[:, :height, :width]
+
+
+def predict_probabilities(
+    model: nn.Module,
+    image: Tensor | NDArray[Any],
+    options: InferenceOptions | None = None,
+    *,
+    normalization: dict[str, Any] | None = None,
+) -> Tensor:
+    """Class probabilities ``[K, H, W]`` (float32, on the model's device) for one
+    normalised image ``[C, H, W]`` (or decoded pixels, see :func:`predict_stripes`).
+
+    Holds the ``K × H × W`` result: for large images, consume
+    :func:`predict_stripes` or take :func:`predict_mask`.
+    """
+    result: list[Tensor] = []
+
+    def keep(top: int, probs: Tensor) -> None:
+        if not result:
+            result.append(probs.new_empty(probs.shape[0], _height(image), probs.shape[2]))
+        result[0][:, top : top + probs.shape[1]] = probs
+
+    predict_stripes(model, image, options, keep, normalization=normalization)
+    return result[0]
+
+
+def _height(image: Tensor | NDArray[Any]) -> int:
+    return int(image.shape[-2]) if isinstance(image, Tensor) else int(np.shape(image)[0])
 
 
 def predict_batch(
@@ -301,18 +459,52 @@ def probabilities_to_mask(probs: Tensor) -> Tensor:
     """Class ids ``[H, W]`` (uint8 when K ≤ 256) from ``[K, H, W]`` probabilities, or
     ``[N, H, W]`` from ``[N, K, H, W]``."""
     channel = probs.ndim - 3
-    classes = probs.shape[channel]
-    single = classes == 1  # a sigmoid head: foreground where its probability > 0.5
-    mask = (probs.select(channel, 0) > 0.5).long() if single else probs.argmax(dim=channel)
-    return mask.to(torch.uint8) if classes <= 256 else mask
+    if probs.shape[channel] == 1:  # a sigmoid head: foreground where its probability > 0.5
+        return (probs.select(channel, 0) > 0.5).to(torch.uint8)
+    return class_argmax(probs, channel)
+
+
+def class_argmax(probs: Tensor, dim: int = 0) -> Tensor:
+    """The index of the largest value along ``dim`` (the first of equal ones, as
+    :func:`torch.argmax`), uint8 for up to 256 classes, else int64.
+
+    One comparison pass per class: on the CPU several times faster than ``argmax`` over
+    a leading axis, which reduces across strided memory.
+
+    >>> class_argmax(torch.tensor([[0.2, 0.5], [0.7, 0.5]])).tolist()
+    [1, 0]
+    """
+    classes = probs.shape[dim]
+    best = probs.select(dim, 0).clone()
+    dtype = torch.uint8 if classes <= 256 else torch.int64
+    index = torch.zeros(best.shape, dtype=dtype, device=probs.device)
+    for k in range(1, classes):
+        current = probs.select(dim, k)
+        index.masked_fill_(current > best, k)
+        torch.maximum(best, current, out=best)
+    return index
 
 
 def predict_mask(
-    model: nn.Module, image: Tensor, options: InferenceOptions | None = None
+    model: nn.Module,
+    image: Tensor | NDArray[Any],
+    options: InferenceOptions | None = None,
+    *,
+    normalization: dict[str, Any] | None = None,
 ) -> Tensor:
-    """Class ids ``[H, W]`` for one normalised image ``[C, H, W]`` (see
-    :func:`predict_probabilities`)."""
-    return probabilities_to_mask(predict_probabilities(model, image, options))
+    """Class ids ``[H, W]`` (on the model's device) for one normalised image ``[C, H, W]``
+    or decoded pixels (see :func:`predict_stripes`), never holding the image's
+    probabilities: memory is the mask plus a band of tiles."""
+    result: list[Tensor] = []
+
+    def keep(top: int, probs: Tensor) -> None:
+        stripe = probabilities_to_mask(probs)
+        if not result:
+            result.append(stripe.new_empty(_height(image), stripe.shape[1]))
+        result[0][top : top + stripe.shape[0]] = stripe
+
+    predict_stripes(model, image, options, keep, normalization=normalization)
+    return result[0]
 
 
 def image_to_tensor(image: NDArray[Any], normalization: dict[str, Any] | None = None) -> Tensor:

@@ -22,6 +22,7 @@ from segkit.cli._common import (
     progress_bar,
     titled_table,
 )
+from segkit.defaults import DEFAULT_MAX_PIXELS
 
 
 class Tta(str, Enum):
@@ -157,6 +158,10 @@ def register(app: typer.Typer) -> None:
         force: Annotated[
             bool, typer.Option("--force", help="Redo images whose outputs are up to date.")
         ] = False,
+        max_pixels: Annotated[
+            int,
+            typer.Option(min=1, help="Refuse larger images (decompression-bomb guard)."),
+        ] = DEFAULT_MAX_PIXELS,
         json_output: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     ) -> None:
         """Predict masks for new images; optionally labelme JSON to correct, not redraw.
@@ -186,6 +191,7 @@ def register(app: typer.Typer) -> None:
             rank=rank.value,
             force=force,
             overwrite_annotations=overwrite_annotations,
+            max_pixels=max_pixels,
             command=tuple(sys.argv),
         )
         with progress_bar("predicting", quiet=json_output) as progress:

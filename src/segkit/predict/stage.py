@@ -32,7 +32,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import PIL.Image
@@ -42,13 +42,20 @@ from torch import Tensor, nn
 
 from segkit import __version__
 from segkit._csv import csv_text
-from segkit._io import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+from segkit._io import (
+    atomic_open,
+    atomic_write_bytes,
+    atomic_write_json,
+    sha256_bytes,
+    sha256_file,
+)
 from segkit._text import short_list
 from segkit.checkpoint import checkpoint_paths, load_checkpoint
 from segkit.convert_one import _visualization
+from segkit.defaults import DEFAULT_MAX_PIXELS
 from segkit.devices import Runtime, resolve_runtime
 from segkit.errors import AnnotationError, CheckpointError, DatasetError, OptionError, SegkitNote
-from segkit.inference import InferenceOptions, image_to_tensor, predict_probabilities
+from segkit.inference import InferenceOptions, class_argmax, predict_stripes
 from segkit.labelme import Annotation, load_image
 from segkit.ownership import (
     check_apart,
@@ -111,6 +118,7 @@ class PredictOptions:
     rank: str = "none"
     force: bool = False
     overwrite_annotations: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
     command: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -124,6 +132,10 @@ class PredictOptions:
                 raise OptionError(f"--{name.replace('_', '-')} must be a whole number ≥ 0")
         if self.batch_size < 1:
             raise OptionError("--batch-size must be at least 1")
+        if isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, int):
+            raise OptionError(f"--max-pixels must be a whole number, got {self.max_pixels!r}")
+        if self.max_pixels < 1:
+            raise OptionError("--max-pixels must be positive")
         if self.tile is not None and (
             isinstance(self.tile, bool) or not isinstance(self.tile, int) or self.tile < 8
         ):
@@ -160,12 +172,22 @@ class PredictOptions:
             "rank": self.rank,
             "force": self.force,
             "overwrite_annotations": self.overwrite_annotations,
+            "max_pixels": self.max_pixels,
         }
 
     def output_key(self) -> dict[str, Any]:
         """The options an image's outputs depend on (a change redoes the image)."""
         key = self.to_dict()
-        for name in ("run", "device", "batch_size", "rank", "force", "overwrite_annotations"):
+        skip = (
+            "run",
+            "device",
+            "batch_size",
+            "rank",
+            "force",
+            "overwrite_annotations",
+            "max_pixels",
+        )
+        for name in skip:
             key.pop(name)
         return key
 
@@ -273,12 +295,21 @@ def collect_inputs(inputs: Sequence[Path], output: Path) -> list[_Input]:
     return found
 
 
-def read_image(path: Path) -> tuple[PIL.Image.Image, NDArray[Any]]:
+def read_image(
+    path: Path, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[PIL.Image.Image, NDArray[Any]]:
     """The image in labelme's display frame (EXIF orientation applied exactly as
-    ``convert`` does) and its pixels ``[H, W, C]`` (uint8, or uint16 for 16-bit)."""
+    ``convert`` does) and its pixels ``[H, W, C]`` (uint8, or uint16 for 16-bit).
+
+    Pillow's decompression-bomb limit is lifted; an image over ``max_pixels`` is refused
+    in one line naming it (``--max-pixels`` raises the limit)."""
     annotation = Annotation(path.with_suffix(".json"), (), path.name, None, None, None)
     try:
-        image = load_image(annotation, too_large_hint="cut it into smaller images first").image
+        image = load_image(
+            annotation,
+            max_pixels=max_pixels,
+            too_large_hint="cut it into smaller images, or raise --max-pixels if it is genuine",
+        ).image
     except AnnotationError as error:
         # load_image names the (here imaginary) JSON and then the image; name the image.
         detail = str(error).removeprefix(f"{annotation.path}: ").replace(f" {path}", "")
@@ -288,9 +319,12 @@ def read_image(path: Path) -> tuple[PIL.Image.Image, NDArray[Any]]:
         if array.dtype != np.uint16:
             array = np.clip(array, 0, 65535).astype(np.uint16)
         return image, array[:, :, None]
-    if image.mode in ("1", "L", "LA"):
+    # np.asarray copies the pixels once; convert() first only where the mode differs.
+    if image.mode == "L":
+        return image, np.asarray(image)[:, :, None]
+    if image.mode in ("1", "LA"):
         return image, np.asarray(image.convert("L"))[:, :, None]
-    return image, np.asarray(image.convert("RGB"))
+    return image, np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def match_channels(
@@ -305,11 +339,12 @@ def match_channels(
             pixels, 3, axis=2
         ), f"{path}: grayscale image repeated to RGB for the model"
     if have == 3 and channels == 1:
-        gray = pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-        return (
-            np.round(gray).astype(pixels.dtype)[:, :, None],
-            f"{path}: RGB image converted to grayscale for the model",
-        )
+        weights = np.array([0.299, 0.587, 0.114], np.float32)
+        gray = np.empty((*pixels.shape[:2], 1), pixels.dtype)
+        for top in range(0, pixels.shape[0], 256):  # row blocks: no image-sized float32
+            block = pixels[top : top + 256].astype(np.float32) @ weights
+            gray[top : top + 256, :, 0] = np.round(block)
+        return gray, f"{path}: RGB image converted to grayscale for the model"
     raise DatasetError(
         f"{path}: the image has {have} channel(s) but the model takes {channels}; "
         "only grayscale ↔ RGB can be converted"
@@ -343,14 +378,64 @@ def uncertainty(probs: Tensor) -> tuple[float, float]:
     of ``[K, H, W]`` probabilities (a ``[1, H, W]`` sigmoid map counts as two classes)."""
     if probs.shape[0] == 1:
         probs = torch.cat([1 - probs, probs])
-    k = probs.shape[0]
+    entropy_sum, low_count = uncertainty_sums(probs)
+    pixels = probs.shape[1] * probs.shape[2]
+    return entropy_sum / math.log(probs.shape[0]) / pixels, low_count / pixels
+
+
+def uncertainty_sums(probs: Tensor) -> tuple[float, float]:
+    """Summed entropy (nats) and the count of low-confidence pixels of ``[K, h, w]``
+    probabilities (K ≥ 2): what :func:`uncertainty` averages, summable over stripes."""
     entropy_sum = low_count = 0.0
     # Row blocks keep the temporaries small on a large image.
     for block in probs.split(256, dim=1):
         entropy_sum += float(-(block * block.clamp_min(1e-12).log()).sum())
         low_count += float((block.max(0).values < LOW_CONFIDENCE).sum())
-    pixels = probs.shape[1] * probs.shape[2]
-    return entropy_sum / math.log(k) / pixels, low_count / pixels
+    return entropy_sum, low_count
+
+
+class StripeOutputs:
+    """What predict keeps of each stripe of probabilities (:func:`predict_stripes`): the
+    uint8 class mask, the uncertainty sums and, given a file, the float16 ``[K, H, W]``
+    ``.npy`` written in place row by row, so no ``K × H × W`` array is ever held."""
+
+    def __init__(self, height: int, width: int, probs_file: IO[bytes] | None = None) -> None:
+        self.mask = np.zeros((height, width), np.uint8)
+        self.entropy_sum = self.low_count = 0.0
+        self.classes = 0
+        self._file = probs_file
+        self._data_start = 0
+
+    def __call__(self, top: int, probs: Tensor) -> None:
+        if probs.shape[0] == 1:  # a sigmoid head: background and foreground
+            probs = torch.cat([1 - probs, probs])
+        rows = probs.shape[1]
+        self.mask[top : top + rows] = class_argmax(probs).to("cpu", torch.uint8).numpy()
+        entropy, low = uncertainty_sums(probs)
+        self.entropy_sum += entropy
+        self.low_count += low
+        self.classes = probs.shape[0]
+        if self._file is not None:
+            self._write_rows(top, probs.to("cpu", torch.float16).numpy())
+
+    def _write_rows(self, top: int, rows: NDArray[np.float16]) -> None:
+        height, width = self.mask.shape
+        if not self._data_start:
+            header = {
+                "descr": np.lib.format.dtype_to_descr(rows.dtype),
+                "fortran_order": False,
+                "shape": (rows.shape[0], height, width),
+            }
+            np.lib.format.write_array_header_1_0(self._file, header)
+            self._data_start = self._file.tell()
+        for k, plane in enumerate(rows):  # class k's rows sit at k·H·W + top·W (C order)
+            self._file.seek(self._data_start + (k * height + top) * width * plane.itemsize)
+            self._file.write(np.ascontiguousarray(plane).tobytes())
+
+    def uncertainty(self) -> tuple[float, float]:
+        """``(mean entropy / log K, low-confidence share)`` as :func:`uncertainty` gives."""
+        pixels = self.mask.size
+        return self.entropy_sum / math.log(self.classes) / pixels, self.low_count / pixels
 
 
 def rank_rows(images: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -685,30 +770,77 @@ def _predict_one(
             row.pop("labelme_sha256", None)
         return row, list(previous.get("pixels_per_class", [])), True, 0.0
     start = time.perf_counter()
-    image, pixels = read_image(item.path)
-    pixels, warning = match_channels(pixels, channels, item.path)
+    # An image in a sub-folder writes masks/<sub>/...: a planted link there is refused.
+    check_real_folders(output, sorted({Path(name).parent.as_posix() for name in names.values()}))
+    with contextlib.ExitStack() as stack:
+        # The probabilities go straight into their file, renamed into place on success.
+        probs_file = (
+            stack.enter_context(atomic_open(output / names["probs"])) if "probs" in names else None
+        )
+        image, mask, mean_entropy, low_share, settings = _infer(
+            item.path, options, model=model, runtime=runtime, channels=channels,
+            normalization=normalization, notes=notes, probs_file=probs_file,
+        )  # fmt: skip
+        row, files = _row_and_files(
+            item, options, key, names, image, mask, mean_entropy, low_share, settings,
+            classes=classes, source_sha=source_sha, provenance=provenance, output=output,
+        )  # fmt: skip
+        for name, data in files.items():
+            target = output / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(target, data)
+    row["files"] = sorted([*files, *([names["probs"]] if probs_file else [])])
+    row["seconds"] = round(time.perf_counter() - start, 4)
+    return row, row["pixels_per_class"], False, time.perf_counter() - start
+
+
+def _infer(
+    path: Path,
+    options: PredictOptions,
+    *,
+    model: nn.Module,
+    runtime: Runtime,
+    channels: int,
+    normalization: dict[str, Any],
+    notes: list[str],
+    probs_file: IO[bytes] | None,
+) -> tuple[PIL.Image.Image, NDArray[np.uint8], float, float, InferenceOptions]:
+    """Read one image and predict it stripe by stripe: (image, mask, uncertainty, settings)."""
+    image, pixels = read_image(path, options.max_pixels)
+    pixels, warning = match_channels(pixels, channels, path)
     if warning:
         notes.append(warning)
     height, width = pixels.shape[:2]
-    tensor = image_to_tensor(pixels, normalization)
-    del pixels
     settings = _inference_options(options, height, width)
+    outputs = StripeOutputs(height, width, probs_file)
     with runtime.autocast():
-        probs = predict_probabilities(model, tensor, settings)
-    del tensor
-    if probs.shape[0] == 1:
-        probs = torch.cat([1 - probs, probs])
-    mask = probs.argmax(0).to("cpu", torch.uint8).numpy()
-    mean_entropy, low_share = uncertainty(probs)
+        predict_stripes(model, pixels, settings, outputs, normalization=normalization)
+    mean_entropy, low_share = outputs.uncertainty()
+    return image, outputs.mask, mean_entropy, low_share, settings
+
+
+def _row_and_files(
+    item: _Input,
+    options: PredictOptions,
+    key: dict[str, Any],
+    names: dict[str, str],
+    image: PIL.Image.Image,
+    mask: NDArray[np.uint8],
+    mean_entropy: float,
+    low_share: float,
+    settings: InferenceOptions,
+    *,
+    classes: list[str],
+    source_sha: str,
+    provenance: dict[str, Any],
+    output: Path,
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The record row of one predicted image and the bytes of its files (but probs)."""
+    height, width = mask.shape
     files: dict[str, bytes] = {
         names["mask"]: encode_palette_png(mask),
         names["overlay"]: _visualization(image, mask),
     }
-    if "probs" in names:
-        buffer = io.BytesIO()
-        np.save(buffer, probs.to("cpu", torch.float16).numpy())
-        files[names["probs"]] = buffer.getvalue()
-    del probs
     row: dict[str, Any] = {
         "id": item.id,
         "image": str(item.path),
@@ -745,12 +877,4 @@ def _predict_one(
         files[names["labelme"]] = data
         row["labelme"] = names["labelme"]
         row["labelme_sha256"] = sha256_bytes(data)
-    for name, data in files.items():
-        target = output / name
-        # An image in a sub-folder writes masks/<sub>/...: a planted link there is refused.
-        check_real_folders(output, [Path(name).parent.as_posix()])
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(target, data)
-    row["files"] = sorted(files)
-    row["seconds"] = round(time.perf_counter() - start, 4)
-    return row, row["pixels_per_class"], False, time.perf_counter() - start
+    return row, files
