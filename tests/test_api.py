@@ -30,3 +30,11 @@ def test_stages_chain_through_the_python_api(tmp_path: Path) -> None:
 
     findings = segkit.validate_dataset(tmp_path / "ds")
     assert [f for f in findings if f.severity == "error"] == []
+
+
+def test_the_version_literal_is_the_installed_distributions_version() -> None:
+    from importlib.metadata import version
+
+    import segkit
+
+    assert segkit.__version__ == version("segkit")  # pyproject.toml reads the literal

@@ -45,16 +45,11 @@ _LAZY = {
     "RunSummary": "segkit.pipeline.runner",
 }
 
+#: The one place the version is written; pyproject.toml reads it from here (a literal:
+#: ``segkit --version`` must not pay ~40 ms of importlib.metadata).
+__version__ = "0.1.0"
+
 __all__ = ["__version__", *_LAZY, "train"]
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("segkit")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "0.0.0+unknown"
 
 
 def __getattr__(name: str) -> object:
@@ -62,11 +57,6 @@ def __getattr__(name: str) -> object:
         import importlib
 
         return importlib.import_module("segkit.train")
-    # The version too is looked up on first use: importlib.metadata takes ~40 ms, and
-    # the command line guards Ctrl-C only once this package has been imported.
-    if name == "__version__":
-        globals()["__version__"] = value = _version()
-        return value
     if name in _LAZY:
         import importlib
 
