@@ -169,7 +169,7 @@ def _decode_mask(path: Path, where: str, raw: Any) -> NDArray[np.bool_]:
         raise _fail(path, where, f"'mask' is not valid base64 ({error})") from None
     try:
         # segkit's own size check below names the problem; Pillow's bomb error would not.
-        with pixel_limit_lifted(), PIL.Image.open(io.BytesIO(data)) as bitmap:
+        with pixel_limit_lifted(within_memory=False), PIL.Image.open(io.BytesIO(data)) as bitmap:
             if bitmap.width * bitmap.height > DEFAULT_MAX_PIXELS:
                 raise _fail(
                     path,
@@ -473,7 +473,7 @@ def load_image(
     if not data:
         raise _fail(path, "", f"image {origin} is an empty file (0 bytes)")
     try:
-        with pixel_limit_lifted():
+        with pixel_limit_lifted(within_memory=False):
             # Decode from memory, not from the path: Pillow memory-maps raw TIFFs opened
             # by name and then mis-decodes grey/RGBA/16-bit ones with orientation 5-8.
             image = PIL.Image.open(io.BytesIO(data))
@@ -567,7 +567,7 @@ def check_extent(shapes: Sequence[Shape], size: tuple[int, int], where: str = ""
 
 def read_image_header(path: Path) -> tuple[int, int]:
     """(height, width) of an image file in labelme's display frame, without decoding pixels."""
-    with pixel_limit_lifted(), PIL.Image.open(path) as image:
+    with pixel_limit_lifted(within_memory=False), PIL.Image.open(path) as image:
         width, height = image.size
         if exif_orientation(image) in (5, 6, 7, 8):
             width, height = height, width
