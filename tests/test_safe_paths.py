@@ -316,3 +316,15 @@ def test_a_manifest_with_more_classes_than_a_mask_holds_is_refused(tmp_path: Pat
     result = run("validate", data)
     assert result.exit_code == 1
     assert f"{data / 'segkit.json'}: 1000 classes; at most 255 fit a PNG mask" in result.output
+
+
+def test_sample_data_refuses_a_link_planted_among_its_files(tmp_path: Path, victim: Path) -> None:
+    from segkit.errors import OptionError
+    from segkit.sample_data import write_sample_data
+
+    out = write_sample_data(tmp_path / "demo" / "annotations", scenes=1)
+    (out / "labels.txt").unlink()
+    (out / "labels.txt").symlink_to(victim)
+    with pytest.raises(OptionError, match=r"labels\.txt: is a symbolic link"):
+        write_sample_data(out, scenes=1)
+    assert victim.read_text() == "keep me\n"

@@ -20,6 +20,8 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
+from segkit.errors import OptionError
+
 WIDTH, HEIGHT = 160, 120
 COLOURS = {"cell": (200, 90, 90), "nucleus": (60, 40, 160), "debris": (90, 160, 60)}
 
@@ -287,6 +289,12 @@ def write_sample_data(out: Path | str, scenes: int = 0, tiff16: bool = True) -> 
     ['cells_001.jpg', 'cells_001.json', 'cells_002.jpg', 'cells_002.json']
     """
     out = Path(out)
+    # Rewriting the files of an earlier run: never through a link planted among them.
+    links = [path for path in (out, *out.rglob("*")) if path.is_symlink()] if out.exists() else []
+    if links:
+        raise OptionError(
+            f"{links[0]}: is a symbolic link; segkit never writes through links. Remove it"
+        )
     out.mkdir(parents=True, exist_ok=True)
     _edge_cases(out, tiff16)
     if scenes:
