@@ -31,6 +31,10 @@ def test_weights_use_the_dataset_ignore_values() -> None:
 def test_pixel_limit_is_restored_after_an_error() -> None:
     before = PIL.Image.MAX_IMAGE_PIXELS
     with pytest.raises(RuntimeError), _pillow.pixel_limit_lifted():
+        assert _pillow.memory_pixel_cap() // 2 == PIL.Image.MAX_IMAGE_PIXELS
+        raise RuntimeError
+    assert before == PIL.Image.MAX_IMAGE_PIXELS
+    with pytest.raises(RuntimeError), _pillow.pixel_limit_lifted(within_memory=False):
         assert PIL.Image.MAX_IMAGE_PIXELS is None
         raise RuntimeError
     assert before == PIL.Image.MAX_IMAGE_PIXELS
