@@ -661,8 +661,8 @@ def _claim_finished(
 ) -> int:
     """Record in the stage's claim the maps this stopped run wrote (with their keys), so
     the next run skips them; returns how many there are."""
-    claim = read_claim(root, _STAGE) or {}
-    finished = dict(claim.get("finished") or {}) if isinstance(claim.get("finished"), dict) else {}
+    earlier = (read_claim(root, _STAGE) or {}).get("finished")
+    finished = dict(earlier) if isinstance(earlier, dict) else {}
     count = 0
     for task, result in zip(plan.tasks, results, strict=True):
         if result is None or result.error:
@@ -673,7 +673,8 @@ def _claim_finished(
             entry.update(map=plan.maps[task.id], map_key=plan.keys[task.id])
         if result.viz_written:
             entry.update(viz=f"{WEIGHTS_VIZ_DIR}/{task.id}.png", viz_key=plan.keys[task.id])
-        finished[task.id] = {**finished.get(task.id, {}), **entry}
+        before = finished.get(task.id)
+        finished[task.id] = {**(before if isinstance(before, dict) else {}), **entry}
     with contextlib.suppress(DatasetError):  # a full disk: the next run redoes them
         write_claim(root, _STAGE, finished=finished)
     return count
