@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
-from helpers_convert import add_sample, labelme_doc, shape, tree_hashes, write_json
+from helpers_convert import add_sample, labelme_doc, mask_shape, shape, tree_hashes, write_json
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import segkit.convert_one
 import segkit.convert_stage
 from segkit._io import sha256_bytes
 from segkit.convert_one import Parsed
 from segkit.convert_stage import convert
+from segkit.errors import AnnotationError
 from segkit.labelme import Annotation, parse_annotation
 
 
@@ -82,3 +86,53 @@ def test_embedded_images_are_not_handed_on(tmp_path: Path) -> None:
     path = write_json(tmp_path / "x.json", doc)
     raw = path.read_bytes()
     assert Parsed.of(parse_annotation(path, raw), raw) is None
+
+
+_COORDINATE = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False), st.integers(-(2**53), 2**53)
+)
+_SHAPE = st.builds(
+    lambda label, kind, points, group: shape(label, kind, points, group_id=group),
+    st.text(min_size=1).filter(lambda text: text.strip() and len(text.strip().splitlines()) == 1),
+    st.sampled_from(["polygon", "linestrip", None]),
+    st.lists(st.lists(_COORDINATE, min_size=2, max_size=2), min_size=3, max_size=8),
+    st.one_of(st.none(), st.integers(-(2**70), 2**70)),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(shapes=st.lists(_SHAPE, max_size=5), height=st.one_of(st.none(), st.integers(1, 9999)))
+def test_the_handed_on_annotation_equals_the_parse(
+    tmp_path_factory: pytest.TempPathFactory, shapes: list, height: int | None
+) -> None:
+    """What the scan hands on (marshal of plain fields) reads back as the very same parse."""
+    doc = labelme_doc(shapes, image_path="x.jpg", size=None if height is None else (height, 7))
+    path = write_json(tmp_path_factory.mktemp("h") / "x.json", doc)
+    raw = path.read_bytes()
+    try:
+        expected = parse_annotation(path, raw)
+    except AnnotationError:  # a label surrogate or the like: nothing is handed on then
+        return
+    parsed = Parsed.of(expected, raw)
+    assert parsed is not None and not parsed.pickled
+    again = parsed.annotation(raw, sha256_bytes(raw))
+    assert again == expected
+    assert [[type(v) for p in s.points for v in p] for s in again.shapes] == [
+        [float] * 2 * len(s.points) for s in expected.shapes
+    ]
+
+
+def test_a_mask_shape_is_handed_on_with_its_bitmap(tmp_path: Path) -> None:
+    bitmap = np.eye(4, dtype=bool)
+    shapes = [mask_shape("cat", [[1, 1], [4, 4]], bitmap), shape("dog", "point", [[2, 3]])]
+    doc = labelme_doc(shapes, image_path="x.jpg", size=(8, 8))
+    path = write_json(tmp_path / "x.json", doc)
+    raw = path.read_bytes()
+    parsed = Parsed.of(parse_annotation(path, raw), raw)
+    assert parsed is not None and parsed.pickled
+    again = parsed.annotation(raw, sha256_bytes(raw))
+    assert again is not None
+    assert (
+        np.array_equal(again.shapes[0].mask, bitmap)
+        and again.shapes[1:] == (parse_annotation(path, raw).shapes[1:])
+    )

@@ -8,6 +8,7 @@ import resource
 import subprocess
 import sys
 import time
+import weakref
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -41,6 +42,29 @@ def _faults_while_reallocating(rounds: int) -> int:
 
 def _frozen_objects(_: object) -> int:
     return gc.get_freeze_count()
+
+
+class _Node:
+    """An object in a reference cycle: only the cyclic collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+_EARLIER_CYCLES: list[weakref.ref] = []
+
+
+def _leave_a_cycle(_: object) -> tuple[bool, bool]:
+    """Whether the collector runs during an item, and whether the cycles earlier items
+    left in this worker are gone."""
+    earlier_gone = all(ref() is None for ref in _EARLIER_CYCLES)
+    _EARLIER_CYCLES.append(weakref.ref(_Node()))
+    return gc.isenabled(), earlier_gone
+
+
+def test_workers_collect_each_items_cycles_with_the_collector_paused_during_items() -> None:
+    results = parallel_map(_leave_a_cycle, range(40), workers=2)
+    assert results == [(False, True)] * 40
 
 
 def test_parallel_map_keeps_input_order_across_workers() -> None:

@@ -61,7 +61,7 @@ OUTPUT_FORMAT_VERSION = 3
 #: Longest id in UTF-8 bytes: with a suffix and the temporary name's 14 extra characters
 #: it stays well inside the 255 bytes a file name may have.
 MAX_STEM_BYTES = 200
-#: Parsed annotations the label scan hands to the conversion are held here as pickled
+#: Parsed annotations the label scan hands to the conversion are held here as compact
 #: bytes (about the JSON's size) between the two passes; past this total, the workers
 #: parse the remaining files again instead.
 _PARSED_BUDGET = 256 * 2**20
@@ -384,7 +384,7 @@ def _within_budget(parsed: Sequence[Parsed | None]) -> list[Parsed | None]:
     kept: list[Parsed | None] = []
     total = 0
     for item in parsed:
-        total += len(item.pickled) if item is not None else 0
+        total += len(item.payload) if item is not None else 0
         kept.append(item if total <= _PARSED_BUDGET else None)
     return kept
 

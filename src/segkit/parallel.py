@@ -201,7 +201,24 @@ def parallel_map(
 
 
 def _apply(func: Callable[[T], R], chunk: Sequence[T]) -> list[R]:
-    return [func(item) for item in chunk]
+    """``func`` over a chunk in a worker, the cyclic garbage collector paused during items.
+
+    An item builds thousands of containers that stay alive while it runs (a parsed
+    labelme file: a list per point); the collector would walk them again every 700
+    allocations, a tenth of the parse. Collecting the youngest generation after each
+    item instead frees the cycles that item left, as the automatic collection would.
+    """
+    if not gc.isenabled():
+        return [func(item) for item in chunk]
+    results = []
+    gc.disable()
+    try:
+        for item in chunk:
+            results.append(func(item))
+            gc.collect(0)
+    finally:
+        gc.enable()
+    return results
 
 
 def _run(
