@@ -115,6 +115,23 @@ def test_find_annotations_skips_folders_holding_a_dataset(tmp_path: Path) -> Non
     assert found == ["a.json", "ok/c.json", "segkit.json", "site/segkit.json"]
 
 
+def test_find_annotations_excludes_what_resolves_into_the_output(tmp_path: Path) -> None:
+    """Each file is excluded exactly when ``path.resolve()`` lies in ``exclude``, also
+    through a linked file, a linked input folder and a path with ``..`` in it."""
+    out, real = tmp_path / "out", tmp_path / "real"
+    for relative in ("out/x.json", "real/a.json", "real/sub/b.json", "real/sub/c.json"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text("{}", encoding="utf-8")
+    (real / "sub" / "into_out.json").symlink_to(out / "x.json")
+    (real / "elsewhere.json").symlink_to(real / "sub" / "b.json")
+    (tmp_path / "linked").symlink_to(real)
+    for root in (real, tmp_path / "linked", real / "sub" / ".."):
+        every = find_annotations(root)
+        kept = find_annotations(root, exclude=out.resolve())
+        assert kept == [p for p in every if not p.resolve().is_relative_to(out.resolve())]
+        assert [p.name for p in every if p not in kept] == ["into_out.json"]
+
+
 def test_corrupt_manifest_is_replaced_only_with_force(tmp_path: Path) -> None:
     add_sample(tmp_path / "in", "a")
     (tmp_path / "out").mkdir()

@@ -14,8 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from segkit.parallel import parallel_map, prepare_worker_process, worker_pool
+from segkit.parallel import (
+    _MAX_CHUNK,
+    chunk_bounds,
+    parallel_map,
+    prepare_worker_process,
+    worker_pool,
+)
 
 _BUFFER_BYTES = 1 << 20
 _BUFFERS_PER_ROUND = 3
@@ -73,6 +81,20 @@ def test_parallel_map_keeps_input_order_across_workers() -> None:
     with worker_pool(2) as pool:
         assert parallel_map(_square, items, workers=2, pool=pool) == [i * i for i in items]
     assert parallel_map(_square, items, workers=1) == [i * i for i in items]
+
+
+@given(count=st.integers(0, 5000), workers=st.integers(1, 64))
+def test_chunks_cover_the_items_in_order_and_shrink_to_single_items(
+    count: int, workers: int
+) -> None:
+    bounds = chunk_bounds(count, workers)
+    assert [start for start, _ in bounds] == [0, *(stop for _, stop in bounds)][: len(bounds)]
+    assert (bounds[-1][1] if bounds else 0) == count
+    sizes = [stop - start for start, stop in bounds]
+    assert all(1 <= size <= _MAX_CHUNK for size in sizes)
+    assert sizes == sorted(sizes, reverse=True)
+    # The last chunk of each worker is a single item: they finish together.
+    assert sizes[-min(workers, count) :] == [1] * min(workers, count)
 
 
 def test_stop_cancels_what_is_left() -> None:

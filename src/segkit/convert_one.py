@@ -19,7 +19,6 @@ from numpy.typing import NDArray
 from segkit._io import atomic_write_bytes, sha256_bytes, sha256_file
 from segkit._text import printable
 from segkit.errors import AnnotationError, DatasetError
-from segkit.imagehash import to_gray8
 from segkit.labelme import (
     Annotation,
     LoadedImage,
@@ -214,6 +213,10 @@ def _image_bytes_and_suffix(loaded: LoadedImage, image_format: str) -> tuple[byt
 def _visualization(image: PIL.Image.Image, class_mask: NDArray[np.uint8]) -> bytes:
     """JPEG of the image with labelled pixels tinted by their VOC colour."""
     if image.mode in _SIXTEEN_BIT_MODES:
+        # Here, not at the top: only --viz of 16-bit images needs it, and every
+        # `segkit convert` would import it (and PIL.ImageOps) for nothing.
+        from segkit.imagehash import to_gray8
+
         image = to_gray8(image)  # stretched from min to max, as for the perceptual hash
     blended = np.array(image if image.mode == "RGB" else image.convert("RGB"))
     colours = voc_colormap()

@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -173,6 +173,7 @@ def find_annotations(input_dir: Path, exclude: Path | None = None) -> list[Path]
         if path.name == MANIFEST_NAME and path.parent != input_dir and _is_dataset(path.parent)
     }
     found = []
+    real_folders: dict[Path, Path] = {}
     for path in paths:
         if path.suffix.lower() != ".json":
             continue
@@ -181,10 +182,23 @@ def find_annotations(input_dir: Path, exclude: Path | None = None) -> list[Path]
             continue
         if any(relative.parts[:depth] in datasets for depth in range(1, len(relative.parts))):
             continue
-        if exclude is not None and path.resolve().is_relative_to(exclude):
+        if exclude is not None and _real_path(path, real_folders).is_relative_to(exclude):
             continue
         found.append(path)
     return found
+
+
+def _real_path(path: Path, real_folders: dict[Path, Path]) -> Path:
+    """``path.resolve()``, resolving each folder once (``real_folders`` caches them).
+
+    A path that is not a link itself resolves to its resolved folder plus its name.
+    """
+    if path.is_symlink():
+        return path.resolve()
+    folder = real_folders.get(path.parent)
+    if folder is None:
+        folder = real_folders[path.parent] = path.parent.resolve()
+    return folder / path.name
 
 
 def skipped_entries(input_dir: Path) -> dict[str, int]:
@@ -605,6 +619,19 @@ def _file_fingerprint(options: dict, labels: list[str], ids: Mapping[str, int]) 
     return _fingerprint({**{k: v for k, v in options.items() if k != "labels"}, "ids": used})
 
 
+def _fingerprints(options: dict, ids: Mapping[str, int]) -> Callable[[list[str]], str]:
+    """:func:`_file_fingerprint` for these options, computed once per set of labels."""
+    known: dict[frozenset[str], str] = {}
+
+    def fingerprint(labels: list[str]) -> str:
+        key = frozenset(labels)
+        if key not in known:
+            known[key] = _file_fingerprint(options, labels, ids)
+        return known[key]
+
+    return fingerprint
+
+
 _OUTPUT_KEYS = ("image", "class_mask", "object_mask", "visualization")
 
 
@@ -787,6 +814,7 @@ def _convert_claimed(
             pending_ids=stems,
             foreign=sorted(f for files in foreign.values() for f in files),
         )
+        fingerprints = _fingerprints(options, ids)
         existing = {
             stem: tuple(path for path in paths if path in owned)
             for stem, paths in existing_outputs_by_stem(output).items()
@@ -801,7 +829,7 @@ def _convert_claimed(
                 image_format=image_format,
                 viz=viz,
                 max_pixels=max_pixels,
-                fingerprint=_file_fingerprint(options, found.get(rel.as_posix(), []), ids),
+                fingerprint=fingerprints(found.get(rel.as_posix(), [])),
                 previous=None if force else previous_samples.get(rel.as_posix()),
                 existing_outputs=existing.get(stem, ()),
                 foreign_outputs=tuple(foreign.get(stem, ())),

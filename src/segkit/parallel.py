@@ -221,6 +221,27 @@ def _apply(func: Callable[[T], R], chunk: Sequence[T]) -> list[R]:
     return results
 
 
+def chunk_bounds(count: int, workers: int) -> list[tuple[int, int]]:
+    """(start, stop) of the chunks ``count`` items travel in to ``workers`` workers.
+
+    One round trip per item costs the main process more than the work for small
+    files, so items travel in chunks of up to ``_MAX_CHUNK``. Each chunk is a quarter
+    of what is left per worker (guided scheduling): chunks shrink towards the end, so
+    the workers finish together instead of one idling while another works through a
+    last large chunk.
+
+    >>> [stop - start for start, stop in chunk_bounds(40, 2)]
+    [5, 5, 4, 4, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1]
+    """
+    bounds = []
+    start = 0
+    while start < count:
+        size = min(_MAX_CHUNK, -(-(count - start) // (4 * max(1, workers))))
+        bounds.append((start, start + size))
+        start += size
+    return bounds
+
+
 def _run(
     pool: Executor,
     workers: int,
@@ -230,11 +251,10 @@ def _run(
     progress: ProgressCallback | None,
     stop: Callable[[R], bool] | None,
 ) -> list[R | None]:
-    # Items travel in small chunks: one round trip per item costs the main process
-    # more than the work for small files. ~8 chunks per worker keeps progress smooth.
-    size = max(1, min(_MAX_CHUNK, len(todo) // (8 * workers)))
-    starts = range(0, len(todo), size)
-    futures = {pool.submit(_apply, func, todo[start : start + size]): start for start in starts}
+    futures = {
+        pool.submit(_apply, func, todo[start:stop]): start
+        for start, stop in chunk_bounds(len(todo), workers)
+    }
     done = 0
     try:
         for future in as_completed(futures):
