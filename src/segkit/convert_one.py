@@ -64,7 +64,9 @@ class LabelPolicy:
                         f"{where}shapes[{index}]: label {label!r} is not in the label list"
                     )
                 ids[label] = 255 if self.unknown == "ignore" else 0
-            kept.append(Shape(label, shape.shape_type, shape.points, shape.group_id, shape.mask))
+            if label != shape.label:
+                shape = Shape(label, shape.shape_type, shape.points, shape.group_id, shape.mask)
+            kept.append(shape)
         return kept, ids
 
 
