@@ -1,55 +1,47 @@
-"""The ``segkit`` command line: one module per command, each only parses options and renders.
+"""The Typer app: the root options and the commands, built for the command being run.
 
-Stage logic lives in the pure core modules; the command modules in this package are
-the only place that imports Typer.
+Typer turns every registered command's signature into click options when the app is
+called, which costs milliseconds per option; ``build_app(only=NAME)`` registers just
+``NAME`` (the help and behaviour of ``segkit NAME ...`` are the same), and the whole
+app is built for ``segkit --help``, an unknown command, the docs and the tests.
 """
 
 from __future__ import annotations
 
-from segkit.cli import _startup
+import copy
+import importlib
+import inspect
+from typing import Annotated
 
-_previous_sigint = _startup.quiet_startup()  # Ctrl-C while importing: no traceback
+import typer
+from typer.models import CommandInfo
 
-from typing import Annotated  # noqa: E402
+from segkit.cli._common import SegkitGroup
 
-import typer  # noqa: E402
-
-import segkit  # noqa: E402
-from segkit.cli import (  # noqa: E402
-    _interrupt,
-    _notes,
-    convert_cmd,
-    demo_cmd,
-    models_cmd,
-    predict_cmd,
-    report_cmd,
-    run_cmd,
-    split_cmd,
-    train_cmd,
-    validate_cmd,
-    weights_cmd,
-)
-from segkit.cli._common import SegkitGroup  # noqa: E402
-
-app = typer.Typer(
-    cls=SegkitGroup,
-    name="segkit",
-    help="labelme annotations → VOC dataset → trained segmentation model → honest metrics.",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-    add_completion=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+#: Command name → the module that registers it, in the order ``segkit --help`` lists them.
+COMMAND_MODULES = {
+    "convert": "convert_cmd",
+    "validate": "validate_cmd",
+    "split": "split_cmd",
+    "weights": "weights_cmd",
+    "train": "train_cmd",
+    "models": "models_cmd",
+    "export": "models_cmd",
+    "report": "report_cmd",
+    "predict": "predict_cmd",
+    "run": "run_cmd",
+    "demo": "demo_cmd",
+}
 
 
 def _version_callback(value: bool) -> None:
     if value:
-        typer.echo(f"segkit {segkit.__version__}")  # looked up only when asked
+        import segkit
+
+        typer.echo(f"segkit {segkit.__version__}")
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: Annotated[
         bool,
@@ -61,23 +53,38 @@ def _root(
     """segkit: from labelme annotations to a trained, evaluated segmentation model."""
 
 
-for _module in (
-    convert_cmd,
-    validate_cmd,
-    split_cmd,
-    weights_cmd,
-    train_cmd,
-    models_cmd,
-    report_cmd,
-    predict_cmd,
-    run_cmd,
-    demo_cmd,
-):
-    _module.register(app)
-_startup.end_startup(_previous_sigint)
+def _listed_only(info: CommandInfo) -> CommandInfo:
+    """``info`` with its help kept and its options dropped: enough for the command list."""
+    listed = copy.copy(info)
+    listed.help = info.help if info.help is not None else inspect.getdoc(info.callback)
+    listed.callback = _not_run
+    return listed
 
 
-def main() -> None:
-    """Console-script entry point (Ctrl-C: one line, exit 130)."""
-    with _interrupt.ctrl_c_exits_130(), _notes.notes_on_stderr():
-        app()
+def _not_run() -> None:  # pragma: no cover - a listed-only command is never invoked
+    raise RuntimeError("a command built for the command list was run")
+
+
+def build_app(only: str | None = None, *, listing: bool = False) -> typer.Typer:
+    """The app with every command, or with just ``only`` when that names a command.
+
+    ``listing=True`` keeps every command's name and help but none of its options: what
+    ``segkit --help`` and an unknown command's error need, at a tenth of the cost.
+    """
+    app = typer.Typer(
+        cls=SegkitGroup,
+        name="segkit",
+        help="labelme annotations → VOC dataset → trained segmentation model → honest metrics.",
+        no_args_is_help=True,
+        pretty_exceptions_show_locals=False,
+        add_completion=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(_root)
+    names = [only] if only in COMMAND_MODULES else list(dict.fromkeys(COMMAND_MODULES.values()))
+    for module_name in dict.fromkeys(COMMAND_MODULES.get(n, n) for n in names):
+        importlib.import_module(f"segkit.cli.{module_name}").register(app)
+    if listing:
+        app.registered_commands = [_listed_only(info) for info in app.registered_commands]
+    return app
