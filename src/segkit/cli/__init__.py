@@ -25,7 +25,8 @@ def __getattr__(name: str) -> Any:
     if name == "app":  # the whole app, every command registered (tests, docs)
         from segkit.cli._app import build_app
 
-        return build_app()
+        globals()["app"] = whole = build_app()
+        return whole
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
