@@ -7,7 +7,7 @@ against the 0.25 s target, and the median CPU seconds (user + system), which the
 other jobs of a loaded machine inflate less; the load average is printed too.
 ``--baseline SRC`` times the same segkit commands from another source tree (e.g. an
 earlier commit unpacked with ``git archive``) interleaved with these, for a ratio.
-Then lists the heaviest imports of ``from segkit.cli import main``
+Then lists the heaviest imports of ``segkit convert --help``
 (``python -X importtime``). Run:
 
     python benchmarks/startup.py [--repeat 7] [--baseline /tmp/segkit-before/src]
@@ -55,9 +55,9 @@ def _timed(command: list[str], source: str | None) -> tuple[float, float]:
 
 
 def _heaviest_imports(count: int) -> list[tuple[int, str]]:
-    """(cumulative µs, module) of the slowest top-level imports of the command line."""
+    """(cumulative µs, module) of the slowest top-level imports of ``segkit convert -h``."""
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "from segkit.cli import main"],
+        [sys.executable, "-X", "importtime", *SEGKIT[1:], "convert", "--help"],
         capture_output=True,
         text=True,
         check=True,
@@ -104,7 +104,7 @@ def main() -> None:
             ratio = statistics.median(walls[baseline]) / wall
             line += f"  {ratio:.1f}x faster than baseline"
         print(line)
-    print("heaviest imports of `from segkit.cli import main` (cumulative ms):")
+    print("heaviest imports of `segkit convert --help` (cumulative ms):")
     for micros, name in _heaviest_imports(8):
         print(f"  {micros / 1000:7.1f}  {name}")
 

@@ -240,6 +240,26 @@ def test_class_weights_counted_on_more_than_the_train_split_are_refused(dataset,
     assert invoke(dataset, "-o", run, *TINY, "--class-weights").exit_code == 0
 
 
+def test_class_weights_of_a_train_split_changed_since_are_refused(dataset, tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(app, ["weights", str(dataset)]).exit_code == 0
+    splits = dataset / "ImageSets" / "Segmentation"
+    train = (splits / "train.txt").read_text().split()
+    val = (splits / "val.txt").read_text()
+    moved = train.pop()  # one training image moves to val after the weights were counted
+    (splits / "train.txt").write_text("\n".join(train) + "\n")
+    (splits / "val.txt").write_text(val + moved + "\n")
+    run = tmp_path / "run"
+    one_error(
+        invoke(dataset, "-o", run, *TINY, "--class-weights"),
+        1, "weights.json", "train split that has changed since", "0 image(s) added, 1 removed",
+        "segkit weights",
+    )  # fmt: skip
+    assert not run.exists()
+    assert runner.invoke(app, ["weights", str(dataset)]).exit_code == 0  # no --force needed
+    assert invoke(dataset, "-o", run, *TINY, "--class-weights").exit_code == 0
+
+
 def test_the_default_batch_size_is_clamped_to_a_small_training_split(dataset, tmp_path):
     run = tmp_path / "run"
     tiny = ("--model", "unet-tiny", "--epochs", "1", "--workers", "0", "--quiet")

@@ -122,3 +122,34 @@ def test_cli_import_and_help_load_no_stage_libraries() -> None:
     )
     assert "segkit" in loaded
     assert not HEAVY & loaded
+
+
+def _main_loads(*argv: str) -> set[str]:
+    code = f"import sys; sys.argv = ['segkit', *{list(argv)!r}]\nfrom segkit.cli import main\n"
+    run = "out, sys.stdout = sys.stdout, open('/dev/null', 'w')\ntry:\n    main()\n"
+    return loaded_after(code + run + "except SystemExit:\n    pass\nsys.stdout = out")
+
+
+def test_version_loads_no_typer_and_help_loads_no_rich() -> None:
+    assert not {"typer", "click", "rich"} & _main_loads("--version")
+    for argv in (["--help"], ["convert", "--help"], ["train", "-h"], []):
+        assert not (HEAVY | {"rich"}) & _main_loads(*argv), argv
+
+
+def test_a_command_built_alone_or_listed_has_the_help_of_the_whole_app() -> None:
+    import typer.main
+
+    from segkit.cli._app import COMMAND_MODULES, build_app
+
+    def help_text(app: object, name: str | None) -> str:
+        group = typer.main.get_command(app)  # type: ignore[arg-type]
+        root = group.make_context("segkit", [], resilient_parsing=True)
+        if name is None:
+            return group.get_help(root)
+        command = group.get_command(root, name)
+        return command.get_help(command.make_context(name, [], parent=root, resilient_parsing=True))
+
+    whole = build_app()
+    assert help_text(build_app(listing=True), None) == help_text(whole, None)
+    for name in COMMAND_MODULES:
+        assert help_text(build_app(name), name) == help_text(whole, name), name

@@ -194,3 +194,33 @@ def test_class_argmax_is_torch_argmax_ties_included(classes, height, width, dim,
     values = values.movedim(0, dim)
     expected = values.argmax(dim).to(torch.uint8)
     assert torch.equal(class_argmax(values, dim), expected)
+
+
+@pytest.mark.parametrize("flip_tta", [False, True])
+@pytest.mark.parametrize("stripe_pixels", [1 << 18, 530])  # one stripe; four stripes
+def test_the_one_tile_fast_path_equals_the_band_path_to_the_bit(
+    monkeypatch: pytest.MonkeyPatch, flip_tta: bool, stripe_pixels: int
+) -> None:
+    import segkit.inference as inference
+
+    size = (37, 53)
+    monkeypatch.setattr(inference, "STRIPE_PIXELS", stripe_pixels)
+    torch.manual_seed(0)
+    model = build_model("unet-tiny", 3, 3)
+    pixels = np.random.default_rng(1).integers(0, 256, (*size, 3), dtype=np.uint8)
+    options = InferenceOptions(flip_tta=flip_tta)
+    geo = tile_geometry(*size, None)
+    assert inference._one_tile_is_the_image(geo, tile_grid(geo, options.overlap), *size)
+    stripes: list[tuple[int, int]] = []
+    fast = predict_stripes(
+        model, pixels, options, lambda top, p: stripes.append((top, p.shape[1])),
+        normalization=NORMALIZATION,
+    )  # fmt: skip
+    assert fast is None and stripes[0][0] == 0
+    assert len(stripes) == -(-size[0] // max(1, stripe_pixels // size[1]))
+    assert sum(rows for _, rows in stripes) == size[0]  # every row once, in order
+    assert [top for top, _ in stripes] == sorted({top for top, _ in stripes})
+    whole = predict_probabilities(model, pixels, options, normalization=NORMALIZATION)
+    monkeypatch.setattr(inference, "_one_tile_is_the_image", lambda *args: False)
+    banded = predict_probabilities(model, pixels, options, normalization=NORMALIZATION)
+    assert torch.equal(whole, banded)

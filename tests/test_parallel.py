@@ -167,3 +167,33 @@ def test_a_worker_ends_when_its_parent_is_killed(tmp_path: Path, signal_ok: bool
     while _running(child) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not _running(child)
+
+
+def test_stop_pool_silences_only_the_cancelled_future_race_of_old_pythons(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+    from concurrent.futures import InvalidStateError
+    from concurrent.futures.process import _ExecutorManagerThread
+
+    from segkit import parallel
+
+    seen: list[type[BaseException]] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_type))
+    monkeypatch.setattr(parallel, "_excepthooks_before", [threading.excepthook])
+    monkeypatch.setattr(parallel.sys, "version_info", (3, 11, 7))
+    with parallel._owned_pool(1) as pool:
+        parallel.stop_pool(pool)
+    hook = threading.excepthook
+    assert hook is parallel._quiet_cancelled_future_race
+
+    manager = object.__new__(_ExecutorManagerThread)
+    other = threading.Thread()
+
+    def args(exc_type: type[BaseException], thread: object) -> threading.ExceptHookArgs:
+        return threading.ExceptHookArgs([exc_type, exc_type(), None, thread])
+
+    hook(args(InvalidStateError, manager))  # the CPython race: not printed
+    hook(args(InvalidStateError, other))
+    hook(args(ValueError, manager))
+    assert seen == [InvalidStateError, ValueError]

@@ -312,6 +312,16 @@ def _shift_rows(buffer: Tensor, shift: int) -> None:
     buffer[..., max(rows - shift, 0) :, :] = 0
 
 
+def _one_tile_is_the_image(
+    geo: TileGeometry, starts: list[tuple[int, int]], height: int, width: int
+) -> bool:
+    """Whether the image is one tile without padding: then no blending is needed (its
+    weights would all be 1, so the probabilities are the same to the bit) and no band."""
+    return len(starts) == 1 and (geo.in_h, geo.in_w, geo.out_h, geo.out_w) == (
+        height, width, height, width,
+    )  # fmt: skip
+
+
 def predict_stripes(
     model: nn.Module,
     image: Tensor | NDArray[Any],
@@ -354,10 +364,18 @@ def predict_stripes(
     band: Tensor | None = None
     total = torch.zeros(band_rows, geo.canvas_w, device=device)
     done = 0
+    whole = _one_tile_is_the_image(geo, starts, height, width)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
+            if whole:
+                rows, cols_all = np.arange(height, dtype=np.intp), np.arange(width, dtype=np.intp)
+                probs = _forward(model, crop(rows, cols_all)[None], options.flip_tta)[0]
+                step = max(1, STRIPE_PIXELS // width)
+                for top in range(0, height, step):
+                    on_stripe(top, probs[:, top : top + step])
+                return
             for band_top, group, next_top in plan:
                 crops = torch.stack(
                     [

@@ -9,7 +9,13 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import (
+    Executor,
+    Future,
+    InvalidStateError,
+    ProcessPoolExecutor,
+    as_completed,
+)
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -111,6 +117,20 @@ def _process_pool(workers: int) -> ProcessPoolExecutor:
     )
 
 
+def _quiet_cancelled_future_race(args: threading.ExceptHookArgs) -> None:
+    # CPython < 3.12 (gh-107219): the pool's manager thread, finding the workers we
+    # ended, sets an exception on futures we had cancelled and prints a traceback.
+    if (
+        args.exc_type is InvalidStateError
+        and type(args.thread).__name__ == "_ExecutorManagerThread"
+    ):
+        return
+    _excepthooks_before[-1](args)
+
+
+_excepthooks_before = [threading.excepthook]
+
+
 def stop_pool(pool: Executor, futures: Iterable[Future] = ()) -> None:
     """Cancel ``futures`` and end ``pool``'s workers now, without waiting for their work.
 
@@ -118,6 +138,9 @@ def stop_pool(pool: Executor, futures: Iterable[Future] = ()) -> None:
     every queued item. Outputs are written atomically, so a killed worker leaves at
     most a temporary file, which the next run removes.
     """
+    if sys.version_info < (3, 12) and threading.excepthook is not _quiet_cancelled_future_race:
+        _excepthooks_before.append(threading.excepthook)
+        threading.excepthook = _quiet_cancelled_future_race
     for future in futures:
         future.cancel()
     processes = list((getattr(pool, "_processes", None) or {}).values())

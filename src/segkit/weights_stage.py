@@ -208,6 +208,8 @@ class WeightsFile:
     classes: tuple[str, ...]
     maps: dict[str, Path]
     border: dict[str, Any] | None
+    #: The ids of the images counted (``None`` in a file that does not list them).
+    images: frozenset[str] | None = None
 
 
 # -- public readers for later stages ---------------------------------------------------
@@ -248,6 +250,7 @@ def load_weights(root: Path) -> WeightsFile:
             classes=classes,
             maps=maps,
             border=data.get("border"),
+            images=frozenset(data["images"]) if isinstance(data.get("images"), dict) else None,
         )
     except (KeyError, TypeError, ValueError) as error:
         raise DatasetError(

@@ -47,17 +47,17 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console, ConsoleDimensions
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 from typer.core import TyperGroup
 
 from segkit.cli._interrupt import EXIT_INTERRUPTED, Interrupted
 from segkit.errors import OptionError, SegkitError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 EXIT_OK = 0
 EXIT_DATA = 1
@@ -69,33 +69,63 @@ JSON_HELP = "Print one JSON document on stdout (also when the command fails)."
 _PIPE_WIDTH = 100_000
 
 
-class _Console(Console):
-    """A rich console that, when not writing to a terminal, never wraps or truncates."""
+def _console_class() -> type[Console]:
+    from rich.console import Console, ConsoleDimensions
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # rich reads COLUMNS into its width; only a width passed here is fixed.
-        self._fixed_width = kwargs.get("width") is not None
+    class _Console(Console):
+        """A rich console that, when not writing to a terminal, never wraps or truncates."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # rich reads COLUMNS into its width; only a width passed here is fixed.
+            self._fixed_width = kwargs.get("width") is not None
+
+        @property
+        def size(self) -> ConsoleDimensions:
+            size = super().size
+            if self.is_terminal or self._fixed_width:
+                return size
+            return ConsoleDimensions(_PIPE_WIDTH, size.height)
+
+        @size.setter
+        def size(self, new_size: tuple[int, int]) -> None:
+            Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+        @property
+        def nominal_width(self) -> int:
+            """The terminal's width (``COLUMNS``, else 80 off a terminal) tables should fit."""
+            return super().size.width
+
+    return _Console
+
+
+class _LazyConsole:
+    """Stands for a rich console made on first use: importing rich costs ~35 ms, which
+    ``--help`` and ``--json`` runs need not pay. ``.real`` is the console itself."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._real: Console | None = None
 
     @property
-    def size(self) -> ConsoleDimensions:
-        size = super().size
-        if self.is_terminal or self._fixed_width:
-            return size
-        return ConsoleDimensions(_PIPE_WIDTH, size.height)
+    def real(self) -> Console:
+        if self._real is None:
+            self._real = _console_class()(highlight=False, **self._options)
+        return self._real
 
-    @size.setter
-    def size(self, new_size: tuple[int, int]) -> None:
-        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
-
-    @property
-    def nominal_width(self) -> int:
-        """The terminal's width (``COLUMNS``, else 80 off a terminal) tables should fit."""
-        return super().size.width
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
 
 
-console = _Console(highlight=False)
-err_console = _Console(stderr=True, highlight=False)
+console: Any = _LazyConsole()
+err_console: Any = _LazyConsole(stderr=True)
+
+
+def escape(text: str) -> str:
+    """``text`` with rich markup escaped, so user text is never read as markup."""
+    from rich.markup import escape as escape_markup
+
+    return escape_markup(text)
 
 
 def titled_table(title: str | None = None, caption: str | None = None, **options: Any) -> Table:
@@ -104,6 +134,9 @@ def titled_table(title: str | None = None, caption: str | None = None, **options
     So a title or caption never wraps inside a file name or number when the columns
     are narrower than it.
     """
+    from rich.table import Table
+    from rich.text import Text
+
     widths = [Text.from_markup(text).cell_len for text in (title, caption) if text]
     return Table(title=title, caption=caption, min_width=max(widths, default=None), **options)
 
@@ -149,6 +182,14 @@ class SegkitGroup(TyperGroup):
             option.default = False
         return option
 
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            from segkit.cli._coerce import install
+
+            install(command, ctx)  # option values converted without pydantic's import
+        return command
+
     def main(  # type: ignore[override]
         self,
         args: Sequence[str] | None = None,
@@ -158,6 +199,9 @@ class SegkitGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
+        from segkit.cli._coerce import install
+
+        install(self)  # the root options; a command's in get_command
         try:
             result = super().main(
                 args=argv or ["--help"],
@@ -265,7 +309,7 @@ def progress_bar(description: str, *, quiet: bool = False) -> Iterator[Callable[
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err_console, transient=True) as progress:
+    with Progress(*columns, console=err_console.real, transient=True) as progress:
         task = progress.add_task(description, total=None)
 
         def update(done: int, total: int) -> None:

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
 from segkit._text import plural
 from segkit.cli._common import (
     EXIT_DATA,
     JSON_HELP,
     console,
+    escape,
     examples,
     folder,
     print_error,

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from segkit.cli._common import JSON_HELP, console, examples, print_json
+from segkit.cli._common import JSON_HELP, console, escape, examples, print_json
 from segkit.cli.run_cmd import Printer
 from segkit.defaults import DEMO_CROP, DEMO_MINUTES, DEMO_MODEL
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def _fmt(value: float | None) -> str:
@@ -19,6 +20,8 @@ def _fmt(value: float | None) -> str:
 
 
 def _table(summary: Any) -> Table:
+    from rich.table import Table
+
     table = Table(title=escape(f"segkit demo → {summary.output}"), show_header=False)
     table.add_column(style="bold")
     table.add_column()

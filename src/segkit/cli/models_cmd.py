@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from segkit.cli._common import (
     EXIT_DATA,
@@ -21,6 +20,9 @@ from segkit.cli._common import (
     titled_table,
 )
 from segkit.errors import OptionError
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def register(app: typer.Typer) -> None:

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from segkit.cli._common import (
     EXIT_DATA,
     JSON_HELP,
     console,
     err_console,
+    escape,
     examples,
     existing_file,
     folder,

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from segkit.cli._common import (
     console,
+    escape,
     examples,
     existing_folder,
     folder,
@@ -21,10 +20,14 @@ from segkit.cli._common import (
 from segkit.errors import OptionError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from segkit.report.stage import CompareSummary, ReportSummary
 
 
 def _class_table(result: dict[str, Any]) -> Table:
+    from rich.table import Table
+
     from segkit.report import tables
 
     objects = bool(result.get("objects"))
@@ -63,6 +66,7 @@ def _class_table(result: dict[str, Any]) -> Table:
 
 def _confusion_table(result: dict[str, Any]) -> Table | None:
     import numpy as np
+    from rich.table import Table
 
     from segkit.report import tables
 
@@ -100,6 +104,8 @@ def _render_report(summary: ReportSummary) -> None:
 
 
 def _render_compare(summary: CompareSummary) -> None:
+    from rich.table import Table
+
     from segkit.report import tables
 
     table = Table(title=escape(f"B − A: A = {summary.a}, B = {summary.b}"), header_style="bold")

@@ -6,13 +6,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from segkit.cli._common import (
     JSON_HELP,
     console,
     err_console,
+    escape,
     examples,
     existing_file,
     existing_folder,
@@ -24,6 +23,7 @@ from segkit.cli.train_cmd import _Renderer
 
 if TYPE_CHECKING:
     from rich.progress import Progress
+    from rich.table import Table
 
 EXAMPLES = examples(
     "segkit run annotations/ -o work/",
@@ -119,7 +119,7 @@ class Printer:
 
             self.progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeRemainingColumn(), console=err_console, transient=True,
+                TimeRemainingColumn(), console=err_console.real, transient=True,
             )  # fmt: skip
             self.progress.start()
             self.task = self.progress.add_task(f"  {event.stage}", total=None)
@@ -134,6 +134,8 @@ class Printer:
 
 def summary_table(summary: Any, title: str) -> Table:
     """The headline numbers and where everything is."""
+    from rich.table import Table
+
     from segkit.pipeline.runner import shown
 
     data = summary.to_dict()

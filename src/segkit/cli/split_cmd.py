@@ -6,13 +6,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from segkit.cli._common import (
     JSON_HELP,
     console,
     err_console,
+    escape,
     examples,
     existing_folder,
     fits,
@@ -23,6 +22,8 @@ from segkit.cli._common import (
 from segkit.defaults import DEFAULT_TEST
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from segkit.split import SplitStats
     from segkit.split_stage import SplitSummary
 
@@ -66,6 +67,8 @@ def _table(summary: SplitSummary, *, class_columns: bool = True) -> Table:
 
 def _class_rows(summary: SplitSummary) -> Table:
     """The class columns turned into rows: one row per class, one column per split."""
+    from rich.table import Table
+
     table = Table(  # its caption is prose: it may wrap
         caption="share of the class's labelled pixels in the split (images containing it)",
         header_style="bold",

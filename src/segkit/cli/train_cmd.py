@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from segkit.cli._common import (
     JSON_HELP,
     console,
     err_console,
+    escape,
     examples,
     existing_folder,
     folder,
@@ -24,6 +23,7 @@ from segkit.errors import OptionError
 
 if TYPE_CHECKING:
     from rich.progress import Progress
+    from rich.table import Table
 
 EXAMPLES = examples(
     "segkit train DATASET -o runs/exp1",
@@ -84,7 +84,7 @@ class _Renderer:
             self.progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
-                console=err_console, transient=True,
+                console=err_console.real, transient=True,
             )  # fmt: skip
             self.progress.start()
             self.task = self.progress.add_task(
@@ -125,6 +125,8 @@ class _Renderer:
 
 
 def _table(summary: Any) -> Table:
+    from rich.table import Table
+
     table = Table(title=escape(f"segkit train → {summary.run}"), show_header=False)
     table.add_column(style="bold")
     table.add_column()

@@ -6,8 +6,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from segkit._text import plural
 from segkit.cli._common import (
@@ -22,10 +20,15 @@ from segkit.cli._common import (
 from segkit.defaults import DEFAULT_MAX_DISTANCE, HASH_BITS
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from segkit.validate import Finding
 
 
 def _table(findings: list[Finding]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     from segkit.validate import ERROR, WARNING
 
     styles = {ERROR: "bold red", WARNING: "yellow"}
@@ -80,6 +83,8 @@ def register(app: typer.Typer) -> None:
 
         Prints a findings table (or JSON); exits 1 if any finding is an error. Reads only.
         """
+        from rich.text import Text
+
         from segkit.validate_stage import ValidateOptions, validate
 
         options = ValidateOptions(workers=workers, near_duplicate_distance=near_duplicate_distance)

@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from segkit.cli._common import (
     JSON_HELP,
     console,
     err_console,
+    escape,
     examples,
     existing_folder,
     print_json,
@@ -23,6 +22,8 @@ from segkit.cli._common import (
 from segkit.defaults import DEFAULT_BETA, DEFAULT_SIGMA, DEFAULT_W0
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from segkit.weights_stage import WeightsSummary
 
 

@@ -67,7 +67,7 @@ from segkit.train.options import TrainOptions, resume_conflicts
 from segkit.train.plots import save_confusion, save_curves
 from segkit.train.state import STATE_DIR, has_state, load_state, save_state
 from segkit.voc import voc_colormap
-from segkit.weights_stage import load_weights
+from segkit.weights_stage import WeightsFile, load_weights
 
 RUN_FORMAT = "segkit-run"
 SCHEMA_VERSION = 1
@@ -349,6 +349,7 @@ def _plan(
                 f"(val/test pixels would leak into the loss); re-run `segkit weights "
                 f"{dataset.root} --force` (it counts the train split)"
             )
+        _check_weights_split(weights, dataset)
         class_weights = weights.class_weights
     train_files = split_files(dataset, "train", weight_maps=options.border_weights)
     val_files = split_files(dataset, "val", instances=True)
@@ -524,6 +525,20 @@ def _csv_text(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         columns += [key for key in row if key not in columns]
     return csv_text(columns, rows)
+
+
+def _check_weights_split(weights: WeightsFile, dataset: Dataset) -> None:
+    """Refuse class weights counted on a train split that has changed since."""
+    if weights.images is None:
+        return
+    train = set(dataset.read_split("train"))
+    added, removed = len(train - weights.images), len(weights.images - train)
+    if added or removed:
+        raise DatasetError(
+            f"{weights.path}: class weights were counted on a train split that has changed "
+            f"since ({added} image(s) added, {removed} removed); re-run "
+            f"`segkit weights {dataset.root}`"
+        )
 
 
 @contextmanager
