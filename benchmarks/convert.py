@@ -19,7 +19,9 @@ polygons of 8–60 vertices with radii of 15–160 px on noise-textured JPEGs.
 ``--whole-process`` times both sides as a user meets them, as subprocesses with their
 imports: ``segkit convert`` against ``benchmarks/labelme2voc_reference.py`` (labelme's
 ``labelme2voc.py`` example with ``--noobject --nonpy --noviz``: class masks only),
-interleaved, and compares the class masks.
+interleaved, and compares the class masks. ``--baseline SRC`` also times ``segkit
+convert`` from another source tree (e.g. ``git archive COMMIT src | tar -x -C /tmp/b``,
+then ``--baseline /tmp/b/src``) in the same rounds.
 
     python benchmarks/convert.py --dense --whole-process --repeat 3
 """
@@ -161,7 +163,7 @@ REFERENCE_SCRIPT = Path(__file__).with_name("labelme2voc_reference.py")
 
 #: CPU seconds (user + system) of each subprocess timed, by command: on a loaded shared
 #: machine they move less than wall time, so they are printed too.
-CPU_SECONDS: dict[str, list[float]] = {"labelme": [], "segkit": []}
+CPU_SECONDS: dict[str, list[float]] = {"labelme": [], "segkit": [], "baseline": []}
 
 
 def _children_cpu() -> float:
@@ -169,11 +171,13 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _timed(command: list[str], name: str) -> float:
+def _timed(command: list[str], name: str, env: dict[str, str] | None = None) -> float:
     """Run ``command`` (its output discarded, a failure fatal); returns seconds."""
     cpu = _children_cpu()
     start = time.perf_counter()
-    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
     elapsed = time.perf_counter() - start
     CPU_SECONDS[name].append(_children_cpu() - cpu)
     if done.returncode:
@@ -188,13 +192,18 @@ def run_labelme_script(src: Path, out: Path) -> float:
     return _timed(command, "labelme")
 
 
-def run_segkit_command(src: Path, out: Path, workers: int | None) -> float:
-    """``segkit convert`` as a command in a fresh interpreter; returns seconds."""
+def run_segkit_command(src: Path, out: Path, workers: int | None, tree: str | None = None) -> float:
+    """``segkit convert`` as a command in a fresh interpreter; returns seconds.
+
+    ``tree``: another segkit source folder (its ``src/``) to run instead, the baseline.
+    """
     command = [sys.executable, "-m", "segkit", "convert", str(src), "-o", str(out)]
     command += ["--labels", str(src / "labels.txt")]
     if workers is not None:
         command += ["--workers", str(workers)]
-    return _timed(command, "segkit")
+    if tree is None:
+        return _timed(command, "segkit")
+    return _timed(command, "baseline", {**os.environ, "PYTHONPATH": tree})
 
 
 def compare(reference: Path, ours: Path, folders: tuple[str, ...] = _MASK_FOLDERS) -> int:
@@ -273,6 +282,11 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each; best is reported")
     parser.add_argument(
+        "--baseline",
+        help="with --whole-process: also time `segkit convert` from another source tree "
+        "(its src/), interleaved with the others",
+    )
+    parser.add_argument(
         "--reuse-folders",
         action="store_true",
         help="delete and rewrite the same two output folders before every run (the earlier "
@@ -299,7 +313,7 @@ def main() -> None:
     # Best of N for each: on a shared machine other load only ever adds time. Every
     # run writes into a folder of its own, so no run follows a mass delete (see
     # _clear_earlier_outputs).
-    ref_times, seg_times = [], []
+    ref_times, seg_times, base_times = [], [], []
     for run in range(args.repeat):
         name = "reused" if args.reuse_folders else run
         reference_out = args.workdir / f"{_OUTPUT_PREFIX}labelme_{name}"
@@ -310,6 +324,13 @@ def main() -> None:
         if args.whole_process:
             ref_times.append(run_labelme_script(src, reference_out))
             seg_times.append(run_segkit_command(src, segkit_out, args.workers))
+            if args.baseline:
+                baseline_out = args.workdir / f"{_OUTPUT_PREFIX}baseline_{name}"
+                if args.reuse_folders:
+                    shutil.rmtree(baseline_out, ignore_errors=True)
+                base_times.append(
+                    run_segkit_command(src, baseline_out, args.workers, args.baseline)
+                )
         else:
             ref_times.append(run_labelme_reference(src, reference_out))
             seg_times.append(run_segkit(src, segkit_out, args.workers))
@@ -332,6 +353,14 @@ def main() -> None:
         cpu_ratio = statistics.median(ref_cpu) / statistics.median(seg_cpu)
         print(f"CPU s (user+sys): labelme {_fmt(ref_cpu)}; segkit {_fmt(seg_cpu)}")
         print(f"CPU median ratio {cpu_ratio:.1f}x")
+        if base_times:
+            base_cpu = CPU_SECONDS["baseline"]
+            print(f"baseline segkit ({args.baseline}): runs (s) {_fmt(base_times)}; CPU s")
+            print(
+                f"  {_fmt(base_cpu)}; median ratio to labelme "
+                f"{statistics.median(ref_times) / statistics.median(base_times):.1f}x "
+                f"(this tree: {median_ratio:.1f}x)"
+            )
     print(
         f"speed-up: best of {args.repeat} {t_ref / t_seg:.1f}x, median {median_ratio:.1f}x; "
         f"images with differing masks: {differing}"
