@@ -19,7 +19,8 @@ polygons of 8–60 vertices with radii of 15–160 px on noise-textured JPEGs.
 ``--whole-process`` times both sides as a user meets them, as subprocesses with their
 imports: ``segkit convert`` against ``benchmarks/labelme2voc_reference.py`` (labelme's
 ``labelme2voc.py`` example with ``--noobject --nonpy --noviz``: class masks only),
-interleaved, and compares the class masks. ``--baseline SRC`` also times ``segkit
+interleaved, and compares the class masks. ``--steps`` prints what each step of one
+file's conversion costs in a worker, in ms per file. ``--baseline SRC`` also times ``segkit
 convert`` from another source tree (e.g. ``git archive COMMIT src | tar -x -C /tmp/b``,
 then ``--baseline /tmp/b/src``) in the same rounds.
 
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -293,6 +295,74 @@ def _fmt(times: list[float]) -> str:
     return ", ".join(f"{t:.2f}" for t in times)
 
 
+def time_steps(src: Path, workdir: Path, files: int = 50, repeat: int = 7) -> None:
+    """Print what each step of one file's conversion costs in a worker (ms per file).
+
+    The steps ``segkit convert`` runs per file, one at a time over the first ``files``
+    files, best of ``repeat`` (prepared as a worker is: malloc tuning, collector paused).
+    """
+    import gc
+    import hashlib
+
+    from segkit import rasterize
+    from segkit._io import atomic_write_bytes
+    from segkit.convert_one import LabelPolicy, Parsed
+    from segkit.labelme import check_extent, load_image, parse_annotation
+    from segkit.parallel import prepare_worker_process
+    from segkit.png import png_bytes
+    from segkit.voc import read_labels
+
+    prepare_worker_process()
+    gc.disable()
+    paths = sorted(src.glob("*.json"))[:files]
+    raws = [path.read_bytes() for path in paths]
+    ids = read_labels(src / "labels.txt").to_ids()
+
+    def step(name: str, work: Any) -> list:
+        best, out = float("inf"), []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            out = [work(i) for i in range(len(paths))]
+            best = min(best, time.perf_counter() - start)
+        print(f"{name:<46}{best / len(paths) * 1e3:>8.3f}")
+        return out
+
+    print(f"{'step (worker, per file)':<46}{'ms':>8}")
+    step("read JSON + SHA-256", lambda i: hashlib.sha256(paths[i].read_bytes()).digest())
+    step("json.loads alone", lambda i: json.loads(raws[i]))
+    notes = step(
+        "parse_annotation (json.loads + checks)", lambda i: parse_annotation(paths[i], raws[i])
+    )
+    parsed = step("hand-over to the conversion: marshal", lambda i: Parsed.of(notes[i], raws[i]))
+    step("hand-over: unmarshal", lambda i: parsed[i].annotation(raws[i], parsed[i].json_sha256))
+    images = step("read JPEG", lambda i: notes[i].image_file().read_bytes())
+    step("SHA-256 of the JPEG", lambda i: hashlib.sha256(images[i]).digest())
+    step(
+        "load_image: header only", lambda i: load_image(notes[i], data=images[i], need_pixels=False)
+    )
+    step("label policy", lambda i: LabelPolicy(ids).apply(notes[i].shapes, ""))
+    step("check_extent", lambda i: check_extent(notes[i].shapes, (768, 1024)))
+    masks = step(
+        "rasterize (draw once, class mask by LUT)",
+        lambda i: rasterize.rasterize(notes[i].shapes, (768, 1024), ids),
+    )
+    pngs = step(
+        "2 mask PNGs (zlib-ng, RLE)",
+        lambda i: (png_bytes(masks[i].class_image), png_bytes(masks[i].instance_image)),
+    )
+    out = workdir / f"{_OUTPUT_PREFIX}steps"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    names = iter(range(10**9))
+
+    def write(i: int) -> None:
+        n = next(names)
+        for suffix, data in ((".jpg", images[i]), ("c.png", pngs[i][0]), ("o.png", pngs[i][1])):
+            atomic_write_bytes(out / f"{n}{suffix}", data)
+
+    step("3 atomic writes (JPEG copy, 2 PNGs)", write)
+
+
 def main() -> None:
     """Build the data, time both pipelines, compare, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -321,6 +391,9 @@ def main() -> None:
         "protocol: on ext4 without a journal it also times the inode search past the "
         "files just deleted)",
     )
+    parser.add_argument(
+        "--steps", action="store_true", help="print each per-file step's cost, then stop"
+    )
     args = parser.parse_args()
     if args.workdir is None:
         args.workdir = Path("bench_data/convert_dense" if args.dense else "bench_data/convert")
@@ -337,6 +410,9 @@ def main() -> None:
         if rebuilt:
             _wait_out_recent_deletes("deleted the earlier data set")
     _clear_earlier_outputs(args.workdir)
+    if args.steps:
+        time_steps(src, args.workdir)
+        return
     if args.whole_process:
         global _SUBPROCESS_ENV
         _SUBPROCESS_ENV = _bytecode_cache(args.workdir)
