@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from segkit.convert_stage import (
     ConvertSummary,
+    _file_fingerprint,
+    _fingerprints,
     convert,
     existing_outputs_by_stem,
     find_annotations,
@@ -272,3 +274,13 @@ def test_existing_outputs_are_grouped_by_sample_id(tmp_path: Path) -> None:
         "b.v2": ("JPEGImages/b.v2.tif",),
     }
     assert existing_outputs_by_stem(tmp_path / "missing") == {}
+
+
+@given(st.lists(st.lists(st.sampled_from(["cat", "dog", "__ignore__", "new"]), max_size=5)))
+def test_fingerprints_once_per_label_set_equal_each_files_own(labels: list[list[str]]) -> None:
+    options = {"format_version": 3, "labels": {"cat": 1}, "map": {}, "viz": False}
+    ids = {"_background_": 0, "cat": 1, "dog": 2, "__ignore__": 255}
+    fingerprint = _fingerprints(options, ids)
+    assert [fingerprint(each) for each in labels] == [
+        _file_fingerprint(options, each, ids) for each in labels
+    ]
