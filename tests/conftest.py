@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +14,11 @@ os.environ.setdefault("COLUMNS", "200")
 # tensors too: one OpenMP thread each, or two test workers' subprocesses spin-wait
 # against each other on a 2-core machine (several times slower).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# A test suite started in the background (`cmd &` in a script) inherits SIGINT ignored,
+# and so would every command the tests start, which then could not be Ctrl-C'd as a
+# person at a terminal would: with a handler here, children start at the default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
