@@ -186,6 +186,27 @@ def test_ctrl_c_convert_exits_130_at_once_and_the_same_command_finishes(
     _same_outputs(out, clean["root"] / "converted")
 
 
+def test_an_ignored_sigint_stays_ignored(clean: dict[str, Path], tmp_path: Path) -> None:
+    # A background job of a script (`segkit split DS &`) starts with SIGINT ignored, so
+    # that the Ctrl-C meant for the foreground does not end it.
+    root = tmp_path / "ds"
+    shutil.copytree(clean["root"] / "converted", root)
+    command = [sys.executable, "-c", _SLOW_SPLIT + "from segkit.cli import main; main()"]
+    proc = subprocess.Popen(
+        [*command, "split", str(root), *SPLIT_ARGS, "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    code, _, err = _finish(proc)
+    assert code == 0 and "interrupted" not in err, err
+    _same_outputs(root, clean["root"] / "split")
+
+
 def test_ctrl_c_weights_border_stops_the_pool(clean: dict[str, Path], tmp_path: Path) -> None:
     root = tmp_path / "ds"
     shutil.copytree(clean["root"] / "converted", root)

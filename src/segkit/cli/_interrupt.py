@@ -40,8 +40,12 @@ def _in_main_thread() -> bool:
 
 @contextlib.contextmanager
 def ctrl_c_exits_130() -> Iterator[None]:
-    """Run a command so that Ctrl-C stops it cleanly with one line and exit status 130."""
-    if not _in_main_thread():
+    """Run a command so that Ctrl-C stops it cleanly with one line and exit status 130.
+
+    An ignored SIGINT stays ignored: a shell starts background jobs (``cmd &`` in a
+    script, ``nohup``) so, for them to outlive a Ctrl-C meant for the foreground.
+    """
+    if not _in_main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         yield
         return
     interrupted = threading.Event()

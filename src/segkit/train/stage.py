@@ -545,7 +545,9 @@ def _check_weights_split(weights: WeightsFile, dataset: Dataset) -> None:
 def _sigint_flag(enabled: bool) -> Iterator[threading.Event]:
     """First Ctrl-C sets the flag (the loop saves and stops); a second one interrupts."""
     flag = threading.Event()
-    if not enabled or threading.current_thread() is not threading.main_thread():
+    main_thread = threading.current_thread() is threading.main_thread()
+    # An ignored SIGINT (a background job) stays ignored.
+    if not enabled or not main_thread or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         yield flag
         return
 
