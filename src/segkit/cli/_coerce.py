@@ -15,7 +15,7 @@ import enum
 import math
 import pathlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, get_args, get_origin
 
 from typer import BadParameter
@@ -33,17 +33,12 @@ except ImportError:  # pragma: no cover - another Typer
     _RuntimeParam = None  # type: ignore[assignment,misc]
 
 
-def install(command: Any, ctx: Any = None) -> None:
-    """Give every plain parameter of ``command`` the light converter.
-
-    With ``ctx`` (the context the command runs in) its ``--help`` option too, which
-    click makes only then; Typer converts even its absent value.
-    """
+def install(params: Iterable[Any]) -> None:
+    """Give every plain parameter in ``params`` (a command's ``get_params(ctx)``, which
+    includes the ``--help`` option whose absent value Typer converts too) the light
+    converter."""
     if _RuntimeParam is None:  # pragma: no cover - another Typer
         return
-    params = list(getattr(command, "params", ()))
-    if ctx is not None and hasattr(command, "get_help_option"):
-        params.append(command.get_help_option(ctx))
     for param in params:
         if isinstance(param, _TyperParameter) and param._runtime_param is None:
             light = runtime_param(param)

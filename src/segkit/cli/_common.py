@@ -174,20 +174,19 @@ def _fail(argv: Sequence[str], messages: list[str], code: int) -> int:
 class SegkitGroup(TyperGroup):
     """The app's click group: one place that maps every failure to a line and an exit code."""
 
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        # An absent --help is None, which typer coerces through pydantic (~0.1 s to
-        # import); a bool it passes through, so `segkit CMD --help` stays fast.
-        if option is not None and option.default is None:
-            option.default = False
-        return option
+    def get_params(self, ctx: Any) -> Any:
+        from segkit.cli._coerce import install
+
+        params = super().get_params(ctx)
+        install(params)  # option values converted without pydantic's import
+        return params
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         command = super().get_command(ctx, cmd_name)
         if command is not None:
             from segkit.cli._coerce import install
 
-            install(command, ctx)  # option values converted without pydantic's import
+            install(command.get_params(ctx))  # the command's options, its --help too
         return command
 
     def main(  # type: ignore[override]
@@ -199,9 +198,6 @@ class SegkitGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
-        from segkit.cli._coerce import install
-
-        install(self)  # the root options; a command's in get_command
         try:
             result = super().main(
                 args=argv or ["--help"],
