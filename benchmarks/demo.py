@@ -25,7 +25,7 @@ def run(seed: int, threads: int | None, extra: list[str]) -> dict:
         env["OMP_NUM_THREADS"] = str(threads)
     with tempfile.TemporaryDirectory() as work:
         out = Path(work) / "demo"
-        command = [sys.executable, "-c", "from segkit.cli import main; main()", "demo"]
+        command = [sys.executable, "-m", "segkit", "demo"]
         start = time.perf_counter()
         subprocess.run(
             [*command, "-o", str(out), "--seed", str(seed), "--json", *extra],

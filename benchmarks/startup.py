@@ -24,7 +24,12 @@ import sys
 import time
 
 TARGET_S = 0.25
-SEGKIT = [sys.executable, "-c", "from segkit.cli import main; main()"]
+#: What the ``segkit`` executable runs (a baseline tree from before it existed: ``main``).
+SEGKIT = [
+    sys.executable,
+    "-c",
+    "from segkit import cli; getattr(cli, 'entry_point', cli.main)()",
+]
 COMMANDS = {
     "python -c pass": [sys.executable, "-c", "pass"],
     "python -c 'import typer'": [sys.executable, "-c", "import typer"],

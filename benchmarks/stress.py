@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
-CLI = [sys.executable, "-c", "from segkit.cli import main; main()"]
+CLI = [sys.executable, "-m", "segkit"]
 
 
 def _png(rng: np.random.Generator) -> bytes:

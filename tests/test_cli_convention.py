@@ -234,7 +234,7 @@ CLASSES = [f"class_{i:02d}_with_a_long_descriptive_name" for i in range(1, 23)]
 def segkit(*args: str | Path) -> subprocess.CompletedProcess[str]:
     """The real command in a subprocess, stdout a pipe, the terminal 80 columns wide."""
     env = {**os.environ, "COLUMNS": "80"}
-    command = [sys.executable, "-c", "from segkit.cli import main; main()", *map(str, args)]
+    command = [sys.executable, "-m", "segkit", *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, env=env, check=False)
 
 

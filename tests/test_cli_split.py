@@ -128,7 +128,7 @@ def test_bad_dataset_is_one_line(tmp_path) -> None:
 
 def test_real_process_exit_code(tmp_path) -> None:
     root = make_voc(tmp_path / "voc", simple_masks())
-    command = [sys.executable, "-c", "from segkit.cli import main; main()", "split", str(root)]
+    command = [sys.executable, "-m", "segkit", "split", str(root)]
     bad = subprocess.run([*command, "--val", "2"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --val must be")
     good = subprocess.run([*command, "--workers", "2", "--json"], capture_output=True, text=True)

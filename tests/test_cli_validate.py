@@ -355,7 +355,7 @@ def test_missing_dataset_is_a_usage_error(tmp_path: Path) -> None:
 def test_subprocess_with_worker_pool(tmp_path: Path) -> None:
     root = make_voc(tmp_path)
     copy_file(f"{IMG}/s0.jpg", f"{IMG}/s4.jpg")(root)
-    command = [sys.executable, "-c", "from segkit.cli import main; main()"]
+    command = [sys.executable, "-m", "segkit"]
     result = subprocess.run(
         [*command, "validate", str(root), "--json", "--workers", "2"],
         capture_output=True,

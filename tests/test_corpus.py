@@ -530,7 +530,7 @@ def test_corpus_subprocess(row: Row, tmp_path: Path) -> None:
     before = hashes(case)
     args = [arg.replace(CASE, str(case)).replace(OUT, str(out)) for arg in row.command]
     done = subprocess.run(
-        [sys.executable, "-c", "from segkit.cli import main; main()", *args],
+        [sys.executable, "-m", "segkit", *args],
         capture_output=True,
         text=True,
         timeout=120,

@@ -16,7 +16,7 @@ from segkit.errors import OptionError
 from segkit.sample_data import write_sample_data
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-c", "from segkit.cli import main; main()"]
+CLI = [sys.executable, "-m", "segkit"]
 
 
 def run(*args: object) -> subprocess.CompletedProcess[str]:

@@ -25,7 +25,7 @@ import segkit
 from segkit.split_stage import split_dataset
 from segkit.weights_stage import WeightsOptions, compute_weights
 
-CLI = [sys.executable, "-c", "from segkit.cli import main; main()"]
+CLI = [sys.executable, "-m", "segkit"]
 IMAGES = 32
 SPLIT_ARGS = ("--group-by", r"^(s_\d+)$", "--seed", "3")
 #: Every wait is bounded by this; the issue asks for an exit within 5 s of Ctrl-C.

@@ -20,7 +20,7 @@ from segkit.ownership import claim_path, output_folder, read_claim, write_claim
 
 def _cli(*args: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from segkit.cli import main; main()", *map(str, args)],
+        [sys.executable, "-m", "segkit", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -527,7 +527,7 @@ def test_compare_with_one_path_is_a_usage_error(tmp_path, dataset, as_json):
 
 def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     """The real command line (notes reach stderr only through ``segkit.cli.main``)."""
-    cmd = [sys.executable, "-c", "from segkit.cli import main; main()", *map(str, args)]
+    cmd = [sys.executable, "-m", "segkit", *map(str, args)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 

@@ -23,7 +23,7 @@ from segkit.pipeline import toml
 from segkit.pipeline.config import read_config, resolve
 from segkit.pipeline.plan import STATE_NAME
 
-CLI = [sys.executable, "-c", "from segkit.cli import main; main()"]
+CLI = [sys.executable, "-m", "segkit"]
 #: Small and quick: one data worker, no DataLoader processes, a tiny model.
 CONFIG = """
 [convert]

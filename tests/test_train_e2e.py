@@ -16,7 +16,7 @@ from helpers_convert import labelme_doc, shape, write_json
 
 from segkit.checkpoint import load_checkpoint
 
-ENTRY = "from segkit.cli import main; main()"
+ENTRY = "from segkit.cli import entry_point; entry_point()"
 
 
 def segkit(*args: str | Path) -> subprocess.CompletedProcess:

@@ -14,7 +14,7 @@ import safetensors.torch
 import torch
 from helpers_train import make_voc
 
-ENTRY = "from segkit.cli import main; main()"
+ENTRY = "from segkit.cli import entry_point; entry_point()"
 ARGS = ("--model", "unet-tiny", "--epochs", "3", "--batch-size", "2", "--crop", "24",
         "--lr", "0.005", "--seed", "7", "--quiet")  # fmt: skip
 

@@ -1,5 +1,5 @@
 """``python -m segkit``: the command line (what ``torchrun -m segkit train …`` starts)."""
 
-from segkit.cli import main
+from segkit.cli import entry_point
 
-main()
+entry_point()

@@ -13,7 +13,7 @@ from segkit.cli import _startup
 _previous_sigint = _startup.quiet_startup()  # Ctrl-C while importing: no traceback
 
 import sys  # noqa: E402
-from typing import TYPE_CHECKING, Any  # noqa: E402
+from typing import TYPE_CHECKING, Any, NoReturn  # noqa: E402
 
 if TYPE_CHECKING:
     import typer
@@ -30,8 +30,20 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def entry_point() -> NoReturn:
+    """The ``segkit`` executable and ``python -m segkit``: :func:`main`, then a quick exit."""
+    from segkit.cli._exit import exit_now
+
+    try:
+        main()
+    except SystemExit as done:
+        exit_now(done.code)
+    exit_now(0)
+
+
 def main() -> None:
-    """Console-script entry point (Ctrl-C: one line, exit 130)."""
+    """Run the command line on ``sys.argv`` (Ctrl-C: one line, exit 130); raises
+    ``SystemExit`` with the exit status, as a click program does."""
     argv = sys.argv[1:]
     if argv == ["--version"]:
         import segkit
