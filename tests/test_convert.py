@@ -11,10 +11,9 @@ from helpers_convert import add_sample, manifest, shape, tree_hashes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from segkit.convert_one import Fingerprints
 from segkit.convert_stage import (
     ConvertSummary,
-    _file_fingerprint,
-    _fingerprints,
     convert,
     existing_outputs_by_stem,
     find_annotations,
@@ -280,7 +279,7 @@ def test_existing_outputs_are_grouped_by_sample_id(tmp_path: Path) -> None:
 def test_fingerprints_once_per_label_set_equal_each_files_own(labels: list[list[str]]) -> None:
     options = {"format_version": 3, "labels": {"cat": 1}, "map": {}, "viz": False}
     ids = {"_background_": 0, "cat": 1, "dog": 2, "__ignore__": 255}
-    fingerprint = _fingerprints(options, ids)
-    assert [fingerprint(each) for each in labels] == [
-        _file_fingerprint(options, each, ids) for each in labels
+    shared = Fingerprints(options, ids)
+    assert [shared.of(each) for each in labels] == [
+        Fingerprints(options, ids).of(each) for each in labels
     ]

@@ -1,4 +1,5 @@
-"""``segkit convert`` parses each labelme file once: the label scan's parse is reused."""
+"""``segkit convert`` parses each labelme file once: in one pass (``--labels`` into a new
+folder), or in the label scan, whose parse the conversion reuses."""
 
 from __future__ import annotations
 
@@ -35,16 +36,30 @@ def _count_parses(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return counts
 
 
-@pytest.mark.parametrize("labels", ["cat,dog", None])  # given, and discovered
+@pytest.mark.parametrize(
+    ("labels", "rerun", "expected"),
+    [
+        ("cat,dog", False, {"scan": 0, "convert": 3}),  # one pass
+        (None, False, {"scan": 3, "convert": 0}),  # discovered: scan, parse handed on
+        ("cat,dog", True, {"scan": 3, "convert": 0}),  # into a dataset: scan first
+    ],
+    ids=["given", "discovered", "given-rerun"],
+)
 def test_each_file_is_parsed_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, labels: str | None
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    labels: str | None,
+    rerun: bool,
+    expected: dict[str, int],
 ) -> None:
     for name in ("a", "b", "c"):
         add_sample(tmp_path / "in", name, [shape("cat", "polygon", [[1, 1], [9, 2], [5, 8]])])
+    if rerun:
+        convert(tmp_path / "in", tmp_path / "out", labels=labels, workers=1, viz=True)
     counts = _count_parses(monkeypatch)
     summary = convert(tmp_path / "in", tmp_path / "out", labels=labels, workers=1)
     assert summary.converted == 3 and not summary.failures
-    assert counts == {"scan": 3, "convert": 0}
+    assert counts == expected
 
 
 def test_same_outputs_as_parsing_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,16 +72,17 @@ def test_same_outputs_as_parsing_twice(tmp_path: Path, monkeypatch: pytest.Monke
                 shape("dog", "circle", [[15, 10], [19, 12]], group_id=3),
             ],
         )
-    convert(tmp_path / "in", tmp_path / "once", labels="cat,dog", workers=1)
+    # Discovered labels take two passes (ids need every file); sorted, they are cat, dog.
+    convert(tmp_path / "in", tmp_path / "handed_on", workers=1)
+    convert(tmp_path / "in", tmp_path / "one_pass", labels="cat,dog", workers=1)
     monkeypatch.setattr(segkit.convert_stage, "_PARSED_BUDGET", -1)  # nothing handed on
     counts = _count_parses(monkeypatch)
-    convert(tmp_path / "in", tmp_path / "twice", labels="cat,dog", workers=1)
+    convert(tmp_path / "in", tmp_path / "twice", workers=1)
     assert counts == {"scan": 2, "convert": 2}
-    once, twice = tree_hashes(tmp_path / "once"), tree_hashes(tmp_path / "twice")
+    trees = [tree_hashes(tmp_path / name) for name in ("handed_on", "one_pass", "twice")]
     manifests = {"segkit.json"}
-    assert {k: v for k, v in once.items() if k not in manifests} == {
-        k: v for k, v in twice.items() if k not in manifests
-    }
+    outputs = [{k: v for k, v in tree.items() if k not in manifests} for tree in trees]
+    assert outputs[0] == outputs[1] == outputs[2]
 
 
 def test_a_file_changed_after_the_scan_is_parsed_again(tmp_path: Path) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import io
+import json
 import marshal
 import pickle
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from segkit.labelme import (
     check_extent,
     load_image,
     parse_annotation,
+    scan_labels,
 )
 from segkit.rasterize import rasterize
 from segkit.voc import (
@@ -68,6 +72,36 @@ class LabelPolicy:
                 shape = Shape(label, shape.shape_type, shape.points, shape.group_id, shape.mask)
             kept.append(shape)
         return kept, ids
+
+
+def options_fingerprint(options: Mapping[str, Any]) -> str:
+    """A short hash of JSON-ready ``options`` (the manifest records it to detect changes)."""
+    return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    """The options fingerprint of one file, from the labels it uses.
+
+    Only the ids of the file's own labels count, so a label appended to the list (say,
+    discovered in a new file) leaves every other file up to date. ``options`` are the
+    run's (see ``convert_stage``), ``ids`` the label ids; each set of labels is hashed
+    once.
+    """
+
+    options: dict[str, Any]
+    ids: dict[str, int]
+    _known: dict[frozenset[str], str] = field(default_factory=dict, compare=False, repr=False)
+
+    def of(self, labels: Iterable[str]) -> str:
+        """The fingerprint of a file whose shapes carry ``labels`` (after ``--map``)."""
+        key = frozenset(labels)
+        known = self._known.get(key)
+        if known is None:
+            used = {label: self.ids.get(label) for label in sorted(key)}
+            rest = {k: v for k, v in self.options.items() if k != "labels"}
+            known = self._known[key] = options_fingerprint({**rest, "ids": used})
+        return known
 
 
 @dataclass(frozen=True)
@@ -131,7 +165,10 @@ class Job:
     image_format: str
     viz: bool
     max_pixels: int
-    fingerprint: str
+    #: The file's options fingerprint; ``Fingerprints`` when the labels are not known
+    #: yet (one pass, see ``convert_stage``): the worker then computes it and reports
+    #: the file's labels in ``Outcome.labels``.
+    fingerprint: str | Fingerprints
     previous: dict[str, Any] | None = None
     #: Files in the output folder that an image or visualization of this id may be
     #: (any image suffix); whichever this run does not write is removed.
@@ -153,6 +190,9 @@ class Outcome:
     shape_types: Counter[str] = field(default_factory=Counter)
     #: The output folder refused a write (full, read-only): the whole run stops.
     write_failed: bool = False
+    #: The file's shape labels after ``--map``, when the job asked (one pass); ``None``
+    #: when the file could not be read or its labels not found.
+    labels: list[str] | None = None
 
 
 class _WriteError(DatasetError):
@@ -233,14 +273,14 @@ def _visualization(image: PIL.Image.Image, class_mask: NDArray[np.uint8]) -> byt
     return buffer.getvalue()
 
 
-def _up_to_date(job: Job, json_sha: str, image_sha: str) -> bool:
+def _up_to_date(job: Job, json_sha: str, image_sha: str, fingerprint: str) -> bool:
     previous = job.previous
     if previous is None or previous.get("id") != job.stem:
         return False
     same_inputs = (
         previous.get("source_sha256") == json_sha
         and previous.get("image_source_sha256") == image_sha
-        and previous.get("options_fingerprint") == job.fingerprint
+        and previous.get("options_fingerprint") == fingerprint
     )
     if not same_inputs:
         return False
@@ -335,16 +375,33 @@ def _write_outputs(output: Path, files: dict[str, tuple[str, bytes]], written: l
         written.append(output / relative)
 
 
+def _parse(job: Job, raw: bytes, outcome: Outcome) -> Annotation:
+    """``parse_annotation``; in one pass, a file that fails still reports its labels
+    (an unknown one stops the whole run, as the separate label scan would)."""
+    try:
+        return parse_annotation(job.source, raw)
+    except AnnotationError:
+        if isinstance(job.fingerprint, Fingerprints):
+            with contextlib.suppress(AnnotationError):
+                labels = scan_labels(job.source, raw)
+                outcome.labels = [job.policy.mapping.get(label, label) for label in labels]
+        raise
+
+
 def _convert(job: Job, outcome: Outcome, written: list[Path]) -> Outcome:
     """The work of ``convert_one``; raises on bad input, records written paths."""
     raw = job.source.read_bytes()
     json_sha = sha256_bytes(raw)
     annotation = job.parsed.annotation(raw, json_sha) if job.parsed is not None else None
     if annotation is None:  # not parsed by the scan, or changed on disk since
-        annotation = parse_annotation(job.source, raw)
+        annotation = _parse(job, raw, outcome)
+    fingerprint = job.fingerprint
+    if isinstance(fingerprint, Fingerprints):
+        outcome.labels = [job.policy.mapping.get(s.label, s.label) for s in annotation.shapes]
+        fingerprint = fingerprint.of(outcome.labels)
     outcome.shape_types.update(shape.shape_type for shape in annotation.shapes)
     image_sha, image_data = _read_image_source(annotation, raw)
-    if _up_to_date(job, json_sha, image_sha):
+    if _up_to_date(job, json_sha, image_sha, fingerprint):
         outcome.sample, outcome.skipped = job.previous, True
         return outcome
     shapes, ids = job.policy.apply(annotation.shapes, f"{job.source}: ")
@@ -392,7 +449,7 @@ def _convert(job: Job, outcome: Outcome, written: list[Path]) -> Outcome:
         "source_sha256": json_sha,
         "image_source": annotation.image_path if annotation.image_data is None else "imageData",
         "image_source_sha256": image_sha,
-        "options_fingerprint": job.fingerprint,
+        "options_fingerprint": fingerprint,
         # A copied image is the very bytes hashed as the source: not hashed twice.
         **{
             f"{key}_sha256": image_sha if data is image_data else sha256_bytes(data)

@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -17,7 +17,16 @@ from segkit import __version__
 from segkit._compat import add_note
 from segkit._io import atomic_write_text
 from segkit._text import is_unicode, printable
-from segkit.convert_one import UNLINK_ERRORS, Job, LabelPolicy, Outcome, Parsed, convert_one
+from segkit.convert_one import (
+    UNLINK_ERRORS,
+    Fingerprints,
+    Job,
+    LabelPolicy,
+    Outcome,
+    Parsed,
+    convert_one,
+    options_fingerprint,
+)
 from segkit.errors import AnnotationError, DatasetError, ManifestError, OptionError
 from segkit.labelme import (
     DEFAULT_MAX_PIXELS,
@@ -605,33 +614,6 @@ def _options(labels: LabelSet, policy: LabelPolicy, image_format: str, viz: bool
     }
 
 
-def _fingerprint(options: dict) -> str:
-    return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _file_fingerprint(options: dict, labels: list[str], ids: Mapping[str, int]) -> str:
-    """Options as far as they decide one file's outputs: only the ids of its own labels.
-
-    So a label appended to the list (say, discovered in a new file) leaves every
-    other file up to date.
-    """
-    used = {label: ids.get(label) for label in sorted(set(labels))}
-    return _fingerprint({**{k: v for k, v in options.items() if k != "labels"}, "ids": used})
-
-
-def _fingerprints(options: dict, ids: Mapping[str, int]) -> Callable[[list[str]], str]:
-    """:func:`_file_fingerprint` for these options, computed once per set of labels."""
-    known: dict[frozenset[str], str] = {}
-
-    def fingerprint(labels: list[str]) -> str:
-        key = frozenset(labels)
-        if key not in known:
-            known[key] = _file_fingerprint(options, labels, ids)
-        return known[key]
-
-    return fingerprint
-
-
 _OUTPUT_KEYS = ("image", "class_mask", "object_mask", "visualization")
 
 
@@ -768,43 +750,53 @@ def _convert_claimed(
     stop_early: bool,
     progress: ProgressCallback | None,
 ) -> ConvertSummary:
-    """The conversion proper, with ``output`` locked (``fail_fast``: a file already failed)."""
+    """The conversion proper, with ``output`` locked (``fail_fast``: a file already failed).
+
+    Two passes over the files: the first reads their labels (the list of classes, and
+    whether any label is unknown, must be settled before a mask is written), the second
+    converts. With ``--labels`` into a folder segkit has not written yet, one pass does
+    both: each worker reports its file's labels, and should one be unknown (an error),
+    everything this run wrote is removed again, which leaves what two passes would
+    have left: nothing.
+    """
     # --force from another input replaces the dataset: its discovered classes go too.
     replacing = force and _from_other_input(previous_manifest, input_dir)
+    relatives = [path.relative_to(input_dir) for path in sources]
+    previous_samples = {
+        sample.get("source"): sample for sample in (previous_manifest or {}).get("samples", [])
+    }
+    previous_ids = {
+        source: sample["id"]
+        for source, sample in previous_samples.items()
+        if source is not None and not replacing
+    }
+    stems = stems_for(relatives, previous_ids)
+    owned = _owned_outputs(output, stems)
+    foreign = _foreign_outputs(output, stems, owned)
+    one_pass = label_set is not None and previous_manifest is None and not owned
+    folders_before = {name for name in _OUTPUT_DIRS if (output / name).is_dir()}
+    unknown_found = False
 
     # One pool for both passes: worker start-up is paid once.
     with worker_pool(workers) as pool:
-        # Discovered labels become permanent ids, so only files that parse contribute.
-        scan = _scan_labels if label_set is not None else _scan_labels_strict
-        scans = parallel_map(scan, sources, workers=workers, pool=pool)
-        relatives = [path.relative_to(input_dir) for path in sources]
-        found = {
-            rel.as_posix(): [mapping.get(label, label) for label in labels_]
-            for rel, (labels_, error, _) in zip(relatives, scans, strict=True)
-            if error is None
-        }
-        parsed = _within_budget([parse for _, _, parse in scans])
+        found: dict[str, list[str]] = {}
+        parsed: list[Parsed | None] = [None] * len(sources)
+        if not one_pass:
+            # Discovered labels become permanent ids, so only files that parse contribute.
+            scan = _scan_labels if label_set is not None else _scan_labels_strict
+            scans = parallel_map(scan, sources, workers=workers, pool=pool)
+            found = _found_labels(relatives, scans, mapping)
+            parsed = _within_budget([parse for _, _, parse in scans])
         discovered = label_set is None
-        if discovered:
+        if label_set is None:
             previous_labels = None if replacing else _previous_labels(output, previous_manifest)
             label_set = _discover_labels(found, previous_labels)
         ids = label_set.to_ids()
-        if unknown_label == "error" and any(set(ls) - set(ids) for ls in found.values()):
+        if unknown_label == "error" and _has_unknown(found.values(), ids):
             raise _unknown_label_error(found, ids)
 
         policy = LabelPolicy(ids, mapping, unknown_label)
         options = _options(label_set, policy, image_format, viz)
-        previous_samples = {
-            sample.get("source"): sample for sample in (previous_manifest or {}).get("samples", [])
-        }
-        previous_ids = {
-            source: sample["id"]
-            for source, sample in previous_samples.items()
-            if source is not None and not replacing
-        }
-        stems = stems_for(relatives, previous_ids)
-        owned = _owned_outputs(output, stems)
-        foreign = _foreign_outputs(output, stems, owned)
         note_foreign(output, [f for files in foreign.values() for f in files], "same id")
         # The claim comes before the first output: an interrupted run resumes from it.
         write_claim(
@@ -814,7 +806,7 @@ def _convert_claimed(
             pending_ids=stems,
             foreign=sorted(f for files in foreign.values() for f in files),
         )
-        fingerprints = _fingerprints(options, ids)
+        fingerprints = Fingerprints(options, ids)
         existing = {
             stem: tuple(path for path in paths if path in owned)
             for stem, paths in existing_outputs_by_stem(output).items()
@@ -829,7 +821,9 @@ def _convert_claimed(
                 image_format=image_format,
                 viz=viz,
                 max_pixels=max_pixels,
-                fingerprint=fingerprints(found.get(rel.as_posix(), [])),
+                fingerprint=(
+                    fingerprints if one_pass else fingerprints.of(found.get(rel.as_posix(), []))
+                ),
                 previous=None if force else previous_samples.get(rel.as_posix()),
                 existing_outputs=existing.get(stem, ()),
                 foreign_outputs=tuple(foreign.get(stem, ())),
@@ -838,6 +832,9 @@ def _convert_claimed(
             for path, rel, stem, parse in zip(sources, relatives, stems, parsed, strict=True)
         ]
         outcomes: list[Outcome | None] = [None] * len(jobs)
+        stop = _stop_on_failure if stop_early else _stop_on_write_failure
+        if one_pass and unknown_label == "error":
+            stop = _or_unknown_label(stop, ids)
         interrupted: BaseException | None = None
         try:
             if not fail_fast:  # a misnamed file already failed: stop before the first
@@ -846,14 +843,23 @@ def _convert_claimed(
                     jobs,
                     workers=workers,
                     progress=progress,
-                    stop=_stop_on_failure if stop_early else _stop_on_write_failure,
+                    stop=stop,
                     pool=pool,
                     into=outcomes,
                 )
         except Exception:
             raise
-        except BaseException as stop:  # Ctrl-C: record what is finished, as --fail-fast does
-            interrupted = stop
+        except BaseException as stopped:  # Ctrl-C: record what is finished, as --fail-fast does
+            interrupted = stopped
+        if one_pass and unknown_label == "error" and interrupted is None:
+            reported = (o.labels for o in outcomes if o is not None and o.labels is not None)
+            unknown_found = _has_unknown(reported, ids)
+    if unknown_found:
+        # After the pool has shut down: no worker is still writing.
+        _undo_first_outputs(output, jobs, folders_before)
+        drop_claim(output, _STAGE)
+        scans = parallel_map(_scan_labels, sources, workers=workers)
+        raise _unknown_label_error(_found_labels(relatives, scans, mapping), ids)
     # After the pool has shut down: --fail-fast may leave workers finishing files.
     write_failure = next((o.error for o in outcomes if o is not None and o.write_failed), None)
     if write_failure is not None:
@@ -877,6 +883,52 @@ def _convert_claimed(
         raise interrupted  # the claim stays: the next run knows the rest is segkit's
     drop_claim(output, _STAGE)
     return summary
+
+
+def _found_labels(
+    relatives: Sequence[Path], scans: Sequence[_Scan | None], mapping: Mapping[str, str]
+) -> dict[str, list[str]]:
+    """Each scanned file's labels after ``--map``, by source; files that failed have none."""
+    return {
+        rel.as_posix(): [mapping.get(label, label) for label in scan[0]]
+        for rel, scan in zip(relatives, scans, strict=True)
+        if scan is not None and scan[1] is None
+    }
+
+
+def _has_unknown(label_lists: Iterable[list[str]], ids: Mapping[str, int]) -> bool:
+    return any(not set(ids).issuperset(labels) for labels in label_lists)
+
+
+def _or_unknown_label(
+    stop: Callable[[Outcome], bool], ids: Mapping[str, int]
+) -> Callable[[Outcome], bool]:
+    """``stop``, and also stop at a file with a label that is not in ``ids``."""
+
+    def stop_here(outcome: Outcome) -> bool:
+        return stop(outcome) or (
+            outcome.labels is not None and not set(ids).issuperset(outcome.labels)
+        )
+
+    return stop_here
+
+
+def _undo_first_outputs(output: Path, jobs: Sequence[Job], folders_before: set[str]) -> None:
+    """Remove what a one-pass run wrote into a folder segkit had not written before.
+
+    Every file at an output name of this run's ids is this run's there, except the
+    ones found in place beforehand (``foreign_outputs``); output folders this run
+    made go too, when empty.
+    """
+    for job in jobs:
+        for relative in _stem_outputs(job.stem):
+            if relative not in job.foreign_outputs:
+                with contextlib.suppress(*UNLINK_ERRORS):
+                    (output / relative).unlink()
+    for name in _OUTPUT_DIRS:
+        if name not in folders_before:
+            with contextlib.suppress(OSError):
+                (output / name).rmdir()
 
 
 def _stop_on_failure(outcome: Outcome) -> bool:
@@ -988,7 +1040,7 @@ def _write_dataset_files(
             "segkit_version": __version__,
             "input": str(input_dir.resolve()),
             "options": options,
-            "options_fingerprint": _fingerprint(options),
+            "options_fingerprint": options_fingerprint(options),
             "labels_discovered": discovered,
         },
         **keep_sections,
