@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers_parallel import running, gone_within
+from helpers_parallel import gone_within, running
 from hypothesis import given
 from hypothesis import strategies as st
 

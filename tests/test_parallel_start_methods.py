@@ -13,9 +13,9 @@ import pytest
 from helpers_parallel import (
     SET_AFTER_IMPORT,
     count_set_after_import,
+    gone_within,
     running,
     square_and_parent,
-    gone_within,
 )
 
 from segkit import parallel
@@ -71,7 +71,7 @@ def test_a_process_identity_tells_a_reused_pid_from_its_owner() -> None:
 
 
 _OWNER_SCRIPT = """
-import os, sys
+import os, sys, time
 from segkit import parallel
 
 if __name__ == "__main__":
@@ -81,7 +81,7 @@ if __name__ == "__main__":
         with open(sys.argv[2] + ".tmp", "w") as handle:
             handle.write(str(pid))
         os.replace(sys.argv[2] + ".tmp", sys.argv[2])
-        os.read(0, 1)  # until the test kills this process
+        time.sleep(60)  # until the test kills this process
 """
 
 
@@ -90,9 +90,7 @@ if __name__ == "__main__":
 def test_a_pool_worker_ends_when_the_pools_owner_is_killed(tmp_path: Path, method: str) -> None:
     # fork: tests/test_parallel.py (test_a_worker_ends_when_its_parent_is_killed).
     pid_file = tmp_path / "worker.pid"
-    owner = subprocess.Popen(
-        [sys.executable, "-c", _OWNER_SCRIPT, method, str(pid_file)], stdin=subprocess.PIPE
-    )
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER_SCRIPT, method, str(pid_file)])
     try:
         deadline = time.monotonic() + 30
         while not pid_file.exists():
