@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers_convert import add_sample, run, shape, tree_hashes
 from helpers_parallel import (
     SET_AFTER_IMPORT,
     count_set_after_import,
@@ -102,3 +103,33 @@ def test_a_pool_worker_ends_when_the_pools_owner_is_killed(tmp_path: Path, metho
         owner.kill()
         owner.wait(10)
     assert gone_within(worker, 3 + parallel.PARENT_POLL_SECONDS)
+
+
+_CLI_WITH_START_METHOD = """
+import sys
+from segkit import parallel
+from segkit.cli import entry_point
+
+parallel.START_METHOD = sys.argv.pop(1)
+entry_point()
+"""
+
+
+def test_convert_through_the_cli_with_forkserver_workers_writes_what_one_worker_writes(
+    tmp_path: Path,
+) -> None:
+    # parallel.py builds every pool: convert stands for validate, split and weights.
+    source = tmp_path / "in"
+    for index in range(4):
+        add_sample(source, f"img{index}", [shape("cat", "point", [[3 + index, 5]])])
+    one = run("convert", source, "-o", tmp_path / "one", "--workers", "1")
+    assert one.exit_code == 0, one.output
+    command = ["convert", str(source), "-o", str(tmp_path / "two"), "--workers", "2"]
+    two = subprocess.run(
+        [sys.executable, "-c", _CLI_WITH_START_METHOD, "forkserver", *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert two.returncode == 0, two.stderr
+    assert tree_hashes(tmp_path / "two") == tree_hashes(tmp_path / "one")
