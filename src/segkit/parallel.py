@@ -94,7 +94,7 @@ def pool_context() -> BaseContext:
     return multiprocessing.get_context()
 
 
-def _start_time(pid: int | str) -> int | None:
+def _start_time(pid: int) -> int | None:
     """When a live process started (clock ticks after boot); None if gone or unreadable."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_bytes()
