@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_parallel import gone_within, running
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -125,27 +126,20 @@ def test_pool_workers_freeze_inherited_objects() -> None:
 
 _ORPHAN_SCRIPT = """
 import multiprocessing, os, sys, time
-from segkit.parallel import die_with_parent
+from segkit.parallel import ProcessIdentity, die_with_owner
 
-def child(parent, signal_ok, pid_file):
-    die_with_parent(parent, signal_ok=signal_ok)
+def child(owner, signal_ok, pid_file):
+    die_with_owner(owner, signal_ok=signal_ok)
     with open(pid_file, "w") as handle:
         handle.write(str(os.getpid()))
     time.sleep(60)
 
 if __name__ == "__main__":
     ctx = multiprocessing.get_context("fork")
-    ctx.Process(target=child, args=(os.getpid(), sys.argv[1] == "1", sys.argv[2])).start()
+    owner = ProcessIdentity.current()
+    ctx.Process(target=child, args=(owner, sys.argv[1] == "1", sys.argv[2])).start()
     time.sleep(60)
 """
-
-
-def _running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -160,13 +154,10 @@ def test_a_worker_ends_when_its_parent_is_killed(tmp_path: Path, signal_ok: bool
         assert time.monotonic() < deadline and parent.poll() is None
         time.sleep(0.01)
     child = int(pid_file.read_text())
-    assert _running(child)
+    assert running(child)
     parent.kill()
     parent.wait(10)
-    deadline = time.monotonic() + 5
-    while _running(child) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not _running(child)
+    assert gone_within(child, 5)
 
 
 def test_stop_pool_silences_only_the_cancelled_future_race_of_old_pythons(

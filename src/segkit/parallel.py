@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
+import multiprocessing
 import os
 import signal
 import sys
@@ -16,6 +18,9 @@ from concurrent.futures import (
     ProcessPoolExecutor,
     as_completed,
 )
+from dataclasses import dataclass
+from multiprocessing.context import BaseContext
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -29,8 +34,10 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _KEEP_FREED_BYTES, _HEAP_ALLOCATIONS_UP_TO = 256 << 20, 32 << 20
 # prctl(2): deliver a signal to this process when the thread that forked it ends.
 _PR_SET_PDEATHSIG = 1
-#: How often a worker without a parent-death signal checks that its parent lives.
+#: How often a worker without a parent-death signal checks that its owner lives.
 PARENT_POLL_SECONDS = 0.5
+#: How worker processes start; None: ``pool_context``'s choice. Tests set it to try others.
+START_METHOD: str | None = None
 #: How long a stopped pool's workers get to exit after SIGTERM before SIGKILL.
 _TERMINATE_GRACE_SECONDS = 2.0
 
@@ -69,6 +76,70 @@ def prepare_worker_process() -> None:
     mallopt(_M_TRIM_THRESHOLD, _KEEP_FREED_BYTES)
 
 
+def pool_context() -> BaseContext:
+    """The multiprocessing context worker pools start their processes with.
+
+    ``fork`` on Linux: a forked worker starts in milliseconds with everything this
+    process imported (numpy, PIL, segkit), where ``spawn`` and ``forkserver`` (Linux's
+    default from Python 3.14) start a fresh interpreter that imports them again, about
+    0.2 s per worker, and a resource-tracker process besides. Workers only run segkit
+    code on their own items, so inheriting this process's state is safe. Elsewhere the
+    platform's default: macOS's system frameworks are not fork-safe (Python defaults to
+    ``spawn`` there), and Windows has only ``spawn``. ``START_METHOD`` overrides this.
+    """
+    if START_METHOD is not None:
+        return multiprocessing.get_context(START_METHOD)
+    if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context()
+
+
+def _start_time(pid: int) -> int | None:
+    """When a live process started (clock ticks after boot); None if gone or unreadable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    # The command name in parentheses may hold spaces: fields are counted after it.
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    if len(fields) < 20 or fields[0] in (b"Z", b"X"):  # a zombie has ended
+        return None
+    return int(fields[19])
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """A process, told apart from a later one that reuses its pid.
+
+    On Linux the start time read from ``/proc`` tells them apart. Elsewhere only the pid
+    is compared: a process that reuses it, or an exited process its parent has not yet
+    reaped, counts as alive.
+    """
+
+    pid: int
+    start: int | None = None
+
+    @classmethod
+    def current(cls) -> ProcessIdentity:
+        """This process."""
+        pid = os.getpid()
+        return cls(pid, _start_time(pid) if sys.platform.startswith("linux") else None)
+
+    def alive(self) -> bool:
+        """Whether this process still runs."""
+        if self.start is not None:
+            return _start_time(self.pid) == self.start
+        if os.name != "posix":  # Windows' os.kill ends a process: no probe there
+            return True
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # someone else's process: the pid was reused
+            return False
+        return True
+
+
 def _set_parent_death_signal() -> bool:
     """Ask Linux to SIGKILL this process when its parent ends; False where unavailable."""
     if not sys.platform.startswith("linux"):
@@ -82,38 +153,57 @@ def _set_parent_death_signal() -> bool:
         return False
 
 
-def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:
+def _is_parent(pid: int) -> bool:
+    return os.getppid() == pid
+
+
+def _watch(alive: Callable[[], bool]) -> None:
+    while alive():
         threading.Event().wait(PARENT_POLL_SECONDS)
     os._exit(1)
 
 
-def die_with_parent(parent: int, *, signal_ok: bool = True) -> None:
-    """End this process as soon as process ``parent`` is gone, whatever ended it.
+def die_with_owner(owner: ProcessIdentity, *, signal_ok: bool = True) -> None:
+    """End this process as soon as process ``owner`` is gone, whatever ended it.
 
-    A worker left behind would go on writing into a folder another run may own, and
-    hold the caller's pipes open. On Linux the kernel sends SIGKILL when the parent
-    dies (``signal_ok``: the parent forked from its main thread, which lives as long
-    as the process); elsewhere a daemon thread polls the parent's pid.
+    ``owner`` is the process that asked for this one: the main process that built a
+    worker pool. A worker left behind would go on writing into a folder another run may
+    own, and hold the caller's pipes open. When ``owner`` is the direct parent (``fork``,
+    ``spawn``), Linux sends SIGKILL the moment it dies (``signal_ok``: it forked from its
+    main thread, which lives as long as the process); elsewhere a daemon thread polls
+    the parent's pid. Under ``forkserver`` the direct parent is the fork server, whose
+    death signal would say nothing about ``owner``: a daemon thread polls ``owner``
+    itself, told apart from a process that reuses its pid (see ``ProcessIdentity``).
     """
-    if not (signal_ok and _set_parent_death_signal()):
-        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    if os.getppid() != parent:  # it died before the signal was armed
+    if os.getppid() == owner.pid:
+        if signal_ok and _set_parent_death_signal():
+            if os.getppid() != owner.pid:  # it died before the signal was armed
+                os._exit(1)
+            return
+        alive: Callable[[], bool] = functools.partial(_is_parent, owner.pid)
+    else:
+        alive = owner.alive
+    if not alive():
         os._exit(1)
+    threading.Thread(target=_watch, args=(alive,), daemon=True).start()
 
 
-def _init_worker(parent: int, signal_ok: bool) -> None:
+def _init_worker(owner: ProcessIdentity, signal_ok: bool) -> None:
     # Ctrl-C reaches the whole process group; the main process decides what it means
     # and stops the pool, so a worker never dies half-way through with a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    die_with_parent(parent, signal_ok=signal_ok)
+    die_with_owner(owner, signal_ok=signal_ok)
     prepare_worker_process()
 
 
 def _process_pool(workers: int) -> ProcessPoolExecutor:
+    # Workers start (fork, spawn) in the thread that submits work: the one building the pool.
     signal_ok = threading.current_thread() is threading.main_thread()
     return ProcessPoolExecutor(
-        max_workers=workers, initializer=_init_worker, initargs=(os.getpid(), signal_ok)
+        max_workers=workers,
+        mp_context=pool_context(),
+        initializer=_init_worker,
+        initargs=(ProcessIdentity.current(), signal_ok),
     )
 
 
