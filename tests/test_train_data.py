@@ -157,3 +157,23 @@ def test_items_do_not_depend_on_the_order_they_are_drawn(tmp_path: Path):
     again = items[(1, 42)]
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     assert first[0].shape == (3, 24, 24) and first[1].dtype == torch.int64
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_loader_workers_start_as_segkit_pools_do(workers: int) -> None:
+    """Loader workers use the pools' start method (fork on Linux, not 3.14's forkserver),
+    and a loader without workers gets no context, which torch would refuse."""
+    from torch.utils.data import DataLoader
+
+    from segkit.parallel import pool_context
+    from segkit.train.stage import loader_options
+
+    options = loader_options(workers, pin_memory=False)
+    loader = DataLoader(list(range(4)), batch_size=2, **options)
+    assert loader.num_workers == workers
+    if workers:
+        method = loader.multiprocessing_context.get_start_method()
+        assert method == pool_context().get_start_method()
+        assert list(loader) and [b.tolist() for b in loader] == [[0, 1], [2, 3]]
+    else:
+        assert loader.multiprocessing_context is None

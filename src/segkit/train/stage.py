@@ -47,6 +47,7 @@ from segkit.ownership import (
     output_folder,
     stays_inside,
 )
+from segkit.parallel import pool_context
 from segkit.train import distributed
 from segkit.train.augment import AugmentSettings
 from segkit.train.budget import TimeBudget
@@ -301,6 +302,25 @@ def _ids_hash(dataset: Dataset, split: str) -> str:
     import hashlib
 
     return hashlib.sha256("\n".join(dataset.read_split(split)).encode()).hexdigest()
+
+
+def loader_options(workers: int, *, pin_memory: bool) -> dict[str, Any]:
+    """``DataLoader`` options shared by the train and validation loaders.
+
+    Loader workers start as segkit's own pools do (``parallel.pool_context``: fork on
+    Linux). Under forkserver, Python 3.14's default there, a loader worker outlived a
+    SIGKILLed training process: torch's watchdog watches its direct parent, the fork
+    server, which stays alive as long as the worker does.
+    """
+    options: dict[str, Any] = {
+        "num_workers": workers,
+        "pin_memory": pin_memory,
+        "worker_init_fn": seed_worker,
+        "persistent_workers": workers > 0,
+    }
+    if workers > 0:  # torch refuses a context without worker processes
+        options["multiprocessing_context"] = pool_context()
+    return options
 
 
 def _default_workers(job: distributed.Dist) -> int:
@@ -709,12 +729,7 @@ class _Run:
             len(plan.train_files), seed=plan.options.seed, epoch=0,
             rank=plan.job.rank, world=plan.job.world,
         )  # fmt: skip
-        common: dict[str, Any] = {
-            "num_workers": plan.workers,
-            "pin_memory": plan.runtime.device.type == "cuda",
-            "worker_init_fn": seed_worker,
-            "persistent_workers": plan.workers > 0,
-        }
+        common = loader_options(plan.workers, pin_memory=plan.runtime.device.type == "cuda")
         train = DataLoader(
             self.train_set,
             batch_sampler=BatchSampler(sampler, plan.batch_size, drop_last=True),
