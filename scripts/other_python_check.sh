@@ -33,4 +33,6 @@ QT_QPA_PLATFORM=offscreen python -m pytest -q -p no:cacheprovider \
   tests/test_split_stage.py tests/test_cli_split.py tests/test_weights.py \
   tests/test_weights_stage.py tests/test_cli_weights.py tests/test_png.py tests/test_voc.py \
   tests/test_io.py tests/test_imagehash.py tests/test_dataset.py tests/test_parallel.py \
-  tests/test_interrupts.py tests/test_ownership.py
+  tests/test_interrupts.py tests/test_ownership.py tests/test_convert_one_pass.py \
+  tests/test_convert_walk.py tests/test_convert_parse_once.py tests/test_cli_exit.py \
+  tests/test_parallel_start_methods.py
