@@ -54,6 +54,10 @@ class LabelPolicy:
     #: error | ignore (paint 255) | background (paint 0) | skip (drop the shape)
     unknown: str = "error"
 
+    def mapped(self, labels: Iterable[str]) -> list[str]:
+        """``labels`` renamed by ``--map``."""
+        return [self.mapping.get(label, label) for label in labels]
+
     def apply(self, shapes: tuple[Shape, ...], where: str) -> tuple[list[Shape], dict[str, int]]:
         """Renamed shapes whose labels all have ids, plus the ids to paint them with."""
         ids = dict(self.ids)
@@ -384,7 +388,7 @@ def _parse(job: Job, raw: bytes, outcome: Outcome) -> Annotation:
         if isinstance(job.fingerprint, Fingerprints):
             with contextlib.suppress(AnnotationError):
                 labels = scan_labels(job.source, raw)
-                outcome.labels = [job.policy.mapping.get(label, label) for label in labels]
+                outcome.labels = job.policy.mapped(labels)
         raise
 
 
@@ -397,7 +401,7 @@ def _convert(job: Job, outcome: Outcome, written: list[Path]) -> Outcome:
         annotation = _parse(job, raw, outcome)
     fingerprint = job.fingerprint
     if isinstance(fingerprint, Fingerprints):
-        outcome.labels = [job.policy.mapping.get(s.label, s.label) for s in annotation.shapes]
+        outcome.labels = job.policy.mapped(shape.label for shape in annotation.shapes)
         fingerprint = fingerprint.of(outcome.labels)
     outcome.shape_types.update(shape.shape_type for shape in annotation.shapes)
     image_sha, image_data = _read_image_source(annotation, raw)

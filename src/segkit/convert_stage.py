@@ -965,9 +965,7 @@ def _or_unknown_label(
     """``stop``, and also stop at a file with a label that is not in ``ids``."""
 
     def stop_here(outcome: Outcome) -> bool:
-        return stop(outcome) or (
-            outcome.labels is not None and not set(ids).issuperset(outcome.labels)
-        )
+        return stop(outcome) or (outcome.labels is not None and _has_unknown([outcome.labels], ids))
 
     return stop_here
 
