@@ -175,17 +175,15 @@ def die_with_owner(owner: ProcessIdentity, *, signal_ok: bool = True) -> None:
     death signal would say nothing about ``owner``: a daemon thread polls ``owner``
     itself, told apart from a process that reuses its pid (see ``ProcessIdentity``).
     """
+    alive: Callable[[], bool] = owner.alive
+    polled = True
     if os.getppid() == owner.pid:
-        if signal_ok and _set_parent_death_signal():
-            if os.getppid() != owner.pid:  # it died before the signal was armed
-                os._exit(1)
-            return
-        alive: Callable[[], bool] = functools.partial(_is_parent, owner.pid)
-    else:
-        alive = owner.alive
-    if not alive():
+        alive = functools.partial(_is_parent, owner.pid)
+        polled = not (signal_ok and _set_parent_death_signal())
+    if not alive():  # it died before the signal was armed, or the watch started
         os._exit(1)
-    threading.Thread(target=_watch, args=(alive,), daemon=True).start()
+    if polled:
+        threading.Thread(target=_watch, args=(alive,), daemon=True).start()
 
 
 def _init_worker(owner: ProcessIdentity, signal_ok: bool) -> None:
